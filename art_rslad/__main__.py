@@ -1,0 +1,3 @@
+from art_rslad.cli import main
+
+raise SystemExit(main())
