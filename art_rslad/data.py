@@ -41,7 +41,7 @@ def _unpack_debian_fashion(target: Path) -> bool:
         return False
     raw = target / "FashionMNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    for source, name in zip(sources, _FASHION_FILES):
+    for source, name in zip(sources, _FASHION_FILES, strict=True):
         destination = raw / name
         if destination.is_file():
             continue

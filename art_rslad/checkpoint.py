@@ -1,0 +1,68 @@
+"""Atomic checkpoint files that load without unpickling arbitrary objects.
+
+:func:`save_atomic` writes to a temporary file in the target folder, flushes it to disk and renames it over the
+target, so an interrupted or failed write (disk full, a kill) leaves the previous file intact.
+:func:`load_file` reads with ``torch.load(..., weights_only=True)`` and turns every failure into a ValueError
+that says what is wrong with the file.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_FORMAT = "art-rslad-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def save_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save`` ``obj`` to ``path`` atomically (temporary file, fsync, rename)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(obj, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_file(path: str | os.PathLike[str], map_location: str | torch.device | None = "cpu") -> Any:
+    """Load a torch file with ``weights_only=True``; a clear ValueError for missing, corrupt or unsafe files."""
+    source = Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"No checkpoint or weights file at {source}.")
+    try:
+        return torch.load(source, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"{source} holds objects other than tensors and plain containers, so it was refused without being "
+            f"unpickled (weights_only=True). Save a plain state dict: torch.save(model.state_dict(), path). ({error})"
+        ) from error
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, AttributeError, TypeError) as error:
+        raise ValueError(f"{source} is corrupt or truncated and cannot be read as a torch file ({error}).") from error
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by an art-rslad trainer; refuse files of any other kind."""
+    payload = load_file(path, map_location)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{path} is not an art-rslad training checkpoint (a plain state dict loads with "
+            "art_rslad.models.load_weights instead)."
+        )
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path} has checkpoint version {payload.get('version')}; this art-rslad reads "
+                         f"version {CHECKPOINT_VERSION}.")
+    return payload
