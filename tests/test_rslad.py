@@ -162,7 +162,7 @@ def test_fit_generator_and_validation(fmnist, robust_teacher, classifier_factory
 # ---------------------------------------------------------------- bad input
 def test_constructor_errors(robust_teacher, classifier_factory) -> None:
     student = classifier_factory(width=4)
-    with pytest.raises(ValueError, match="`teacher`.*classes"):
+    with pytest.raises(ValueError, match=r"`teacher`.*classes"):
         torch.manual_seed(0)
         AdversarialTrainerRSLAD(student, make_classifier(TinyCNN(4, nb_classes=7), nb_classes=7))
     with pytest.raises(ValueError, match="`eps`"):
