@@ -38,7 +38,8 @@ import torch
 from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.checkpoint import load_file
-from art_rslad.data import cache_dir
+from art_rslad.data import cache_dir, dataset_info
+from art_rslad.models.classifier import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ REPORTED: dict[tuple[str, str, str], tuple[str, float, float, str]] = {
         "LTD: Low Temperature Distillation for Robust Adversarial Training, https://arxiv.org/abs/2111.02331"),
 }
 
-DATASETS: dict[str, tuple[tuple[int, int, int], int]] = {"cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100)}
+DATASETS: tuple[str, ...] = ("cifar10", "cifar100")
 # RobustBench's threat models for CIFAR and the eps its leaderboard evaluates each at (inputs in [0, 1]).
 THREAT_MODELS: dict[str, float | None] = {"Linf": 8 / 255, "L2": 0.5, "corruptions": None}
 
@@ -123,7 +124,7 @@ def _canonical(dataset: str, threat_model: str) -> tuple[str, str]:
     """``dataset`` and ``threat_model`` as RobustBench spells them, or a ValueError naming the argument."""
     dataset_key = str(dataset).lower().replace("-", "").replace("_", "")
     if dataset_key not in DATASETS:
-        raise ValueError(f"`dataset` must be one of {sorted(DATASETS)} for a RobustBench teacher, got {dataset!r}.")
+        raise ValueError(f"`dataset` must be one of {list(DATASETS)} for a RobustBench teacher, got {dataset!r}.")
     threats = {name.lower(): name for name in THREAT_MODELS}
     if str(threat_model).lower() not in threats:
         raise ValueError(f"`threat_model` must be one of {list(THREAT_MODELS)}, got {threat_model!r}.")
@@ -220,22 +221,12 @@ def _fetch(robustbench_utils: types.ModuleType, name: str, path: Path, gdrive_id
         raise FileNotFoundError(f"{where}; the download from Google Drive (id {gdrive_id}) wrote no file.")
 
 
-def _device_type(device: str | torch.device | None) -> str:
-    """ART's ``device_type`` for ``device`` (None: a GPU when there is one)."""
-    if device is None:
-        return "gpu"
-    kind = torch.device(device).type
-    if kind not in ("cpu", "cuda"):
-        raise ValueError(f"`device` must be 'cpu', 'cuda' or None, got {device!r}.")
-    return "gpu" if kind == "cuda" else "cpu"
-
-
 def load_robustbench_teacher(
     name: str,
     dataset: str = "cifar10",
     threat_model: str = "Linf",
     model_dir: str | os.PathLike[str] | None = None,
-    device: str | torch.device | None = None,
+    device: str | None = None,
     *,
     download: bool = True,
 ) -> PyTorchClassifier:
@@ -254,7 +245,7 @@ def load_robustbench_teacher(
     :param model_dir: RobustBench's model folder; default ``$ART_RSLAD_ROBUSTBENCH_DIR``, else
         ``$XDG_CACHE_HOME/art-rslad/robustbench`` (``~/.cache/...``). Pass ``"models"`` to share the folder a
         RobustBench script uses by default.
-    :param device: ``"cpu"``, ``"cuda"`` or None (a GPU when there is one; ART uses the current CUDA device).
+    :param device: ``"cpu"``, ``"cuda"``, ``"cuda:<index>"`` or None (CUDA when available).
     :param download: Whether a missing file may be downloaded.
     :return: The teacher as a PyTorchClassifier with cross-entropy loss and no optimizer.
     :raises ImportError: without the ``robustbench`` extra.
@@ -263,7 +254,7 @@ def load_robustbench_teacher(
     """
     name = strip_source_prefix(name)
     dataset, threat_model = _canonical(dataset, threat_model)
-    device_type = _device_type(device)
+    resolved_device = resolve_device(device)
     robustbench_utils = import_robustbench()
     entry = _zoo_entry(robustbench_utils, name, dataset, threat_model)
     root = Path(model_dir) if model_dir is not None else default_model_dir()
@@ -272,15 +263,17 @@ def load_robustbench_teacher(
             _fetch(robustbench_utils, name, path, gdrive_id, download)
         load_file(path)  # weights_only=True: refuses pickled code before RobustBench's torch.load reads the file
     model = robustbench_utils.load_model(name, model_dir=root, dataset=dataset, threat_model=threat_model)
-    input_shape, nb_classes = DATASETS[dataset]
+    info = dataset_info(dataset)
+    if resolved_device.startswith("cuda:"):
+        torch.cuda.set_device(torch.device(resolved_device))  # ART places models on the current CUDA device
     logger.info("Loaded RobustBench teacher %s (%s, %s): %s, %.1fM parameters", name, dataset, threat_model,
                 type(model).__name__, sum(p.numel() for p in model.parameters()) / 1e6)
     return PyTorchClassifier(
         model=model.eval(),
         loss=torch.nn.CrossEntropyLoss(),
-        input_shape=input_shape,
-        nb_classes=nb_classes,
-        clip_values=(0.0, 1.0),
+        input_shape=info.input_shape,
+        nb_classes=info.nb_classes,
+        clip_values=info.clip_values,
         preprocessing=None,
-        device_type=device_type,
+        device_type="gpu" if resolved_device.startswith("cuda") else "cpu",
     )

@@ -127,6 +127,9 @@ def test_bad_arguments_are_value_errors_naming_them(tmp_path: Path) -> None:
         load_robustbench_teacher(NAME, dataset="mnist", model_dir=tmp_path)
     with pytest.raises(ValueError, match="`threat_model`"):
         load_robustbench_teacher(NAME, threat_model="L1", model_dir=tmp_path)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="`device`"):
+            load_robustbench_teacher(NAME, model_dir=tmp_path, device="cuda")
     with pytest.raises(ValueError, match="timm"):
         load_robustbench_teacher("Debenedetti2022Light_XCiT-S12", model_dir=tmp_path, download=False)
 
