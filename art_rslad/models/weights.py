@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from art_rslad.checkpoint import load_file
+
 logger = logging.getLogger(__name__)
 
 # Keys under which training scripts commonly nest the model's weights in a checkpoint dict.
-WRAPPER_KEYS: tuple[str, ...] = ("state_dict", "model_state_dict", "model", "net", "student", "params")
+WRAPPER_KEYS: tuple[str, ...] = ("state_dict", "model_state_dict", "model_state", "model", "net", "student",
+                                 "params")
 # Prefixes added by nn.DataParallel / DistributedDataParallel ("module.") and by wrapper modules ("model.").
 KEY_PREFIXES: tuple[str, ...] = ("module.", "model.")
 _MAX_KEYS_SHOWN = 8
@@ -37,20 +38,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         containers (refused without running them), or holds no state dict.
     """
     file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"No weights file at {str(file)!r}.")
-    try:
-        loaded = torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"Refused to load {str(file)!r}: it is not a plain state dict (unpickling it would build arbitrary "
-            f"objects, which weights_only=True forbids). Save model.state_dict() instead. Details: {error}"
-        ) from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
-        raise ValueError(
-            f"Cannot read {str(file)!r}: the file is corrupt or truncated, or not written by torch.save ({error})."
-        ) from error
-    return _unwrap(loaded, file)
+    return _unwrap(load_file(file, map_location="cpu"), file)
 
 
 def _is_state_dict(value: object) -> bool:

@@ -1,0 +1,90 @@
+"""``art-rslad teacher``: train a robust teacher (TRADES or SAT) or import a state dict, evaluate it, write its card.
+
+Example (the shipped Fashion-MNIST teacher)::
+
+    art-rslad teacher --preset fashion-mnist --out art_rslad/zoo --name fashion-mnist-cnn-large
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+
+from art_rslad.config import Config, get_preset, preset_names
+from art_rslad.data import dataset_info
+from art_rslad.models import list_models, resolve_device
+from art_rslad.teachers import TEACHER_METHODS, evaluate_teacher, load_teacher, save_teacher, train_teacher
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "teacher", help="Train (TRADES/SAT) or import a robust teacher; write its weights and model card.",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--preset", choices=preset_names(), default="fashion-mnist",
+                        help="Settings to start from (default: fashion-mnist).")
+    source.add_argument("--config", type=Path, help="A .toml or .json config file instead of a preset.")
+    parser.add_argument("--import", dest="import_path", type=Path,
+                        help="Import this state dict instead of training (evaluated and carded as is).")
+    parser.add_argument("--model", choices=list_models(), help="Teacher architecture (default: the config's).")
+    parser.add_argument("--method", choices=TEACHER_METHODS, help="Training method (default: the config's).")
+    parser.add_argument("--nb-epochs", type=int, help="Training epochs (default: the config's teacher.nb_epochs).")
+    parser.add_argument("--lr", type=float, help="SGD learning rate (default: the config's teacher.lr).")
+    parser.add_argument("--beta", type=float, help="TRADES beta (default: the config's teacher.beta).")
+    parser.add_argument("--seed", type=int, help="Seed (default: the config's).")
+    parser.add_argument("--out", type=Path, required=True, help="Folder for <name>.pt and <name>.json.")
+    parser.add_argument("--name", help="Model name (default: <dataset>-<model>).")
+    parser.add_argument("--run-dir", type=Path, help="Checkpoint folder of training (default: <out>/<name>-run).")
+    parser.add_argument("--resume", action="store_true", help="Continue an interrupted run from its last.pt.")
+    parser.add_argument("--nb-val", type=int, default=1000,
+                        help="Held-out validation images attacked after each epoch (default: 1000).")
+    parser.add_argument("--nb-eval", type=int, default=1000,
+                        help="Test images for the clean and PGD accuracy in the card (default: 1000).")
+    parser.add_argument("--nb-eval-autoattack", type=int, default=200,
+                        help="Test images for standard AutoAttack in the card; 0 skips it (default: 200).")
+    parser.add_argument("--data-root", type=Path, help="Dataset folder (default: automatic lookup).")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="Device (default: cuda when available, else cpu).")
+    parser.add_argument("--quiet", action="store_true", help="No progress bars.")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    config = Config.from_file(args.config) if args.config is not None else get_preset(args.preset)
+    teacher = dataclasses.replace(
+        config.teacher,
+        **{key: value for key, value in (("model", args.model), ("method", args.method),
+                                         ("nb_epochs", args.nb_epochs), ("lr", args.lr), ("beta", args.beta))
+           if value is not None},
+    )
+    return dataclasses.replace(config, teacher=teacher, seed=config.seed if args.seed is None else args.seed)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = _config(args)
+    device = resolve_device(args.device)
+    name = args.name or f"{dataset_info(config.dataset).name}-{config.teacher.model}"
+    command = shlex.join(["art-rslad", *sys.argv[1:]])
+    if args.import_path is not None:
+        classifier = load_teacher(str(args.import_path), config.dataset, model=config.teacher.model, device=device)
+        training = {"imported_from": str(args.import_path), "command": command}
+    else:
+        run_dir = args.run_dir or args.out / f"{name}-run"
+        classifier, training = train_teacher(config, device=device, run_dir=run_dir, resume=args.resume,
+                                             nb_val=args.nb_val, data_root=args.data_root, verbose=not args.quiet)
+        training["command"] = command
+    metrics = evaluate_teacher(classifier, config.dataset, nb_images=args.nb_eval,
+                               nb_images_autoattack=args.nb_eval_autoattack, eps=config.eps, seed=config.seed,
+                               data_root=args.data_root)
+    for entry in metrics.values():
+        entry["command"] = command
+    card = save_teacher(classifier, args.out, name, architecture=config.teacher.model, dataset=config.dataset,
+                        eps=config.eps, metrics=metrics, training=training, seed=config.seed)
+    print(f"{args.out / card.weights}  sha256 {card.sha256}")
+    for attack, entry in metrics.items():
+        print(f"  {attack:>12}: {100 * entry['accuracy']:.2f}% on {entry['nb_images']} test images")
+    return 0
