@@ -50,7 +50,7 @@ def _versions() -> dict[str, str]:
 
     import art_rslad
 
-    return {"art_rslad": art_rslad.__version__, "art": art.__version__, "torch": torch.__version__,
+    return {"art_rslad": art_rslad.__version__, "art": art.__version__, "torch": str(torch.__version__),
             "numpy": np.__version__, "python": platform.python_version()}
 
 
