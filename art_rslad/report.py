@@ -1,0 +1,270 @@
+"""The paper's comparison table (best and last checkpoint x attacks, mean ± std over seeds) and its figures.
+
+Pure functions of plain numbers, so a table can be rebuilt from the JSON files of finished runs::
+
+    table = build_table({"rslad": {"best": [{"clean": 0.83, "autoattack": 0.51}], "last": [...]}, "sat": ...})
+    print(table.to_markdown())
+    plot_table_bars(table, "final_table.png")
+    plot_curves({"rslad": [history_seed0, history_seed1]}, "robust_accuracy_per_epoch.png")
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no global backend change), so they work
+without a display and leave a user's matplotlib state alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: The columns of the paper's white-box table, in its order.
+PAPER_ATTACKS: tuple[str, ...] = ("clean", "fgsm", "pgd_sat", "pgd_trades", "cw_inf", "autoattack")
+#: Column titles as the paper writes them; other names are shown as they are.
+ATTACK_LABELS: dict[str, str] = {
+    "clean": "Clean", "fgsm": "FGSM", "pgd_sat": "PGD_SAT", "pgd_trades": "PGD_TRADES", "cw_inf": "CW_inf",
+    "autoattack": "AA", "square": "Square", "transfer_pgd": "Transfer PGD", "transfer_cw": "Transfer CW",
+    "worst_case": "Worst case",
+}
+#: The checkpoints the paper reports, in its order.
+CHECKPOINTS: tuple[str, ...] = ("best", "last")
+#: Per-epoch metrics written by the trainers' validation, with their axis titles.
+CURVE_LABELS: dict[str, str] = {
+    "val_pgd": "validation PGD-10 accuracy (%)", "val_clean": "validation clean accuracy (%)",
+    "train_accuracy": "training accuracy (%)", "loss": "training loss",
+}
+
+
+def attack_label(name: str) -> str:
+    """The column title of attack ``name`` (the paper's spelling where it has one)."""
+    return ATTACK_LABELS.get(name, name)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Accuracies (fractions in [0, 1]) of one method, checkpoint and attack over seeds.
+
+    ``std`` is the sample standard deviation (ddof = 1); 0 for a single seed.
+    """
+
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
+
+    def format(self) -> str:
+        """Percentages with two decimals, ``mean ± std`` when there is more than one seed."""
+        if len(self.values) == 1:
+            return f"{100 * self.mean:.2f}"
+        return f"{100 * self.mean:.2f} ± {100 * self.std:.2f}"
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One row of the table: a method at one checkpoint, a :class:`Cell` per attack."""
+
+    method: str
+    checkpoint: str
+    cells: dict[str, Cell]
+
+
+@dataclass
+class ComparisonTable:
+    """Robust accuracy of several methods, best and last checkpoints, over seeds.
+
+    :param attacks: Column order (attack names of :func:`art_rslad.evaluate_robustness`).
+    :param rows: Rows in method order, each method's checkpoints in :data:`CHECKPOINTS` order.
+    :param notes: Lines printed under the markdown table (settings, how lr was chosen, ...).
+    """
+
+    attacks: tuple[str, ...]
+    rows: list[TableRow]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def methods(self) -> list[str]:
+        return list(dict.fromkeys(row.method for row in self.rows))
+
+    def row(self, method: str, checkpoint: str) -> TableRow:
+        """The row of ``method`` at ``checkpoint``; ValueError naming the rows there are otherwise."""
+        for row in self.rows:
+            if (row.method, row.checkpoint) == (method, checkpoint):
+                return row
+        raise ValueError(f"No row for method {method!r} at checkpoint {checkpoint!r}; the table has "
+                         + ", ".join(f"{r.method}/{r.checkpoint}" for r in self.rows) + ".")
+
+    def to_markdown(self) -> str:
+        """A markdown table: method, checkpoint, seeds, then one column per attack (accuracy in %)."""
+        header = ["Method", "Checkpoint", "Seeds", *(attack_label(name) for name in self.attacks)]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for row in self.rows:
+            seeds = max((len(cell.values) for cell in row.cells.values()), default=0)
+            cells = [row.cells[name].format() if name in row.cells else "–" for name in self.attacks]
+            lines.append("| " + " | ".join([row.method, row.checkpoint, str(seeds), *cells]) + " |")
+        text = "\n".join(lines) + "\n"
+        if self.notes:
+            text += "\n" + "\n".join(self.notes) + "\n"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: per row and attack the per-seed values, mean and std (fractions in [0, 1])."""
+        return {
+            "attacks": list(self.attacks),
+            "rows": [{"method": row.method, "checkpoint": row.checkpoint,
+                      "cells": {name: {"values": list(cell.values), "mean": cell.mean, "std": cell.std}
+                                for name, cell in row.cells.items()}} for row in self.rows],
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ComparisonTable:
+        """Inverse of :meth:`to_dict`."""
+        rows = [TableRow(row["method"], row["checkpoint"],
+                         {name: Cell(tuple(cell["values"])) for name, cell in row["cells"].items()})
+                for row in data["rows"]]
+        return cls(tuple(data["attacks"]), rows, list(data.get("notes", [])))
+
+    def save(self, folder: str | Path, stem: str = "comparison") -> tuple[Path, Path]:
+        """Write ``<stem>.md`` and ``<stem>.json`` into ``folder``; return their paths."""
+        target = Path(folder)
+        target.mkdir(parents=True, exist_ok=True)
+        markdown, data = target / f"{stem}.md", target / f"{stem}.json"
+        markdown.write_text(self.to_markdown(), encoding="utf-8")
+        data.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return markdown, data
+
+
+def build_table(
+    results: Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]],
+    attacks: Sequence[str] | None = None,
+    notes: Sequence[str] = (),
+) -> ComparisonTable:
+    """Aggregate per-seed accuracies into a :class:`ComparisonTable`.
+
+    :param results: ``results[method][checkpoint]`` is a list with one ``{attack: accuracy}`` dict per seed
+        (accuracies as fractions in [0, 1]); checkpoints are ordered as in :data:`CHECKPOINTS`.
+    :param attacks: Columns; by default the attacks of :data:`PAPER_ATTACKS` found in ``results``, then any other.
+    :param notes: Lines to print under the table.
+    """
+    if not results:
+        raise ValueError("`results` is empty: pass at least one method with evaluated checkpoints.")
+    found: dict[str, None] = {}
+    for per_checkpoint in results.values():
+        for seeds in per_checkpoint.values():
+            for accuracies in seeds:
+                found.update(dict.fromkeys(accuracies))
+    if attacks is None:
+        attacks = [name for name in PAPER_ATTACKS if name in found] + [n for n in found if n not in PAPER_ATTACKS]
+    rows = []
+    for method, per_checkpoint in results.items():
+        order = [c for c in CHECKPOINTS if c in per_checkpoint] + [c for c in per_checkpoint if c not in CHECKPOINTS]
+        for checkpoint in order:
+            seeds = per_checkpoint[checkpoint]
+            cells = {}
+            for name in attacks:
+                values = tuple(float(accuracies[name]) for accuracies in seeds if name in accuracies)
+                if values:
+                    cells[name] = Cell(values)
+            rows.append(TableRow(method, checkpoint, cells))
+    return ComparisonTable(tuple(attacks), rows, list(notes))
+
+
+def _canvas(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Any, path: str | Path) -> Path:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(target, dpi=120)
+    return target
+
+
+def plot_curves(
+    histories: Mapping[str, Sequence[Sequence[Mapping[str, float]]]],
+    path: str | Path,
+    metric: str = "val_pgd",
+    title: str | None = None,
+) -> Path:
+    """Line plot of a per-epoch metric per method: the mean over seeds, shaded ± one std where seeds > 1.
+
+    :param histories: ``histories[method]`` is a list with one trainer history per seed (a list of per-epoch
+        records as in ``metrics.jsonl``, each with ``epoch`` and ``metric``).
+    :param path: PNG file to write.
+    :param metric: Key of the records to plot (``val_pgd``: validation PGD-10 accuracy).
+    :param title: Figure title; a default names the metric.
+    """
+    figure = _canvas(6.4, 4.0)
+    axes = figure.add_subplot()
+    is_accuracy = metric != "loss"
+    plotted = False
+    for method, runs in histories.items():
+        series: dict[int, list[float]] = {}
+        for history in runs:
+            for record in history:
+                if metric in record and math.isfinite(record[metric]):
+                    series.setdefault(int(record["epoch"]), []).append(float(record[metric]))
+        if not series:
+            continue
+        epochs = sorted(series)
+        values = [np.asarray(series[epoch]) * (100 if is_accuracy else 1) for epoch in epochs]
+        mean = np.array([v.mean() for v in values])
+        std = np.array([v.std(ddof=1) if len(v) > 1 else 0.0 for v in values])
+        axes.plot(epochs, mean, marker="o", label=method)
+        if std.any():
+            axes.fill_between(epochs, mean - std, mean + std, alpha=0.2)
+        plotted = True
+    if not plotted:
+        raise ValueError(f"No history holds the metric {metric!r}; per-epoch keys are e.g. "
+                         f"{', '.join(CURVE_LABELS)} (validation metrics need validation data).")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(CURVE_LABELS.get(metric, metric))
+    axes.set_title(title or f"{CURVE_LABELS.get(metric, metric)} per epoch")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return _save(figure, path)
+
+
+def plot_table_bars(table: ComparisonTable, path: str | Path, checkpoint: str = "best",
+                    title: str | None = None) -> Path:
+    """Grouped bar chart of one checkpoint's rows: attacks on the x axis, one bar per method, std as error bars.
+
+    :param table: The comparison table.
+    :param path: PNG file to write.
+    :param checkpoint: ``"best"`` or ``"last"``.
+    :param title: Figure title; a default names the checkpoint.
+    """
+    rows = [row for row in table.rows if row.checkpoint == checkpoint]
+    if not rows:
+        raise ValueError(f"The table has no rows for `checkpoint` {checkpoint!r}; it has "
+                         f"{sorted({row.checkpoint for row in table.rows})}.")
+    figure = _canvas(max(6.4, 1.1 * len(table.attacks) + 2), 4.0)
+    axes = figure.add_subplot()
+    positions = np.arange(len(table.attacks))
+    width = 0.8 / len(rows)
+    for index, row in enumerate(rows):
+        means = [100 * row.cells[name].mean if name in row.cells else np.nan for name in table.attacks]
+        stds = [100 * row.cells[name].std if name in row.cells else 0.0 for name in table.attacks]
+        axes.bar(positions + (index - (len(rows) - 1) / 2) * width, means, width, yerr=stds, capsize=3,
+                 label=row.method)
+    axes.set_xticks(positions, [attack_label(name) for name in table.attacks])
+    axes.set_ylabel("accuracy (%)")
+    axes.set_ylim(0, 100)
+    axes.set_title(title or f"Accuracy under attack, {checkpoint} checkpoint")
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend()
+    return _save(figure, path)
