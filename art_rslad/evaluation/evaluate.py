@@ -1,0 +1,225 @@
+""":func:`evaluate_robustness`: run the paper's attacks on one classifier and report each and their worst case."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+import numpy as np
+from art.estimators.classification import PyTorchClassifier
+from art.estimators.classification.classifier import ClassifierMixin
+from tqdm.auto import tqdm
+
+from art_rslad.estimators import check_classifier, clip_range, model_modes
+from art_rslad.evaluation.checks import check_model, consistency_warnings
+from art_rslad.evaluation.registry import ATTACKS, DEFAULT_ATTACKS, AttackContext, PreparedAttack
+from art_rslad.evaluation.report import RobustnessReport
+
+logger = logging.getLogger(__name__)
+
+#: Slack for float32 round-off when checking x against clip_values and x' against the eps ball.
+_BOUND_TOLERANCE = 1e-5
+#: The per-attack tables of a RobustnessReport.
+_TABLES = ("correct", "kinds", "seconds", "max_perturbation", "settings", "messages")
+
+
+def _attack_names(attacks: Iterable[str] | str, surrogate: object) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys([attacks] if isinstance(attacks, str) else attacks))
+    unknown = [name for name in names if name not in ATTACKS]
+    if unknown or not names:
+        raise ValueError(f"`attacks`: unknown or no attack names {unknown}; known attacks: {', '.join(ATTACKS)}.")
+    transfer = [name for name in names if ATTACKS[name].kind == "transfer"]
+    if transfer and surrogate is None:
+        raise ValueError(f"`surrogate` is needed by the transfer attacks {transfer}: pass a PyTorchClassifier to "
+                         "craft them on (the paper uses a robust model of another architecture), or drop them.")
+    return names
+
+
+def _has_gradients(classifier: object) -> bool:
+    return isinstance(classifier, PyTorchClassifier) and classifier.all_framework_preprocessing
+
+
+def _check_classifiers(classifier: Any, surrogate: Any, names: tuple[str, ...]) -> None:
+    if not isinstance(classifier, ClassifierMixin) or getattr(classifier, "clip_values", None) is None:
+        raise ValueError(f"`classifier` must be an ART classifier with clip_values (e.g. PyTorchClassifier(..., "
+                         f"clip_values=(0, 1))), got {type(classifier).__name__}.")
+    white_box = [name for name in names if ATTACKS[name].kind == "white-box"]
+    if white_box and not _has_gradients(classifier):
+        others = [name for name, spec in ATTACKS.items() if spec.kind != "white-box"]
+        raise ValueError(
+            f"`classifier` ({type(classifier).__name__}) has no torch loss gradients, which the white-box attacks "
+            f"{white_box} need: pass a PyTorchClassifier whose preprocessing is torch-native, or choose from "
+            f"{others}."
+        )
+    if surrogate is not None:
+        check_classifier(surrogate, "surrogate")
+        if surrogate.nb_classes != classifier.nb_classes or clip_range(surrogate) != clip_range(classifier):
+            raise ValueError(
+                f"`surrogate` must have the classifier's classes and clip_values: {surrogate.nb_classes} classes "
+                f"in {clip_range(surrogate)} against {classifier.nb_classes} in {clip_range(classifier)}."
+            )
+
+
+def _check_data(classifier: Any, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (x as float32, labels as int64 indices) or raise ValueError."""
+    x = np.asarray(x, dtype=np.float32)
+    if len(x) == 0 or tuple(x.shape[1:]) != tuple(classifier.input_shape):
+        raise ValueError(f"`x` must be a non-empty array of shape (N, *{tuple(classifier.input_shape)}), "
+                         f"got {x.shape}.")
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == classifier.nb_classes:
+        labels = y.argmax(axis=1)
+    elif y.ndim == 1 and np.all(np.mod(y, 1) == 0):
+        labels = y.astype(np.int64)
+    else:
+        raise ValueError(f"`y` must hold class indices (N,) or one-hot rows (N, {classifier.nb_classes}), "
+                         f"got shape {y.shape}.")
+    if len(labels) != len(x):
+        raise ValueError(f"`x` and `y` do not match: {len(x)} inputs but {len(labels)} labels.")
+    if labels.min() < 0 or labels.max() >= classifier.nb_classes:
+        raise ValueError(f"`y` has labels outside [0, {classifier.nb_classes}).")
+    low, high = classifier.clip_values
+    if np.any(x < np.asarray(low) - _BOUND_TOLERANCE) or np.any(x > np.asarray(high) + _BOUND_TOLERANCE):
+        raise ValueError(f"`x` lies outside the classifier's clip_values {classifier.clip_values} (its range is "
+                         f"[{x.min():g}, {x.max():g}]); scale x to that range, e.g. divide 0-255 images by 255.")
+    return x, labels
+
+
+def _fingerprint(x: np.ndarray, labels: np.ndarray, settings: dict[str, Any]) -> str:
+    digest = hashlib.sha256(x.tobytes())
+    digest.update(labels.tobytes())
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _restore(state_path: Path | None, fresh: RobustnessReport, names: tuple[str, ...]) -> RobustnessReport:
+    """``fresh`` with the results of ``names`` found in a matching state file copied in."""
+    if state_path is None or not state_path.is_file():
+        return fresh
+    saved = RobustnessReport.from_json(state_path)
+    if saved.fingerprint != fresh.fingerprint:
+        raise ValueError(f"`state_path` {state_path} holds an evaluation of other inputs or settings; delete it "
+                         "or choose another state_path.")
+    for name in names:
+        if name in saved.correct:
+            logger.info("%s: restored from %s", name, state_path)
+            for table in _TABLES:
+                getattr(fresh, table)[name] = getattr(saved, table)[name]
+    return fresh
+
+
+def _run_attack(
+    name: str, prepared: PreparedAttack, whole_set: bool, classifier: Any, x: np.ndarray, labels: np.ndarray,
+    batch_size: int, verbose: bool,
+) -> tuple[np.ndarray, float, bool]:
+    """Return (per-input correctness, largest |x' - x|, whether x' left clip_values)."""
+    low, high = (np.asarray(bound) for bound in classifier.clip_values)
+    correct = np.empty(len(x), dtype=bool)
+    max_perturbation, outside = 0.0, False
+    chunk = len(x) if whole_set else batch_size
+    with tqdm(total=len(x), desc=name, unit="img", disable=not verbose) as bar:
+        for start in range(0, len(x), chunk):
+            x_batch, labels_batch = x[start:start + chunk], labels[start:start + chunk]
+            x_adv = prepared.generate(x_batch, labels_batch)
+            correct[start:start + chunk] = classifier.predict(x_adv, batch_size=batch_size).argmax(1) == labels_batch
+            max_perturbation = max(max_perturbation, float(np.abs(x_adv - x_batch).max()))
+            outside |= bool(np.any(x_adv < low - _BOUND_TOLERANCE) or np.any(x_adv > high + _BOUND_TOLERANCE))
+            bar.update(len(x_batch))
+    return correct, max_perturbation, outside
+
+
+def evaluate_robustness(
+    classifier: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    eps: float,
+    attacks: Iterable[str] | str = DEFAULT_ATTACKS,
+    batch_size: int = 128,
+    surrogate: PyTorchClassifier | None = None,
+    n_queries: int = 5000,
+    seed: int = 0,
+    state_path: str | os.PathLike[str] | None = None,
+    verbose: bool = True,
+) -> RobustnessReport:
+    """Accuracy of ``classifier`` under each attack, the per-input worst case, timings and integrity warnings.
+
+    The models are evaluated in eval mode; their previous train/eval modes are restored afterwards. Attack
+    settings follow the paper and scale with eps (see :mod:`art_rslad.evaluation.registry`).
+
+    :param classifier: The ART classifier to evaluate (a PyTorchClassifier for the white-box attacks; any ART
+        classifier with clip_values for ``clean`` and ``square``), outputting logits.
+    :param x: Inputs, shape (N, *input_shape), within the classifier's clip_values.
+    :param y: True labels, class indices (N,) or one-hot (N, nb_classes).
+    :param eps: L-inf budget on the scale of clip_values (8/255 for CIFAR in [0, 1]; 0.1 for Fashion-MNIST).
+    :param attacks: Names from :data:`~art_rslad.evaluation.ATTACKS`, run in this order; default the paper's
+        white-box table.
+    :param batch_size: Batch size of the attacks and predictions (AutoAttack gets it as its batch size and runs
+        once on the whole set).
+    :param surrogate: The PyTorchClassifier the transfer attacks are crafted on.
+    :param n_queries: Query budget (iterations) of ``square``.
+    :param seed: Seed of every random start and random search.
+    :param state_path: JSON file updated after each attack; an evaluation given the same file, inputs and
+        settings skips the attacks it already holds (resume after an interruption).
+    :param verbose: Show a progress bar per attack.
+    :return: A :class:`RobustnessReport`.
+
+    | Paper link: https://arxiv.org/abs/2108.07969 (evaluation protocol of RSLAD)
+    """
+    names = _attack_names(attacks, surrogate)
+    if not eps > 0:
+        raise ValueError(f"`eps` must be > 0, got {eps}; it is on the scale of the classifier's clip_values.")
+    if batch_size < 1 or n_queries < 1:
+        raise ValueError(f"`batch_size` and `n_queries` must be >= 1, got {batch_size} and {n_queries}.")
+    _check_classifiers(classifier, surrogate, names)
+    x, labels = _check_data(classifier, x, y)
+    context = AttackContext(classifier=classifier, eps=float(eps), batch_size=batch_size, seed=seed,
+                            n_queries=n_queries, surrogate=surrogate, verbose=verbose)
+    path = None if state_path is None else Path(state_path)
+    fingerprint = _fingerprint(x, labels, {"eps": float(eps), "seed": seed, "n_queries": n_queries})
+    report = _restore(path, RobustnessReport(eps=float(eps), n_inputs=len(x), fingerprint=fingerprint), names)
+
+    white_box = any(ATTACKS[name].kind == "white-box" for name in names)
+    models = [model.model for model in (classifier, surrogate) if isinstance(model, PyTorchClassifier)]
+    with model_modes(*[(model, False) for model in models]):
+        start = perf_counter()
+        report.checks, model_warnings = check_model(classifier, x, labels, white_box=white_box,
+                                                    batch_size=batch_size, seed=seed)
+        report.checks["seconds"] = perf_counter() - start
+        for name in names:
+            if name in report.correct:
+                continue
+            spec = ATTACKS[name]
+            start = perf_counter()
+            prepared = spec.build(context)
+            correct, max_perturbation, outside = _run_attack(name, prepared, spec.whole_set, classifier, x,
+                                                             labels, batch_size, verbose)
+            if max_perturbation > eps + _BOUND_TOLERANCE:
+                prepared.messages.append(f"{name} left the eps ball: max |x' - x| = {max_perturbation:.6g}.")
+            if outside:
+                prepared.messages.append(f"{name} produced inputs outside clip_values.")
+            report.correct[name] = correct
+            report.kinds[name] = spec.kind
+            report.seconds[name] = perf_counter() - start
+            report.max_perturbation[name] = max_perturbation
+            report.settings[name] = prepared.settings
+            report.messages[name] = prepared.messages
+            logger.info("%s: %.2f%% (%.1f s)", name, 100 * correct.mean(), report.seconds[name])
+            if path is not None:
+                report.to_json(path)
+
+    for table in _TABLES:  # restored attacks were filled in first: put every table in the order asked for
+        setattr(report, table, {name: getattr(report, table)[name] for name in names})
+    report.warnings = [*model_warnings, *(message for name in names for message in report.messages[name]),
+                       *consistency_warnings(report.accuracy, report.kinds)]
+    for warning in report.warnings:
+        logger.warning(warning)
+    if path is not None:
+        report.to_json(path)
+    return report
