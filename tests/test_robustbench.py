@@ -6,8 +6,12 @@ The checkpoint is a randomly initialised WideResNet-34-10 written where RobustBe
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import io
+import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -43,10 +47,25 @@ def test_import_gives_robustbench_its_two_missing_names_only_while_importing() -
     loaders = sys.modules["robustbench.loaders"]
     helper = loaders.pkg_resources.resource_filename("robustbench.loaders", "helper_files/imagenet_test_image_ids.txt")
     assert Path(helper).is_file()
-    # robustbench.eval imported AutoAttack through the alias: it is pyautoattack's class.
-    from pyautoattack import AutoAttack
+    # robustbench.eval imported AutoAttack through the alias (pyautoattack's class) unless the GitHub package is here.
+    provider = "autoattack" if importlib.util.find_spec("autoattack") is not None else "pyautoattack"
+    assert sys.modules["robustbench.eval"].AutoAttack is importlib.import_module(provider).AutoAttack
 
-    assert sys.modules["robustbench.eval"].AutoAttack is AutoAttack
+
+def test_fresh_interpreter_imports_robustbench_through_our_import_only() -> None:
+    script = (
+        "import json, sys\n"
+        "from art_rslad.robustbench import import_robustbench\n"
+        "assert 'robustbench' not in sys.modules\n"
+        "import_robustbench()\n"
+        "print(json.dumps([name for name in ('autoattack', 'pkg_resources') if name in sys.modules]))\n"
+    )
+    result = subprocess.run([sys.executable, "-W", "ignore", "-c", script], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    real = sorted(name for name in ("autoattack", "pkg_resources") if importlib.util.find_spec(name) is not None)
+    # Only modules that are really installed may remain (robustbench imports them); no alias outlives the import.
+    assert set(json.loads(result.stdout)) <= set(real)
 
 
 def test_paper_teachers_are_in_robustbench_zoo() -> None:
