@@ -14,6 +14,8 @@ __version__ = "0.1.0"
 # Public name -> module that defines it; imported on first use so that `import art_rslad` stays cheap.
 _EXPORTS = {
     "AdversarialTrainerRSLAD": "art_rslad.trainers",
+    "AdversarialTrainerSAT": "art_rslad.trainers",
+    "AdversarialTrainerTRADES": "art_rslad.trainers",
     "evaluate_robustness": "art_rslad.evaluation", "RobustnessReport": "art_rslad.evaluation",
 }
 

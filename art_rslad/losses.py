@@ -68,3 +68,47 @@ def cw_margin_loss(logits: torch.Tensor, labels: torch.Tensor, kappa: float = 50
     true_logit = logits.gather(1, labels[:, None]).squeeze(1)
     others = logits.masked_fill(F.one_hot(labels, logits.shape[1]).bool(), float("-inf"))
     return (true_logit - others.max(dim=1).values + kappa).clamp(min=0.0)
+
+
+def label_loss_per_sample(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against class indices (shape (B,)) or KL against probabilities (shape (B, C)), shape (B,).
+
+    The probability form is the soft-label replacement of the hard label: ``KL(target || softmax(logits))``, which
+    differs from the soft cross-entropy only by the target's entropy (a constant), so the gradients agree.
+
+    :param logits: Model outputs, shape (B, C).
+    :param target: Class indices (B,) or probabilities (B, C), treated as given (not detached here).
+    """
+    if target.dim() == 1:
+        return F.cross_entropy(logits, target, reduction="none")
+    return kl_per_sample(target, logits)
+
+
+def sat_loss(adv_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """SAT's outer loss (Madry et al., ICLR 2018): ``mean_i CE(S(x'_i), y_i)``, a batch mean.
+
+    With probabilities as ``target`` (the teacher's robust soft labels) it is ``mean_i KL(p_i || S(x'_i))``.
+
+    :param adv_logits: Model logits on the adversarial inputs x', shape (B, C).
+    :param target: Class indices (B,) or probabilities (B, C).
+    """
+    return label_loss_per_sample(adv_logits, target).mean()
+
+
+def trades_loss(
+    nat_logits: torch.Tensor, adv_logits: torch.Tensor, target: torch.Tensor, beta: float = 6.0
+) -> torch.Tensor:
+    """TRADES' outer loss (Zhang et al., ICML 2019), batch means.
+
+    ``mean_i CE(f(x_i), y_i) + beta * mean_i KL(softmax(f(x_i)) || f(x'_i))``; the natural softmax is not
+    detached, so the KL term also moves the natural prediction, as in the official code. With probabilities as
+    ``target`` the first term is ``mean_i KL(p_i || f(x_i))``.
+
+    :param nat_logits: Model logits on the natural inputs x, shape (B, C).
+    :param adv_logits: Model logits on the adversarial inputs x', shape (B, C).
+    :param target: Class indices (B,) or probabilities (B, C).
+    :param beta: Weight of the robustness (KL) term, >= 0.
+    """
+    natural = label_loss_per_sample(nat_logits, target).mean()
+    robust = kl_per_sample(F.softmax(nat_logits, dim=1), adv_logits).mean()
+    return natural + beta * robust

@@ -4,5 +4,8 @@ from __future__ import annotations
 
 from art_rslad.trainers.base import AdversarialTrainerBase, Batch
 from art_rslad.trainers.rslad import AdversarialTrainerRSLAD
+from art_rslad.trainers.sat import AdversarialTrainerSAT
+from art_rslad.trainers.trades import AdversarialTrainerTRADES
 
-__all__ = ["AdversarialTrainerBase", "AdversarialTrainerRSLAD", "Batch"]
+__all__ = ["AdversarialTrainerBase", "AdversarialTrainerRSLAD", "AdversarialTrainerSAT", "AdversarialTrainerTRADES",
+           "Batch"]
