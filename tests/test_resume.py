@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_classifier
+from test_runs import run, tiny_teacher
 
 from art_rslad.checkpoint import load_checkpoint
+from art_rslad.runs import load_run
 from art_rslad.trainers import AdversarialTrainerRSLAD
 from art_rslad.trainers.base import AdversarialTrainerBase
 
@@ -167,3 +170,20 @@ def test_resume_refuses_a_checkpoint_of_another_run(uninterrupted: Path, tmp_pat
     trainer.scale = 0.5  # another loss scale: another run
     with pytest.raises(ValueError, match="scale"):
         _fit(trainer, scheduler, tmp_path, resume_from=uninterrupted / "last.pt")
+
+
+def test_train_run_interrupted_then_resumed_ends_with_identical_tensors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole `art-rslad train` path: data split, model, teacher soft labels, scheduler, checkpoints."""
+    options = {"method": "rslad", "checkpoint_interval": 2}
+    run(tmp_path / "uninterrupted", teacher=tiny_teacher(), **options)
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 5, KeyboardInterrupt)  # second epoch, second batch (3 batches per epoch)
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp_path / "resumed", teacher=tiny_teacher(), **options)
+    assert json.loads((tmp_path / "resumed" / "run.json").read_text())["status"] == "training"
+    run(tmp_path / "resumed", teacher=tiny_teacher(), resume=True, **options)
+    for name in ("last.pt", "best.pt"):
+        _assert_same_tensors(_state(tmp_path / "uninterrupted", name), _state(tmp_path / "resumed", name))
+    assert load_run(tmp_path / "resumed").accuracy == load_run(tmp_path / "uninterrupted").accuracy

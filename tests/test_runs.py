@@ -1,0 +1,189 @@
+"""train_run / compare: the run folder, refusals with clear errors, surviving a failed write, resuming a compare."""
+
+from __future__ import annotations
+
+import errno
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from art_rslad.checkpoint import load_checkpoint
+from art_rslad.config import Config, TeacherConfig
+from art_rslad.models import create_model, make_classifier
+from art_rslad.runs import apply_overrides, compare, load_run, train_run
+from art_rslad.teachers import load_teacher
+from art_rslad.trainers.base import AdversarialTrainerBase
+
+ATTACKS = ("clean", "fgsm", "pgd_sat")
+STUDENT = {"width": 2, "image_size": 8}
+SIZES = {"train_size": 48, "val_size": 16, "test_size": 16}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors run fastest on one thread, above all on a machine shared with other jobs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(**changes: Any) -> Config:
+    """scikit-learn's 8x8 digits, a 424-parameter cnn-small, 2 epochs of PGD-2: a run takes about a second."""
+    settings: dict[str, Any] = {"name": "test", "dataset": "digits", "student": "cnn-small", "nb_epochs": 2,
+                                "batch_size": 16, "lr": 0.05, "eps": 0.1, "eps_step": 0.05, "max_iter": 2,
+                                "teacher": TeacherConfig(source="")}
+    return Config(**{**settings, **changes})
+
+
+def tiny_teacher() -> Any:
+    torch.manual_seed(1)
+    return make_classifier(create_model("cnn-small", 10, width=4, image_size=8), "digits")
+
+
+def run(folder: Path, **kwargs: Any) -> Any:
+    options = {"method": "sat", "attacks": ATTACKS, "student_options": STUDENT, "checkpoint_interval": 0,
+               "verbose": False, **SIZES, **kwargs}
+    config = options.pop("config", tiny_config())
+    return train_run(config, folder, **options)
+
+
+def test_run_folder_holds_everything_a_user_needs(tmp_path: Path) -> None:
+    result = run(tmp_path / "run", method="rslad", teacher=tiny_teacher())
+    folder = result.out_dir
+    for name in ("run.json", "config.toml", "run.log", "metrics.jsonl", "last.pt", "best.pt", "eval_best.json",
+                 "eval_last.json", "results.md", "student.pt", "student.json",
+                 "figures/robust_accuracy_per_epoch.png", "figures/accuracy_best.png"):
+        assert (folder / name).is_file(), name
+    assert len((folder / "metrics.jsonl").read_text().splitlines()) == 2
+    assert set(result.accuracy) == {"best", "last"} and set(result.accuracy["best"]) == set(ATTACKS)
+    assert all(0.0 <= value <= 1.0 for values in result.accuracy.values() for value in values.values())
+    assert load_checkpoint(folder / "best.pt")["epoch"] == result.best_epoch
+    assert "Finished rslad" in (folder / "run.log").read_text()
+    assert Config.from_file(folder / "config.toml") == result.config
+    # The student's card makes it loadable by path (also as a teacher), with the best checkpoint's weights.
+    student = load_teacher(str(folder / "student.pt"), "digits")
+    best = load_checkpoint(folder / "best.pt")["model_state"]
+    assert all(torch.equal(value, best[key]) for key, value in student.model.state_dict().items())
+    card = json.loads((folder / "student.json").read_text())
+    assert card["training"]["method"] == "rslad" and card["metrics"]["clean"]["checkpoint"] == "best"
+    # A finished run read back from disk is the same result.
+    again = load_run(folder)
+    assert again.accuracy == result.accuracy and again.history == result.history
+
+
+def test_the_learning_rate_comes_from_the_preset_per_method(tmp_path: Path) -> None:
+    result = run(tmp_path / "run", config=tiny_config(nb_epochs=1, method_lr={"sat": 0.02}))
+    assert result.history[0]["lr"] == pytest.approx(0.02)
+
+
+def test_refuses_folders_it_must_not_use(tmp_path: Path) -> None:
+    run(tmp_path / "run")
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        run(tmp_path / "run")
+    with pytest.raises(ValueError, match="method: folder 'sat', now 'trades'"):
+        run(tmp_path / "run", method="trades", resume=True)
+    with pytest.raises(ValueError, match="nb_epochs"):
+        run(tmp_path / "run", config=tiny_config(nb_epochs=3), resume=True)
+    with pytest.raises(ValueError, match="Nothing to resume"):
+        run(tmp_path / "empty", resume=True)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="other files"):
+        run(tmp_path / "other")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValueError, match="cannot be written"):
+        run(tmp_path / "a-file" / "run")
+    with pytest.raises(ValueError, match="known methods"):
+        run(tmp_path / "new", method="madry")
+
+
+def test_overwrite_replaces_the_run_and_keeps_other_files(tmp_path: Path) -> None:
+    run(tmp_path / "run")
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    result = run(tmp_path / "run", method="trades", overwrite=True)
+    assert result.method == "trades" and (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+def test_resuming_a_finished_run_trains_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = run(tmp_path / "run")
+    monkeypatch.setattr(AdversarialTrainerBase, "_train_step", lambda *args: pytest.fail("trained again"))
+    assert run(tmp_path / "run", resume=True).accuracy == first.accuracy
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_save = torch.save
+    saves = {"last": 0}
+
+    def disk_full_on_second_last(obj: Any, stream: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(obj, dict) and obj.get("kind") == "last":
+            saves["last"] += 1
+            if saves["last"] == 2:
+                stream.write(b"half a checkpoint")
+                raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(obj, stream, *args, **kwargs)
+
+    folder = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "save", disk_full_on_second_last)
+        with pytest.raises(OSError, match="intact") as raised:
+            run(folder)
+    assert raised.value.errno == errno.ENOSPC
+    assert load_checkpoint(folder / "last.pt")["epoch"] == 1  # the first epoch's checkpoint survived
+    assert not [path for path in folder.iterdir() if path.name.endswith(".tmp")]
+    assert run(folder, resume=True).history[-1]["epoch"] == 2
+
+
+def test_compare_tabulates_and_resumes_after_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    options: dict[str, Any] = {"seeds": [0, 1], "attacks": ATTACKS, "student_options": STUDENT,
+                               "checkpoint_interval": 0, "verbose": False, "teacher": tiny_teacher(), **SIZES}
+    config = tiny_config(nb_epochs=1)
+    original = AdversarialTrainerBase._train_step
+    steps = {"count": 0}
+
+    def counting_step(self: AdversarialTrainerBase, batch: Any) -> Any:
+        steps["count"] += 1
+        if steps["count"] == 8:  # the third run of four (sat, seed 1), second batch: the process "dies"
+            raise RuntimeError("killed")
+        return original(self, batch)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(AdversarialTrainerBase, "_train_step", counting_step)
+        with pytest.raises(RuntimeError, match="killed"):
+            compare(config, ["sat", "rslad"], tmp_path, **options)
+        with pytest.raises(FileExistsError, match="--resume"):
+            compare(config, ["sat", "rslad"], tmp_path, **options)
+        steps["count"] = 100
+        result = compare(config, ["sat", "rslad"], tmp_path, resume=True, **options)
+    assert steps["count"] - 100 == 2 * 3  # only the two unfinished runs trained (3 batches of 16 each)
+    assert [(row.method, row.checkpoint) for row in result.table.rows] == [
+        ("sat", "best"), ("sat", "last"), ("rslad", "best"), ("rslad", "last")]
+    assert all(len(cell.values) == 2 for row in result.table.rows for cell in row.cells.values())
+    markdown = (tmp_path / "comparison.md").read_text()
+    assert "| Method | Checkpoint | Seeds | Clean | FGSM | PGD_SAT |" in markdown and "±" in markdown
+    assert json.loads((tmp_path / "comparison.json").read_text())["attacks"] == list(ATTACKS)
+    assert {path.name for path in result.figures} == {
+        "robust_accuracy_per_epoch.png", "final_table_best.png", "final_table_last.png"}
+    assert all(path.is_file() for path in result.figures)
+
+
+def test_compare_names_unknown_methods(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown or no methods \['madry'\]; known methods: .*rslad"):
+        compare(tiny_config(), ["rslad", "madry"], tmp_path)
+
+
+def test_overrides_reach_nested_keys_and_name_bad_ones() -> None:
+    config = apply_overrides(tiny_config(), ["nb_epochs=3", "method_lr.rslad=0.2", "teacher.source=zoo:x",
+                                             "lr_milestones=[1,2]"])
+    assert (config.nb_epochs, config.method_lr["rslad"], config.teacher.source, config.lr_milestones) == (
+        3, 0.2, "zoo:x", (1, 2))
+    with pytest.raises(ValueError, match="nb_epoch"):
+        apply_overrides(tiny_config(), ["nb_epoch=3"])
+    with pytest.raises(ValueError, match="key=value"):
+        apply_overrides(tiny_config(), ["nb_epochs"])
+    with pytest.raises(ValueError, match="`nb_epochs` must be int"):
+        apply_overrides(tiny_config(), ["nb_epochs=two"])
