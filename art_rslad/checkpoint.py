@@ -50,7 +50,8 @@ def load_file(path: str | os.PathLike[str], map_location: str | torch.device | N
             f"{source} holds objects other than tensors and plain containers, so it was refused without being "
             f"unpickled (weights_only=True). Save a plain state dict: torch.save(model.state_dict(), path). ({error})"
         ) from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, AttributeError, TypeError) as error:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, AttributeError, TypeError, KeyError,
+            ValueError) as error:
         raise ValueError(f"{source} is corrupt or truncated and cannot be read as a torch file ({error}).") from error
 
 
