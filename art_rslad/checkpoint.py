@@ -47,8 +47,9 @@ def load_file(path: str | os.PathLike[str], map_location: str | torch.device | N
         return torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         raise ValueError(
-            f"{source} holds objects other than tensors and plain containers, so it was refused without being "
-            f"unpickled (weights_only=True). Save a plain state dict: torch.save(model.state_dict(), path). ({error})"
+            f"{source} was refused without being unpickled (weights_only=True): it is corrupt, or it holds objects "
+            "other than tensors and plain containers. Save a plain state dict: torch.save(model.state_dict(), "
+            f"path). ({str(error).splitlines()[0]})"
         ) from error
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, AttributeError, TypeError, KeyError,
             ValueError) as error:
