@@ -5,20 +5,22 @@ Two pieces:
 * :class:`InputGradientClassifier`: a :class:`~art.estimators.classification.PyTorchClassifier` that shares
   another classifier's model and preprocessing but has its own loss (by default :class:`SoftLabelKLLoss`) and
   whose ``loss_gradient`` on tensors differentiates with respect to the input only: no parameter gradient is
-  computed or left in ``.grad``, and the model's train/eval mode is left as the caller set it.
+  computed or left in ``.grad``, and the model's train/eval mode is left as the caller set it. Its forward pass
+  can run under bf16 autocast and in channels_last memory format (:func:`model_forward`, off by default).
 * :class:`InputGradientPGD`: ART's :class:`ProjectedGradientDescentPyTorch` with the random starts of the papers
   (``gaussian``: x + std * N(0, I), not clipped before the first step, as in RSLAD and TRADES; ``uniform``: as
   ART and Madry et al.) drawn from its own seeded torch generator, and :meth:`InputGradientPGD.generate_tensor`,
   which keeps the batch on the device from the first step to the last.
 
-The subclass overrides ART's private per-step methods ``_compute_pytorch``, ``_apply_perturbation_pytorch`` and
-``_projection`` (design decision 2). ART is pinned to ``>=1.20,<1.21``; ``tests/test_attacks.py`` fails if the
-signatures of those methods change.
+The subclass overrides ART's private per-step methods ``_compute_pytorch``, ``_compute_perturbation_pytorch``,
+``_apply_perturbation_pytorch`` and ``_projection`` (design decision 2). ART is pinned to ``>=1.20,<1.21``;
+``tests/test_attacks.py`` fails if the signatures of those methods change.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -33,6 +35,35 @@ logger = logging.getLogger(__name__)
 
 RandomInit = Literal["gaussian", "uniform", "none"]
 RANDOM_INITS: tuple[str, ...] = ("gaussian", "uniform", "none")
+AMP_DTYPES: tuple[torch.dtype, ...] = (torch.bfloat16,)
+
+
+def check_speed_options(amp_dtype: torch.dtype | None, channels_last: bool, input_shape: tuple[int, ...]) -> None:
+    """Raise a ValueError naming the argument if ``amp_dtype`` or ``channels_last`` cannot apply."""
+    if amp_dtype is not None and amp_dtype not in AMP_DTYPES:
+        raise ValueError(f"`amp_dtype` must be None or torch.bfloat16, got {amp_dtype}; float16 would need loss "
+                         "scaling, which the training loop does not do.")
+    if channels_last and len(input_shape) != 3:
+        raise ValueError(f"`channels_last` needs image inputs of shape (C, H, W), the classifier has {input_shape}; "
+                         "pass channels_last=False.")
+
+
+def model_forward(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """``model(inputs)`` as float32 logits, optionally under autocast to ``amp_dtype`` and in channels_last format.
+
+    With the defaults this is exactly ``model(inputs)``.
+    """
+    if channels_last:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    if amp_dtype is None:
+        return model(inputs)
+    with torch.autocast(inputs.device.type, dtype=amp_dtype):
+        return model(inputs).float()
 
 
 class SoftLabelKLLoss(torch.nn.Module):
@@ -51,9 +82,26 @@ class InputGradientClassifier(PyTorchClassifier):
 
     ``loss_gradient`` on torch tensors returns only the input gradient and leaves the model's mode unchanged;
     numpy inputs take ART's own path.
+
+    :param classifier: The classifier whose model, clip values and preprocessing are shared.
+    :param loss: Loss module called as ``loss(logits, y)``; :class:`SoftLabelKLLoss` by default.
+    :param amp_dtype: Run the model's forward pass under autocast to this dtype (``torch.bfloat16``) in the tensor
+        path; the loss is computed in float32. None (default): float32.
+    :param channels_last: Feed the model channels_last inputs in the tensor path (convert the model with
+        ``model.to(memory_format=torch.channels_last)`` to benefit).
     """
 
-    def __init__(self, classifier: PyTorchClassifier, loss: torch.nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        classifier: PyTorchClassifier,
+        loss: torch.nn.Module | None = None,
+        *,
+        amp_dtype: torch.dtype | None = None,
+        channels_last: bool = False,
+    ) -> None:
+        check_speed_options(amp_dtype, channels_last, tuple(classifier.input_shape))
+        self.amp_dtype = amp_dtype
+        self.channels_last = channels_last
         super().__init__(
             model=classifier.model,
             loss=loss if loss is not None else SoftLabelKLLoss(),
@@ -75,7 +123,7 @@ class InputGradientClassifier(PyTorchClassifier):
         with torch.enable_grad():
             x_grad = x.detach().requires_grad_(True)
             inputs, _ = self._apply_preprocessing(x_grad, y=None, fit=False, no_grad=False)
-            loss = self._loss(self.model(inputs), target)
+            loss = self._loss(model_forward(self.model, inputs, self.amp_dtype, self.channels_last), target)
             (grad,) = torch.autograd.grad(loss, x_grad)
         return grad
 
@@ -170,6 +218,17 @@ class InputGradientPGD(ProjectedGradientDescentPyTorch):
         perturbation = self._compute_perturbation_pytorch(x_adv, y, mask, momentum)
         x_adv = self._apply_perturbation_pytorch(x_adv, perturbation, eps_step)
         return x_init + self._projection(x_adv - x_init, eps, self.norm)
+
+    def _compute_perturbation_pytorch(  # type: ignore[override]
+        self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None, momentum: torch.Tensor
+    ) -> torch.Tensor:
+        # ART's L-inf step is sign(grad) after a NaN check that waits for the device on every step; NaN signs are
+        # zeroed in _apply_perturbation_pytorch instead, as ART zeroes NaN gradients. Other cases go to ART.
+        if self.norm not in (np.inf, "inf") or mask is not None or self.decay is not None \
+                or self.summary_writer is not None:
+            return super()._compute_perturbation_pytorch(x, y, mask, momentum)
+        sign = self.estimator.loss_gradient(x=x, y=y).sign()
+        return -sign if self.targeted else sign
 
     def _apply_perturbation_pytorch(  # type: ignore[override]
         self, x: torch.Tensor, perturbation: torch.Tensor, eps_step: float | np.ndarray

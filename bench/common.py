@@ -1,0 +1,109 @@
+"""Timing and memory helpers shared by the benchmarks in ``bench/``.
+
+Every benchmark runs its variants interleaved (a, b, c, a, b, c, ...) in one process and reports medians, so
+that load from other processes on a shared machine hits every variant alike.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm", encoding="ascii") as stream:
+        return int(stream.read().split()[1]) * _PAGE_BYTES
+
+
+@contextmanager
+def peak_memory(device: torch.device, interval_s: float = 0.002) -> Iterator[list[float]]:
+    """Yield a one-element list that holds, after the block, its peak memory in MiB above the level before it.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` (exact). CPU: the process's resident set size sampled every
+    ``interval_s`` by a background thread (an estimate: allocator caching and short spikes blur it).
+    """
+    result = [0.0]
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        yield result
+        torch.cuda.synchronize(device)
+        result[0] = (torch.cuda.max_memory_allocated(device) - before) / 2**20
+        return
+    before = _rss_bytes()
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(interval_s)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield result
+    finally:
+        done.set()
+        sampler.join()
+        peak[0] = max(peak[0], _rss_bytes())
+        result[0] = (peak[0] - before) / 2**20
+
+
+@dataclass
+class Measurements:
+    """Seconds and peak MiB of each repetition of one variant."""
+
+    seconds: list[float] = field(default_factory=list)
+    peak_mib: list[float] = field(default_factory=list)
+
+    def median_seconds(self) -> float:
+        return statistics.median(self.seconds)
+
+    def median_peak_mib(self) -> float:
+        return statistics.median(self.peak_mib)
+
+
+def run_interleaved(
+    variants: dict[str, Callable[[], None]], repeats: int, device: torch.device, warmup: int = 1
+) -> dict[str, Measurements]:
+    """Run every variant ``warmup`` times untimed, then ``repeats`` rounds of all variants in turn."""
+    for _ in range(warmup):
+        for run in variants.values():
+            run()
+    results = {name: Measurements() for name in variants}
+    for _ in range(repeats):
+        for name, run in variants.items():
+            with peak_memory(device) as peak:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                started = time.perf_counter()
+                run()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                elapsed = time.perf_counter() - started
+            results[name].seconds.append(elapsed)
+            results[name].peak_mib.append(peak[0])
+    return results
+
+
+def format_table(results: dict[str, Measurements], nb_items: int, unit: str, reference: str) -> str:
+    """A markdown table of items per second, peak memory and the ratio of each variant to ``reference``."""
+    base = results[reference].median_seconds()
+    lines = [f"| variant | {unit}/s (median) | seconds (median, min-max) | peak MiB (median) | speed vs {reference} |",
+             "|---|---|---|---|---|"]
+    for name, measured in results.items():
+        seconds = measured.median_seconds()
+        lines.append(f"| {name} | {nb_items / seconds:.1f} | {seconds:.3f} ({min(measured.seconds):.3f}-"
+                     f"{max(measured.seconds):.3f}) | {measured.median_peak_mib():.0f} | {base / seconds:.3f}x |")
+    return "\n".join(lines)
