@@ -27,6 +27,7 @@ from art.defences.trainer import Trainer
 from art.estimators.classification import PyTorchClassifier
 from tqdm.auto import tqdm
 
+from art_rslad import distributed
 from art_rslad.attacks import InputGradientClassifier, InputGradientPGD, RandomInit, SoftLabelKLLoss
 from art_rslad.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, save_atomic
 from art_rslad.estimators import check_classifier, clip_range, forward_logits, model_modes
@@ -126,6 +127,7 @@ class AdversarialTrainerBase(Trainer):
         self.best_metric = -math.inf
         self.best_epoch = -1
         self.best_state_dict: dict[str, torch.Tensor] | None = None
+        self._ddp: torch.nn.Module | None = None  # the student under DistributedDataParallel during a distributed run
         self._val_attack = InputGradientPGD(
             InputGradientClassifier(classifier, SoftLabelKLLoss()), eps=self.eps, eps_step=self.eps_step,
             max_iter=10, random_init="uniform", seed=self.seed,
@@ -158,6 +160,10 @@ class AdversarialTrainerBase(Trainer):
         )
 
     def student_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Student logits on ``x``; in a distributed run the training loss's forwards (train mode, gradients on)
+        go through DistributedDataParallel so that their gradients are averaged over the ranks."""
+        if self._ddp is not None and torch.is_grad_enabled() and self._classifier.model.training:
+            return self._ddp(x)
         return forward_logits(self._classifier, x)
 
     def teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -237,14 +243,17 @@ class AdversarialTrainerBase(Trainer):
         :param checkpoint_interval: Also write ``last.pt`` every this many batches (0: at each epoch's end).
         """
         x, y = self._check_data(x, y)
+        world = distributed.current_world(self._classifier.device)
+        world.check_fits(len(x), "x")
         x_all, y_all = torch.from_numpy(x), torch.from_numpy(y)
         probs_all = self._precompute_teacher_probs(x_all, batch_size) if self.teacher is not None else None
         nb_samples = len(x_all)
-        nb_batches = math.ceil(nb_samples / batch_size)
+        nb_batches = math.ceil(world.train_shard_size(nb_samples) / batch_size)
         device = self._classifier.device
 
         def batches(epoch: int, start: int) -> Iterator[Batch]:
-            order = torch.from_numpy(np.random.default_rng([self.seed, epoch]).permutation(nb_samples))
+            permutation = np.random.default_rng([self.seed, epoch]).permutation(nb_samples)  # same on every rank
+            order = world.train_shard(torch.from_numpy(permutation))
             for index in range(start, nb_batches):
                 rows = order[index * batch_size:(index + 1) * batch_size]
                 probs = None if probs_all is None else probs_all[rows].to(device)
@@ -276,10 +285,11 @@ class AdversarialTrainerBase(Trainer):
             raise ValueError(f"`generator` must be an ART DataGenerator, got {type(generator).__name__}.")
         if generator.size is None or generator.size <= 0:
             raise ValueError("`generator` must report its dataset size (DataGenerator.size > 0).")
-        nb_batches = math.ceil(generator.size / generator.batch_size)
+        nb_batches = distributed.generator_batches(generator, distributed.current_world(self._classifier.device))
         device = self._classifier.device
 
         def batches(epoch: int, start: int) -> Iterator[Batch]:
+            distributed.set_generator_epoch(generator, epoch)
             for index in range(nb_batches):
                 x_batch, y_batch = generator.get_batch()
                 if index < start:
@@ -352,13 +362,17 @@ class AdversarialTrainerBase(Trainer):
         if validation_data is not None:
             validation_data = self._check_data(*validation_data, name="validation_data")
         self.nb_epochs = int(nb_epochs)
+        world = distributed.current_world(self._classifier.device)
         run_config = {**self.hyperparameters(), "batch_size": int(batch_size), "nb_epochs": int(nb_epochs),
-                      "model": type(self._classifier.model).__name__, "data": fingerprint}
-        folder = None if checkpoint_dir is None else Path(checkpoint_dir)
+                      "model": type(self._classifier.model).__name__,
+                      "data": {**fingerprint, **world.data_fingerprint()}}
+        self._ddp = distributed.wrap_student(self, world, run_config, scheduler)
+        folder = None if checkpoint_dir is None or not world.is_main else Path(checkpoint_dir)
+        show_progress = self.verbose and world.is_main
         start_epoch, start_batch, totals = 0, 0, [0.0, 0.0, 0]
         if resume_from is not None:
             start_epoch, start_batch, totals = self._resume(resume_from, run_config, scheduler)
-        epochs = tqdm(range(start_epoch, nb_epochs), desc=f"{self.method} epochs", disable=not self.verbose,
+        epochs = tqdm(range(start_epoch, nb_epochs), desc=f"{self.method} epochs", disable=not show_progress,
                       initial=start_epoch, total=nb_epochs)
         for epoch in epochs:
             self.epoch = epoch
@@ -368,11 +382,12 @@ class AdversarialTrainerBase(Trainer):
             seen = int(totals[2])
             first = start_batch if epoch == start_epoch else 0
             bar = tqdm(batches(epoch, first), desc=f"epoch {epoch + 1}/{nb_epochs}", total=nb_batches,
-                       initial=first, leave=False, disable=not self.verbose)
+                       initial=first, leave=False, disable=not show_progress)
             position = first
             try:
                 for batch in bar:
                     batch_loss, batch_correct = self._train_step(batch)
+                    distributed.sync_buffers(self._ddp)  # all ranks continue with rank 0's BatchNorm statistics
                     loss_sum = loss_sum + batch_loss.cpu()
                     correct = correct + batch_correct.cpu()
                     seen += len(batch.y)
@@ -388,6 +403,7 @@ class AdversarialTrainerBase(Trainer):
                     logger.warning("Interrupted at epoch %d, batch %d; resume from %s", epoch + 1, position,
                                    folder / "last.pt")
                 raise
+            loss_sum, correct, seen = world.sum(loss_sum, correct, seen)  # type: ignore[assignment]
             record: dict[str, float] = {
                 "epoch": epoch + 1, "loss": float(loss_sum) / max(seen, 1),
                 "train_accuracy": float(correct) / max(seen, 1),
@@ -424,6 +440,9 @@ class AdversarialTrainerBase(Trainer):
         """
         device = self._classifier.device
         self._val_attack.generator.manual_seed(self.seed)
+        world, nb_inputs = distributed.current_world(device), len(x)
+        rows = world.eval_slice(nb_inputs)  # each rank validates its own block; the counts are summed below
+        x, y = x[rows], y[rows]
         clean = robust = 0
         with model_modes((self._classifier.model, False)):
             for start in range(0, len(x), batch_size):
@@ -435,7 +454,8 @@ class AdversarialTrainerBase(Trainer):
                 x_adv = self._val_attack.generate_tensor(x_b, targets)
                 with torch.no_grad():
                     robust += int((self.student_logits(x_adv).argmax(1) == y_b).sum())
-        return {"val_clean": clean / len(x), "val_pgd": robust / len(x)}
+        clean, robust = world.sum(clean, robust)  # type: ignore[assignment]
+        return {"val_clean": clean / nb_inputs, "val_pgd": robust / nb_inputs}
 
     # ----------------------------------------------------------------- checkpoints
     def _save(self, path: Path, run_config: dict[str, Any], scheduler: Scheduler | None, epoch: int, batch: int,
