@@ -59,6 +59,8 @@ def _check_classifiers(classifier: Any, surrogate: Any, names: tuple[str, ...]) 
         )
     if surrogate is not None:
         check_classifier(surrogate, "surrogate")
+        if not _has_gradients(surrogate):
+            raise ValueError("`surrogate` needs torch loss gradients: its preprocessing must be torch-native.")
         if surrogate.nb_classes != classifier.nb_classes or clip_range(surrogate) != clip_range(classifier):
             raise ValueError(
                 f"`surrogate` must have the classifier's classes and clip_values: {surrogate.nb_classes} classes "
