@@ -28,7 +28,14 @@ from art.estimators.classification import PyTorchClassifier
 from tqdm.auto import tqdm
 
 from art_rslad import distributed
-from art_rslad.attacks import InputGradientClassifier, InputGradientPGD, RandomInit, SoftLabelKLLoss
+from art_rslad.attacks import (
+    InputGradientClassifier,
+    InputGradientPGD,
+    RandomInit,
+    SoftLabelKLLoss,
+    check_speed_options,
+    model_forward,
+)
 from art_rslad.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, save_atomic
 from art_rslad.estimators import check_classifier, clip_range, forward_logits, model_modes
 
@@ -81,6 +88,8 @@ class AdversarialTrainerBase(Trainer):
         attack_training_mode: bool | None = None,
         seed: int = 0,
         verbose: bool = True,
+        amp_dtype: torch.dtype | None = None,
+        channels_last: bool = False,
     ) -> None:
         """
         :param classifier: The student, an ART PyTorchClassifier with an optimizer and clip_values; trained in place.
@@ -94,6 +103,10 @@ class AdversarialTrainerBase(Trainer):
             None follows the method's paper.
         :param seed: Seed of the batch order, the attack's random starts and the validation attack.
         :param verbose: Show progress bars.
+        :param amp_dtype: ``torch.bfloat16`` runs the forward passes of the attack, the loss, the teacher and
+            validation under autocast (logits and losses stay float32); None (default) keeps float32. For GPUs.
+        :param channels_last: Convert the student and teacher to channels_last memory format (in place) and feed
+            them channels_last inputs; for image models on GPUs. Off by default.
         """
         super().__init__(classifier=check_classifier(classifier, "classifier", needs_optimizer=True))
         if self.needs_teacher and teacher is None:
@@ -115,6 +128,11 @@ class AdversarialTrainerBase(Trainer):
         self.eps, self.eps_step, self.max_iter = float(eps), float(eps_step), int(max_iter)
         self.seed = int(seed)
         self.verbose = verbose
+        check_speed_options(amp_dtype, channels_last, tuple(classifier.input_shape))
+        self.amp_dtype, self.channels_last = amp_dtype, bool(channels_last)
+        if self.channels_last:
+            for model in [classifier.model] + ([] if self.teacher is None else [self.teacher.model]):
+                model.to(memory_format=torch.channels_last)
         self.attack_training_mode = (
             self.default_attack_training_mode if attack_training_mode is None else bool(attack_training_mode)
         )
@@ -129,7 +147,7 @@ class AdversarialTrainerBase(Trainer):
         self.best_state_dict: dict[str, torch.Tensor] | None = None
         self._ddp: torch.nn.Module | None = None  # the student under DistributedDataParallel during a distributed run
         self._val_attack = InputGradientPGD(
-            InputGradientClassifier(classifier, SoftLabelKLLoss()), eps=self.eps, eps_step=self.eps_step,
+            self._input_gradient_classifier(SoftLabelKLLoss()), eps=self.eps, eps_step=self.eps_step,
             max_iter=10, random_init="uniform", seed=self.seed,
         )
 
@@ -153,9 +171,13 @@ class AdversarialTrainerBase(Trainer):
                 "attack": type(self.attack).__name__ if self.attack is not None else None}
 
     # ----------------------------------------------------------------- helpers for methods
+    def _input_gradient_classifier(self, loss: torch.nn.Module) -> InputGradientClassifier:
+        return InputGradientClassifier(self._classifier, loss, amp_dtype=self.amp_dtype,
+                                       channels_last=self.channels_last)
+
     def _default_attack(self) -> EvasionAttack:
         return InputGradientPGD(
-            InputGradientClassifier(self._classifier, self._attack_loss()), eps=self.eps, eps_step=self.eps_step,
+            self._input_gradient_classifier(self._attack_loss()), eps=self.eps, eps_step=self.eps_step,
             max_iter=self.max_iter, random_init=self.attack_random_init, seed=self.seed,
         )
 
@@ -163,14 +185,18 @@ class AdversarialTrainerBase(Trainer):
         """Student logits on ``x``; in a distributed run the training loss's forwards (train mode, gradients on)
         go through DistributedDataParallel so that their gradients are averaged over the ranks."""
         if self._ddp is not None and torch.is_grad_enabled() and self._classifier.model.training:
-            return self._ddp(x)
-        return forward_logits(self._classifier, x)
+            return model_forward(self._ddp, x, self.amp_dtype, self.channels_last)
+        return self._forward(self._classifier, x)
 
     def teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Teacher logits on ``x`` under no_grad (the teacher is never differentiated or updated)."""
         assert self.teacher is not None
         with torch.no_grad():
-            return forward_logits(self.teacher, x.to(self.teacher.device)).to(x.device)
+            return self._forward(self.teacher, x.to(self.teacher.device)).to(x.device)
+
+    def _forward(self, classifier: PyTorchClassifier, x: torch.Tensor) -> torch.Tensor:
+        """:func:`forward_logits` under the trainer's ``amp_dtype`` and ``channels_last`` options."""
+        return model_forward(lambda inputs: forward_logits(classifier, inputs), x, self.amp_dtype, self.channels_last)
 
     def _check_teacher(self, teacher: PyTorchClassifier) -> None:
         student = self._classifier

@@ -46,6 +46,8 @@ class AdversarialTrainerRSLAD(AdversarialTrainerBase):
         attack_training_mode: bool | None = None,
         seed: int = 0,
         verbose: bool = True,
+        amp_dtype: torch.dtype | None = None,
+        channels_last: bool = False,
     ) -> None:
         """
         :param classifier: The student (ART PyTorchClassifier with optimizer and clip_values), trained in place.
@@ -59,6 +61,8 @@ class AdversarialTrainerRSLAD(AdversarialTrainerBase):
         :param attack_training_mode: Student mode during the attack; None = eval mode, as the paper.
         :param seed: Seed of the batch order and the attack's random start.
         :param verbose: Show progress bars.
+        :param amp_dtype: ``torch.bfloat16`` for bf16 autocast in every forward pass (GPU option); None: float32.
+        :param channels_last: channels_last memory format for student, teacher and inputs (GPU option).
         """
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"`alpha` must be in [0, 1], got {alpha}.")
@@ -66,7 +70,8 @@ class AdversarialTrainerRSLAD(AdversarialTrainerBase):
             raise ValueError(f"`scale` must be > 0, got {scale}.")
         self.alpha, self.scale = float(alpha), float(scale)
         super().__init__(classifier, teacher, eps=eps, eps_step=eps_step, max_iter=max_iter, attack=attack,
-                         attack_training_mode=attack_training_mode, seed=seed, verbose=verbose)
+                         attack_training_mode=attack_training_mode, seed=seed, verbose=verbose,
+                         amp_dtype=amp_dtype, channels_last=channels_last)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "alpha": self.alpha, "scale": self.scale}
