@@ -104,24 +104,29 @@ class CompareResult:
 
 
 # ---------------------------------------------------------------------- config overrides
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``"key=value"`` -> ``(key, value)``, the value read as JSON where it parses (numbers, lists, ``true``) and
+    as a string otherwise."""
+    key, separator, raw = text.partition("=")
+    if not separator or not key.strip():
+        raise ValueError(f"{text!r} must look like key=value, e.g. nb_epochs=2.")
+    try:
+        return key.strip(), json.loads(raw)
+    except json.JSONDecodeError:
+        return key.strip(), raw
+
+
 def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
     """A copy of ``config`` with ``key=value`` overrides applied (dotted keys reach nested tables).
 
-    Values are read as JSON where they parse (numbers, lists, ``true``) and as strings otherwise, then checked
-    by :meth:`Config.from_dict`, so a wrong key or type raises a ValueError naming it. Examples:
-    ``nb_epochs=2``, ``method_lr.rslad=0.1``, ``teacher.source=zoo:fashion-mnist-cnn-large``,
-    ``lr_milestones=[100,150]``.
+    Values are read by :func:`parse_assignment` and checked by :meth:`Config.from_dict`, so a wrong key or type
+    raises a ValueError naming it. Examples: ``nb_epochs=2``, ``method_lr.rslad=0.1``,
+    ``teacher.source=zoo:fashion-mnist-cnn-large``, ``lr_milestones=[100,150]``.
     """
     data = config.to_dict()
     for override in overrides:
-        key, separator, text = override.partition("=")
-        if not separator or not key.strip():
-            raise ValueError(f"Override {override!r} must look like key=value, e.g. nb_epochs=2.")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
-        *parents, leaf = key.strip().split(".")
+        key, value = parse_assignment(override)
+        *parents, leaf = key.split(".")
         table = data
         for parent in parents:
             if not isinstance(table.get(parent), dict):
@@ -234,11 +239,6 @@ def _trainer_class(method: str) -> type:
     return TRAINERS[key]
 
 
-def needs_teacher(method: str) -> bool:
-    """Whether ``method``'s trainer distils from a teacher (RSLAD, ARD, IAD, AdaAD)."""
-    return bool(_trainer_class(method).needs_teacher)
-
-
 def load_config_teacher(config: Config, device: str | None = None) -> PyTorchClassifier:
     """The teacher named by ``config.teacher.source`` (see :func:`art_rslad.teachers.load_teacher`)."""
     from art_rslad.teachers import load_teacher
@@ -301,6 +301,24 @@ def _evaluate(classifier: PyTorchClassifier, checkpoint: Path, data: _Data, conf
                                  batch_size=config.batch_size, seed=config.seed, state_path=report_path,
                                  verbose=verbose)
     return report.accuracy
+
+
+def _evaluate_checkpoints(classifier: PyTorchClassifier, folder: Path, data: _Data, config: Config,
+                          attacks: Sequence[str], verbose: bool) -> dict[str, dict[str, float]]:
+    """Evaluate best.pt and last.pt; when both hold the same weights (the last epoch was the best) once."""
+    from art_rslad.checkpoint import load_checkpoint
+
+    accuracy = {"best": _evaluate(classifier, folder / "best.pt", data, config, attacks, folder / "eval_best.json",
+                                  verbose)}
+    best, last = (load_checkpoint(folder / f"{name}.pt")["model_state"] for name in CHECKPOINTS)
+    if best.keys() == last.keys() and all(torch.equal(best[key], last[key]) for key in best):
+        logger.info("The last epoch is the best one: its evaluation is the best checkpoint's")
+        shutil.copyfile(folder / "eval_best.json", folder / "eval_last.json")
+        accuracy["last"] = dict(accuracy["best"])
+    else:
+        accuracy["last"] = _evaluate(classifier, folder / "last.pt", data, config, attacks, folder / "eval_last.json",
+                                     verbose)
+    return accuracy
 
 
 def _write_run_outputs(result: RunResult, classifier: PyTorchClassifier, marker: dict[str, Any]) -> None:
@@ -466,8 +484,7 @@ def train_run(
         marker.update(status="evaluating", best_epoch=trainer.best_epoch)
         _write_json(folder / "run.json", marker)
 
-        accuracy = {name: _evaluate(classifier, folder / f"{name}.pt", data, config, attacks,
-                                    folder / f"eval_{name}.json", verbose) for name in CHECKPOINTS}
+        accuracy = _evaluate_checkpoints(classifier, folder, data, config, attacks, verbose)
         result = RunResult(folder, method, config, trainer.history, trainer.best_epoch, accuracy, len(data.x_test))
         _write_run_outputs(result, classifier, marker)
         marker.update(status="finished", accuracy=accuracy, nb_test=len(data.x_test),
@@ -592,3 +609,78 @@ def compare(
         ]
         logger.info("Comparison written to %s", folder / "comparison.md")
     return CompareResult(folder, runs, table, figures)
+
+
+# ---------------------------------------------------------------------- demo
+#: The methods the demo distils and trains: the paper's method and its plain adversarial-training baseline.
+DEMO_METHODS: tuple[str, ...] = ("sat", "rslad")
+
+
+def demo_teacher(
+    config: Config,
+    out_dir: str | os.PathLike[str],
+    *,
+    train_size: int = 10_000,
+    nb_epochs: int = 5,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str | None = None,
+    verbose: bool = True,
+) -> tuple[PyTorchClassifier, str]:
+    """The demo's teacher: the shipped model named by ``config.teacher.source`` when it is in the zoo, otherwise a
+    quick one trained here (``config.teacher.method`` on the first ``train_size`` images, ``nb_epochs`` epochs) as a
+    run in ``out_dir``.
+
+    :return: The teacher and its source (the zoo name, or the path of the trained weights with their card).
+    """
+    from art_rslad.teachers import list_zoo, load_teacher
+
+    source = config.teacher.source
+    if source.startswith("zoo:") and source[len("zoo:"):] in list_zoo():
+        logger.info("Teacher: the shipped %s", source)
+        return load_teacher(source, config.dataset, device=device), source
+    logger.info("No shipped teacher %r here: training a quick %s teacher (%s, %d images, %d epochs) in %s",
+                source, config.teacher.method, config.teacher.model, train_size, nb_epochs, out_dir)
+    teacher_config = dataclasses.replace(config, student=config.teacher.model, nb_epochs=nb_epochs,
+                                         method_lr={config.teacher.method: config.teacher.lr})
+    options = {"beta": config.teacher.beta} if config.teacher.method == "trades" else {}
+    folder = Path(out_dir)
+    result = train_run(teacher_config, folder, method=config.teacher.method,
+                       resume=resume and (folder / "run.json").is_file(), overwrite=overwrite,
+                       train_size=train_size, val_size=500, test_size=200, attacks=("clean", "pgd_sat"),
+                       trainer_options=options, device=device, verbose=verbose)
+    weights = result.out_dir / "student.pt"
+    return load_teacher(str(weights), config.dataset, device=device), str(weights)
+
+
+def demo(
+    out_dir: str | os.PathLike[str] = "art-rslad-demo",
+    *,
+    train_size: int = 10_000,
+    nb_epochs: int = 5,
+    val_size: int = 500,
+    test_size: int = 200,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str | None = None,
+    verbose: bool = True,
+) -> CompareResult:
+    """The README's demo: on Fashion-MNIST, distil an RSLAD student and train a SAT student from the same start,
+    then evaluate both checkpoints of each under every white-box attack of the paper, AutoAttack included.
+
+    Uses the ``fashion-mnist`` preset (its per-method learning rates) with ``nb_epochs`` epochs on the first
+    ``train_size`` training images, the shipped teacher (or a quick one, see :func:`demo_teacher`), and the first
+    ``test_size`` test images. The compare lands in ``out_dir/compare`` (table and figures), a trained teacher in
+    ``out_dir/teacher``.
+    """
+    from art_rslad.config import get_preset
+
+    folder = Path(out_dir)
+    config = dataclasses.replace(get_preset("fashion-mnist"), nb_epochs=nb_epochs)
+    teacher, source = demo_teacher(config, folder / "teacher", resume=resume, overwrite=overwrite, device=device,
+                                   verbose=verbose)
+    config = dataclasses.replace(config, teacher=dataclasses.replace(config.teacher, source=source))
+    compare_dir = folder / "compare"
+    return compare(config, DEMO_METHODS, compare_dir, seeds=[config.seed],
+                   resume=resume and (compare_dir / "compare.json").is_file(), overwrite=overwrite, teacher=teacher,
+                   train_size=train_size, val_size=val_size, test_size=test_size, device=device, verbose=verbose)

@@ -1,0 +1,43 @@
+"""``art-rslad compare``: several methods, same teacher, student, data and budget -> the paper's table and figures.
+
+Examples::
+
+    art-rslad compare --methods sat trades rslad --seeds 0 1 2 --preset fashion-mnist --out runs/study
+    art-rslad compare --methods sat trades rslad --seeds 0 1 2 --preset fashion-mnist --out runs/study --resume
+
+Each (method, seed) is a run folder under <out>/runs/<method>/seed-<seed> trained with the method's learning rate
+from the preset. The table (best and last checkpoint x Clean, FGSM, PGD_SAT, PGD_TRADES, CW_inf, AA, mean ± std
+over seeds) goes to <out>/comparison.md and .json, the figures to <out>/figures/. --resume continues a compare whose
+process died: finished runs and evaluations are reused, methods and seeds may be added.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from art_rslad.cli.train import add_run_options, config_from_args, guarded, run_options
+from art_rslad.runs import compare
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "compare", help="Train and evaluate several methods over seeds; the paper's table and figures.",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--methods", nargs="+", required=True, metavar="METHOD",
+                        help="Training methods, e.g. sat trades ard iad rslad adaad.")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="SEED", help="Seeds (default: 0).")
+    add_run_options(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+
+    def body() -> int:
+        result = compare(config, args.methods, args.out, seeds=args.seeds, **run_options(args))
+        print(result.table.to_markdown())
+        print("Figures: " + ", ".join(str(path) for path in result.figures))
+        return 0
+
+    return guarded("compare", body)
