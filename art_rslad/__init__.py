@@ -16,6 +16,10 @@ _EXPORTS = {
     "AdversarialTrainerRSLAD": "art_rslad.trainers",
     "AdversarialTrainerSAT": "art_rslad.trainers",
     "AdversarialTrainerTRADES": "art_rslad.trainers",
+    "AdversarialTrainerARD": "art_rslad.trainers",
+    "AdversarialTrainerIAD": "art_rslad.trainers",
+    "AdversarialTrainerAdaAD": "art_rslad.trainers",
+    "NaturalTrainer": "art_rslad.trainers",
     "evaluate_robustness": "art_rslad.evaluation", "RobustnessReport": "art_rslad.evaluation",
 }
 

@@ -6,6 +6,8 @@ reduction, because the reduction acts as a learning rate.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -112,3 +114,116 @@ def trades_loss(
     natural = label_loss_per_sample(nat_logits, target).mean()
     robust = kl_per_sample(F.softmax(nat_logits, dim=1), adv_logits).mean()
     return natural + beta * robust
+
+
+def natural_loss(nat_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Natural training's loss: ``mean_i CE(S(x_i), y_i)``, a batch mean (KL for probability targets).
+
+    :param nat_logits: Model logits on the natural inputs x, shape (B, C).
+    :param target: Class indices (B,) or probabilities (B, C).
+    """
+    return label_loss_per_sample(nat_logits, target).mean()
+
+
+def _natural_term(
+    nat_logits: torch.Tensor | None, alpha: float, loss: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor | float:
+    """``(1 - alpha) * loss(nat_logits)``; 0 when alpha == 1, where ``nat_logits`` may be None (the term is off)."""
+    if alpha == 1.0:
+        return 0.0
+    if nat_logits is None:
+        raise ValueError(f"`nat_logits` is required when alpha < 1 (got alpha={alpha}).")
+    return (1.0 - alpha) * loss(nat_logits)
+
+
+def ard_loss(
+    adv_logits: torch.Tensor,
+    nat_logits: torch.Tensor | None,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    tau: float = 30.0,
+    alpha: float = 1.0,
+) -> torch.Tensor:
+    """ARD's outer loss (Goldblum et al., AAAI 2020), with the official code's reductions.
+
+    ``alpha * tau^2 * KL(softmax(T(x)/tau) || softmax(S(x')/tau)) + (1 - alpha) * mean_i CE(S(x_i), y_i)``, where
+    the KL is summed over all elements and divided by B*C (``nn.KLDivLoss``'s default mean, i.e. batch-mean KL / C).
+
+    :param adv_logits: Student logits on the adversarial inputs x', shape (B, C).
+    :param nat_logits: Student logits on the natural inputs x, shape (B, C); may be None when ``alpha == 1``.
+    :param teacher_logits: Teacher logits on x (any per-row shift, e.g. log-probabilities); treated as a constant.
+    :param labels: True class indices, shape (B,).
+    :param tau: Distillation temperature, > 0.
+    :param alpha: Weight of the distillation term, in [0, 1]; 1 turns the cross-entropy term off.
+    """
+    teacher_probs = F.softmax(teacher_logits.detach() / tau, dim=1)
+    distillation = kl_per_sample(teacher_probs, adv_logits / tau).sum() / adv_logits.numel()
+    return alpha * tau**2 * distillation + _natural_term(nat_logits, alpha, lambda z: F.cross_entropy(z, labels))
+
+
+def iad_weights(teacher_adv_logits: torch.Tensor, labels: torch.Tensor, beta: float = 0.1) -> torch.Tensor:
+    """IAD's introspection weights ``w_i = softmax(T(x'_i))[y_i] ** beta``, shape (B,), detached (constants).
+
+    :param teacher_adv_logits: Teacher logits on the adversarial inputs x', shape (B, C).
+    :param labels: True class indices, shape (B,).
+    :param beta: Exponent, >= 0 (0.1 in the paper).
+    """
+    probs = F.softmax(teacher_adv_logits.detach(), dim=1)
+    return probs.gather(1, labels[:, None]).squeeze(1) ** beta
+
+
+def iad_loss(
+    adv_logits: torch.Tensor,
+    nat_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    weights: torch.Tensor,
+    tau: float = 1.0,
+    alpha: float = 1.0,
+) -> torch.Tensor:
+    """IAD-I's outer loss (Zhu et al., ICLR 2022), batch means.
+
+    ``alpha * tau^2 * mean_i KL(softmax(T(x_i)/tau) || softmax(S(x'_i)/tau))
+    + alpha * mean_i (1 - w_i) * KL(softmax(S(x_i)) || S(x'_i)) + (1 - alpha) * mean_i CE(S(x_i), y_i)``.
+    Only the self-introspection term carries ``1 - w_i``; the student's natural softmax there is a target
+    (detached), like the teacher's.
+
+    :param adv_logits: Student logits on the adversarial inputs x', shape (B, C).
+    :param nat_logits: Student logits on the natural inputs x, shape (B, C).
+    :param teacher_logits: Teacher logits on x (any per-row shift, e.g. log-probabilities); treated as a constant.
+    :param labels: True class indices, shape (B,).
+    :param weights: Introspection weights ``w_i`` (:func:`iad_weights`; all ones during the warm-up), shape (B,).
+    :param tau: Distillation temperature, > 0.
+    :param alpha: Weight of the two distillation terms, in [0, 1].
+    """
+    teacher_probs = F.softmax(teacher_logits.detach() / tau, dim=1)
+    distillation = kl_per_sample(teacher_probs, adv_logits / tau).mean()
+    own_probs = F.softmax(nat_logits.detach(), dim=1)
+    introspection = ((1.0 - weights.detach()) * kl_per_sample(own_probs, adv_logits)).mean()
+    cross_entropy = _natural_term(nat_logits, alpha, lambda z: F.cross_entropy(z, labels))
+    return alpha * (tau**2 * distillation + introspection) + cross_entropy
+
+
+def adaad_loss(
+    adv_logits: torch.Tensor,
+    nat_logits: torch.Tensor | None,
+    teacher_adv_probs: torch.Tensor,
+    teacher_nat_probs: torch.Tensor,
+    alpha: float = 1.0,
+    scale: float = 0.1,
+) -> torch.Tensor:
+    """AdaAD's outer loss (Huang et al., CVPR 2023), batch-mean KLs times ``scale``.
+
+    ``scale * (alpha * mean_i KL(p_T(x'_i) || S(x'_i)) + (1 - alpha) * mean_i KL(p_T(x_i) || S(x_i)))``.
+    ``scale=0.1`` reproduces the official CIFAR-10 reduction (a mean over B*C elements with 10 classes).
+
+    :param adv_logits: Student logits on the adversarial inputs x', shape (B, C).
+    :param nat_logits: Student logits on the natural inputs x, shape (B, C); may be None when ``alpha == 1``.
+    :param teacher_adv_probs: Teacher probabilities on x', shape (B, C); treated as a constant.
+    :param teacher_nat_probs: Teacher probabilities on x, shape (B, C); treated as a constant.
+    :param alpha: Weight of the adversarial term, in [0, 1].
+    :param scale: Multiplier of the whole loss.
+    """
+    adversarial = kl_per_sample(teacher_adv_probs.detach(), adv_logits).mean()
+    natural = _natural_term(nat_logits, alpha, lambda z: kl_per_sample(teacher_nat_probs.detach(), z).mean())
+    return scale * (alpha * adversarial + natural)

@@ -1,11 +1,25 @@
-"""ART trainers built on one shared epoch loop (:mod:`art_rslad.trainers.base`), one small module per method."""
+"""ART trainers built on one shared epoch loop (:mod:`art_rslad.trainers.base`), one small module per method.
+
+:data:`TRAINERS` maps each method's name (as the CLI spells it) to its trainer class.
+"""
 
 from __future__ import annotations
 
+from art_rslad.trainers.adaad import AdversarialTrainerAdaAD
+from art_rslad.trainers.ard import AdversarialTrainerARD
 from art_rslad.trainers.base import AdversarialTrainerBase, Batch
+from art_rslad.trainers.iad import AdversarialTrainerIAD
+from art_rslad.trainers.natural import NaturalTrainer
 from art_rslad.trainers.rslad import AdversarialTrainerRSLAD
 from art_rslad.trainers.sat import AdversarialTrainerSAT
 from art_rslad.trainers.trades import AdversarialTrainerTRADES
 
-__all__ = ["AdversarialTrainerBase", "AdversarialTrainerRSLAD", "AdversarialTrainerSAT", "AdversarialTrainerTRADES",
-           "Batch"]
+TRAINERS: dict[str, type[AdversarialTrainerBase]] = {
+    trainer.method: trainer
+    for trainer in (NaturalTrainer, AdversarialTrainerSAT, AdversarialTrainerTRADES, AdversarialTrainerARD,
+                    AdversarialTrainerIAD, AdversarialTrainerAdaAD, AdversarialTrainerRSLAD)
+}
+
+__all__ = ["TRAINERS", "AdversarialTrainerARD", "AdversarialTrainerAdaAD", "AdversarialTrainerBase",
+           "AdversarialTrainerIAD", "AdversarialTrainerRSLAD", "AdversarialTrainerSAT", "AdversarialTrainerTRADES",
+           "Batch", "NaturalTrainer"]
