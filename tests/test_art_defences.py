@@ -1,0 +1,185 @@
+"""ART's own defences in our harness: each adapter runs its ART class, our eps on the [0, 1] scale, honest refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from art.defences.preprocessor.preprocessor import Preprocessor
+from art.estimators.classification import PyTorchClassifier
+from conftest import TinyCNN, make_classifier
+
+from art_rslad.art_defences import (
+    ART_TRAINERS,
+    ArtDefensiveDistillation,
+    ArtFBF,
+    ArtOAAT,
+    ArtTRADES,
+    TemperatureSoftmax,
+    defended_classifier,
+    evaluate_preprocessing_defence,
+    get_art_trainer,
+)
+
+EPS = 0.1
+#: Largest |x' - x| each ART class reaches in one epoch, as a fraction of eps (OAAT starts its eps ramp at eps / 4).
+REACH = {"art-madry-pgd": 1.0, "art-trades": 1.0, "art-awp": 1.0, "art-fbf": 1.0, "art-oaat": 0.25}
+
+
+@pytest.fixture(scope="module")
+def tiny(fmnist) -> tuple[np.ndarray, np.ndarray]:
+    x, y, _, _ = fmnist
+    return x[:128], y[:128]
+
+
+def _classifier(model: torch.nn.Module | None = None, lr: float = 0.05):
+    torch.manual_seed(0)
+    return make_classifier(model if model is not None else TinyCNN(4), lr=lr)
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch, cls: type, attribute: str) -> list[type]:
+    """Record the class of every object whose ``attribute`` (e.g. ``fit``) ran, then run the original."""
+    calls: list[type] = []
+    original = getattr(cls, attribute)
+
+    def spy(self, *args, **kwargs):
+        calls.append(type(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, attribute, spy)
+    return calls
+
+
+@pytest.mark.parametrize("name", sorted(REACH))
+def test_adapter_trains_through_its_art_class_within_eps(name, tiny, monkeypatch):
+    x, y = tiny
+    adapter_class = get_art_trainer(name)
+    calls = _spy(monkeypatch, adapter_class.art_class, "fit")
+    classifier = _classifier()
+    before = {key: value.clone() for key, value in classifier.model.state_dict().items()}
+    kwargs = {"eps": EPS} if "max_iter" in adapter_class.fixed_settings else {"eps": EPS, "max_iter": 2}
+    adapter = adapter_class(classifier, seed=0, verbose=False, **kwargs)
+    seen: list[torch.Tensor] = []
+    classifier.model.register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0].detach().flatten(1)))
+    adapter.fit(x, y, batch_size=64, nb_epochs=1)
+
+    assert calls and all(cls is adapter_class.art_class for cls in calls)
+    assert adapter.get_classifier() is classifier
+    assert any(not torch.equal(before[key], value) for key, value in classifier.model.state_dict().items())
+    # Every input the student saw lies within eps of a training image, and the attack reached the eps it was given:
+    # eps is read on the [0, 1] scale (MadryPGD's 0-255 defaults would move pixels by up to 1).
+    distance = torch.cdist(torch.cat(seen), torch.from_numpy(x).flatten(1), p=float("inf")).min(dim=1).values
+    assert distance.max() <= EPS + 1e-5
+    assert distance.max() >= 0.99 * REACH[name] * EPS
+    assert len(adapter.history) == 1 and adapter.history[0]["seconds"] > 0
+
+
+def test_step_size_and_steps_reach_the_art_attack(tiny):
+    x, y = tiny
+    adapter = ART_TRAINERS["art-madry-pgd"](_classifier(), eps=EPS, eps_step=0.03, max_iter=2, verbose=False)
+    adapter.fit(x[:64], y[:64], batch_size=64, nb_epochs=1)
+    attack = adapter.art_trainer.attack
+    assert (attack.eps, attack.eps_step, attack.max_iter) == (EPS, 0.03, 2)
+
+
+def test_sequential_student_trains_through_art_trades_unchanged_in_structure(tiny):
+    x, y = tiny
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    classifier = _classifier(model)
+    keys = list(model.state_dict())
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(classifier.optimizer, milestones=[1], gamma=0.1)
+    adapter = ArtTRADES(classifier, eps=EPS, max_iter=2, verbose=False)
+    adapter.fit(x, y, validation_data=(x[:32], y[:32]), batch_size=64, nb_epochs=2, scheduler=scheduler)
+    assert list(model.state_dict()) == keys and adapter.get_classifier().model is model
+    # torch's MultiStepLR (refused by ART's own isinstance check) was stepped once per epoch
+    assert [record["lr"] for record in adapter.history] == pytest.approx([0.05, 0.005])
+    assert {"val_clean", "val_pgd"} <= set(adapter.history[-1]) and adapter.best_state_dict is not None
+
+
+def test_temperature_softmax_is_papernots_soft_label():
+    logits = torch.tensor([[2.0, -1.0, 0.5], [30.0, 10.0, -20.0]])
+    temperature = 20.0
+    expected = np.exp(logits.numpy() / temperature) / np.exp(logits.numpy() / temperature).sum(1, keepdims=True)
+    module = TemperatureSoftmax(torch.nn.Identity(), temperature)
+    np.testing.assert_allclose(module(logits).numpy(), expected, rtol=1e-6)
+    assert not torch.allclose(module(logits), torch.softmax(logits, dim=1))
+
+
+def test_defensive_distillation_runs_arts_transformer(tiny, monkeypatch):
+    from art.defences.transformer.evasion import DefensiveDistillation
+
+    x, y = tiny
+    calls = _spy(monkeypatch, DefensiveDistillation, "__call__")
+    classifier = _classifier()
+    adapter = ArtDefensiveDistillation(classifier, temperature=50.0, verbose=False)
+    adapter.fit(x, y, batch_size=64, nb_epochs=1)
+    assert calls == [DefensiveDistillation]
+    # the deployed student outputs logits at T = 1, its teacher was trained at T: both differ from probabilities
+    outputs = classifier.predict(x[:8])
+    assert not np.allclose(outputs.sum(axis=1), 1.0)
+    assert adapter.teacher is not None and adapter.hyperparameters()["temperature"] == 50.0
+
+
+class _OpaqueDefence(Preprocessor):
+    """A numpy defence with no gradient estimate: white-box attacks cannot reach through it."""
+
+    def __init__(self) -> None:
+        super().__init__(is_fitted=True, apply_predict=True)
+
+    def __call__(self, x, y=None):
+        return np.round(x * 4) / 4, y
+
+    def estimate_gradient(self, x, grad):
+        raise NotImplementedError
+
+
+def test_masked_gradients_are_flagged_and_bpda_is_not_above_plain(fmnist):
+    x, y, _, _ = fmnist
+    classifier = _classifier(lr=0.1)
+    classifier.fit(x[:512], y[:512], batch_size=64, nb_epochs=1, verbose=False)
+    report = evaluate_preprocessing_defence(classifier, "jpeg", x[:16], y[:16], eps=EPS,
+                                            attacks=("clean", "pgd_sat"), batch_size=16, verbose=False)
+    assert report.accuracy["pgd_sat_bpda"] <= report.accuracy["pgd_sat"]
+    assert report.worst_case_accuracy <= report.accuracy["pgd_sat_bpda"]
+    assert any(w.startswith("[exact gradient]") and "all-zero input gradient" in w for w in report.warnings)
+    assert not any(w.startswith("[bpda gradient]") and "all-zero" in w for w in report.warnings)
+    if report.accuracy["pgd_sat"] > report.accuracy["pgd_sat_bpda"]:
+        assert any("obfuscated gradients" in warning for warning in report.warnings)
+
+
+def test_a_defence_without_gradient_gets_no_white_box_numbers(tiny):
+    x, y = tiny
+    classifier = _classifier()
+    with pytest.raises(ValueError, match="no usable gradient estimate"):
+        defended_classifier(classifier, _OpaqueDefence(), "bpda")
+    with pytest.raises(ValueError, match="White-box attacks refused"):
+        evaluate_preprocessing_defence(classifier, _OpaqueDefence(), x[:8], y[:8], eps=EPS, attacks=("pgd_sat",))
+    report = evaluate_preprocessing_defence(classifier, _OpaqueDefence(), x[:8], y[:8], eps=EPS,
+                                            attacks=("clean", "pgd_sat", "square"), n_queries=2, batch_size=8,
+                                            verbose=False)
+    assert set(report.attacks) == {"clean", "square"}
+    assert any("White-box attacks refused" in warning for warning in report.warnings)
+
+
+def test_bad_input_names_the_setting():
+    classifier = _classifier()
+    with pytest.raises(ValueError, match="known ART methods: art-madry-pgd, art-trades"):
+        get_art_trainer("art-sat")
+    with pytest.raises(ValueError, match=r"eps_step=0.02 .*1.25 \* eps"):
+        ArtFBF(classifier, eps=EPS, eps_step=0.02)
+    with pytest.raises(ValueError, match=r"eps=0.1 .*no adversarial step"):
+        ArtDefensiveDistillation(classifier, eps=EPS)
+    with pytest.raises(ValueError, match="takes no `teacher`"):
+        ArtTRADES(classifier, teacher=classifier)
+    with pytest.raises(ValueError, match="SGD"):
+        ArtOAAT(PyTorchClassifier(classifier.model, torch.nn.CrossEntropyLoss(), (1, 28, 28), 10,
+                                  optimizer=torch.optim.Adam(classifier.model.parameters()), clip_values=(0.0, 1.0)),
+                eps=EPS)
+    x, y = np.zeros((4, 1, 28, 28), np.float32), np.zeros(4, np.int64)
+    fbf = ArtFBF(classifier, eps=EPS)
+    with pytest.raises(ValueError, match="cannot honour `scheduler`: FBF's own cyclic lr"):
+        fbf.fit(x, y, scheduler=torch.optim.lr_scheduler.StepLR(classifier.optimizer, 1))
+    with pytest.raises(ValueError, match="`resume_from`"):
+        fbf.fit(x, y, resume_from="last.pt")
+    kept, notes = ArtFBF.split_settings(eps=EPS, eps_step=0.025, max_iter=10, scheduler=None)
+    assert kept == {"eps": EPS} and set(notes) == {"eps_step", "max_iter", "scheduler"}
