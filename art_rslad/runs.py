@@ -268,13 +268,40 @@ class _Data:
     y_test: np.ndarray
 
 
+#: (dataset, split, root) -> arrays, while a :func:`_shared_datasets` block is active; None outside.
+_DATASET_CACHE: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] | None = None
+
+
+@contextlib.contextmanager
+def _shared_datasets() -> Iterator[None]:
+    """Within the block each dataset split is read from disk once (a compare runs many runs on the same data)."""
+    global _DATASET_CACHE
+    outer = _DATASET_CACHE
+    _DATASET_CACHE = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _DATASET_CACHE = outer
+
+
+def _load_split(name: str, split: str, root: str | os.PathLike[str] | None) -> tuple[np.ndarray, np.ndarray]:
+    from art_rslad.data import load_dataset
+
+    if _DATASET_CACHE is None:
+        return load_dataset(name, split, root=root)
+    key = (name, split, str(root))
+    if key not in _DATASET_CACHE:
+        _DATASET_CACHE[key] = load_dataset(name, split, root=root)
+    return _DATASET_CACHE[key]
+
+
 def _load_data(config: Config, train_size: int | None, val_size: int | None, test_size: int,
                data_root: str | os.PathLike[str] | None) -> _Data:
-    from art_rslad.data import load_dataset, train_val_split
+    from art_rslad.data import train_val_split
 
-    x, y = load_dataset(config.dataset, "train", root=data_root)
+    x, y = _load_split(config.dataset, "train", data_root)
     x_train, y_train, x_val, y_val = train_val_split(x, y, config.val_fraction, config.seed)
-    x_test, y_test = load_dataset(config.dataset, "test", root=data_root)
+    x_test, y_test = _load_split(config.dataset, "test", data_root)
     return _Data(x_train[:train_size], y_train[:train_size], x_val[:val_size], y_val[:val_size],
                  x_test[:test_size], y_test[:test_size])
 
@@ -581,7 +608,7 @@ def compare(
     if teacher is None and any(TRAINERS[method].needs_teacher for method in methods):
         teacher = load_config_teacher(config, device)
     runs: dict[tuple[str, int], RunResult] = {}
-    with _log_to(folder / "compare.log"):
+    with _log_to(folder / "compare.log"), _shared_datasets():
         for seed in seeds:
             for method in methods:
                 run_dir = folder / RUNS / method / f"seed-{seed}"
@@ -622,6 +649,8 @@ def demo_teacher(
     *,
     train_size: int = 10_000,
     nb_epochs: int = 5,
+    val_size: int = 500,
+    test_size: int = 200,
     resume: bool = False,
     overwrite: bool = False,
     device: str | None = None,
@@ -629,7 +658,7 @@ def demo_teacher(
 ) -> tuple[PyTorchClassifier, str]:
     """The demo's teacher: the shipped model named by ``config.teacher.source`` when it is in the zoo, otherwise a
     quick one trained here (``config.teacher.method`` on the first ``train_size`` images, ``nb_epochs`` epochs) as a
-    run in ``out_dir``.
+    run in ``out_dir`` (validated on ``val_size`` images, evaluated clean and under PGD_SAT on ``test_size``).
 
     :return: The teacher and its source (the zoo name, or the path of the trained weights with their card).
     """
@@ -647,7 +676,7 @@ def demo_teacher(
     folder = Path(out_dir)
     result = train_run(teacher_config, folder, method=config.teacher.method,
                        resume=resume and (folder / "run.json").is_file(), overwrite=overwrite,
-                       train_size=train_size, val_size=500, test_size=200, attacks=("clean", "pgd_sat"),
+                       train_size=train_size, val_size=val_size, test_size=test_size, attacks=("clean", "pgd_sat"),
                        trainer_options=options, device=device, verbose=verbose)
     weights = result.out_dir / "student.pt"
     return load_teacher(str(weights), config.dataset, device=device), str(weights)
@@ -660,6 +689,8 @@ def demo(
     nb_epochs: int = 5,
     val_size: int = 500,
     test_size: int = 200,
+    teacher_train_size: int = 10_000,
+    teacher_nb_epochs: int = 5,
     resume: bool = False,
     overwrite: bool = False,
     device: str | None = None,
@@ -671,16 +702,19 @@ def demo(
     Uses the ``fashion-mnist`` preset (its per-method learning rates) with ``nb_epochs`` epochs on the first
     ``train_size`` training images, the shipped teacher (or a quick one, see :func:`demo_teacher`), and the first
     ``test_size`` test images. The compare lands in ``out_dir/compare`` (table and figures), a trained teacher in
-    ``out_dir/teacher``.
+    ``out_dir/teacher`` (``teacher_train_size`` images, ``teacher_nb_epochs`` epochs; only without a shipped one).
     """
     from art_rslad.config import get_preset
 
     folder = Path(out_dir)
     config = dataclasses.replace(get_preset("fashion-mnist"), nb_epochs=nb_epochs)
-    teacher, source = demo_teacher(config, folder / "teacher", resume=resume, overwrite=overwrite, device=device,
-                                   verbose=verbose)
-    config = dataclasses.replace(config, teacher=dataclasses.replace(config.teacher, source=source))
-    compare_dir = folder / "compare"
-    return compare(config, DEMO_METHODS, compare_dir, seeds=[config.seed],
-                   resume=resume and (compare_dir / "compare.json").is_file(), overwrite=overwrite, teacher=teacher,
-                   train_size=train_size, val_size=val_size, test_size=test_size, device=device, verbose=verbose)
+    with _shared_datasets():
+        teacher, source = demo_teacher(config, folder / "teacher", train_size=teacher_train_size,
+                                       nb_epochs=teacher_nb_epochs, val_size=val_size, test_size=test_size,
+                                       resume=resume, overwrite=overwrite, device=device, verbose=verbose)
+        config = dataclasses.replace(config, teacher=dataclasses.replace(config.teacher, source=source))
+        compare_dir = folder / "compare"
+        return compare(config, DEMO_METHODS, compare_dir, seeds=[config.seed],
+                       resume=resume and (compare_dir / "compare.json").is_file(), overwrite=overwrite,
+                       teacher=teacher, train_size=train_size, val_size=val_size, test_size=test_size,
+                       device=device, verbose=verbose)

@@ -1,0 +1,107 @@
+"""`art-rslad train`, `compare` and `demo` from the command line: outputs, exit codes and messages."""
+
+from __future__ import annotations
+
+import errno
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from test_runs import tiny_config
+
+from art_rslad.cli import main
+from art_rslad.runs import demo
+from art_rslad.trainers.base import AdversarialTrainerBase
+
+TINY = ["--train-size", "48", "--val-size", "16", "--test-size", "16", "--attacks", "clean", "fgsm",
+        "--student-option", "width=2", "--student-option", "image_size=8", "--checkpoint-interval", "0", "--quiet"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors run fastest on one thread, above all on a machine shared with other jobs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    return tiny_config().save(tmp_path / "tiny.json")
+
+
+def train(config_file: Path, out: Path, *extra: str) -> int:
+    return main(["train", "--method", "sat", "--config", str(config_file), "--out", str(out), *TINY, *extra])
+
+
+def test_train_prints_the_table_and_refuses_to_clobber(config_file: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert train(config_file, out, "--set", "nb_epochs=1") == 0
+    printed = capsys.readouterr().out
+    assert "| sat | best | 1 |" in printed and "student.pt" in printed
+    assert json.loads((out / "run.json").read_text())["identity"]["config"]["nb_epochs"] == 1
+
+    assert train(config_file, out, "--set", "nb_epochs=1") == 2
+    assert "already holds a run. Pass --resume" in capsys.readouterr().err
+    assert train(config_file, out, "--set", "nb_epochs=2", "--resume") == 2
+    assert "nb_epochs: folder 1, now 2" in capsys.readouterr().err
+    assert train(config_file, out, "--set", "nb_epoch=2") == 2
+    assert "Unknown config key `nb_epoch`" in capsys.readouterr().err
+
+
+def test_ctrl_c_then_resume(config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    original = AdversarialTrainerBase._train_step
+    calls = {"count": 0}
+
+    def step(self: AdversarialTrainerBase, batch: Any) -> Any:
+        calls["count"] += 1
+        if calls["count"] == 4:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(AdversarialTrainerBase, "_train_step", step)
+        assert train(config_file, tmp_path / "run") == 130
+    assert "--resume" in capsys.readouterr().err
+    assert train(config_file, tmp_path / "run", "--resume") == 0
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_disk_full_is_reported_and_resumable(config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "save", disk_full)
+        assert train(config_file, tmp_path / "run") == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert train(config_file, tmp_path / "run", "--resume") == 0
+
+
+def test_compare_names_unknown_methods(config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", "--methods", "sat", "madry", "--config", str(config_file), "--out",
+                 str(tmp_path / "cmp"), *TINY]) == 2
+    assert "unknown or no methods ['madry']" in capsys.readouterr().err
+
+
+def test_compare_writes_the_table(config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", "--methods", "sat", "trades", "--seeds", "0", "1", "--config", str(config_file),
+                 "--set", "nb_epochs=1", "--out", str(tmp_path / "cmp"), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "| trades | last | 2 |" in printed and "final_table_best.png" in printed
+    assert (tmp_path / "cmp" / "comparison.md").read_text() in printed
+
+
+def test_demo_end_to_end_at_toy_size(tmp_path: Path) -> None:
+    result = demo(tmp_path / "demo", train_size=32, nb_epochs=1, val_size=8, test_size=4, teacher_train_size=32,
+                  teacher_nb_epochs=1, verbose=False)
+    assert [row.method for row in result.table.rows] == ["sat", "sat", "rslad", "rslad"]
+    assert "autoattack" in result.table.attacks and len(result.table.attacks) == 6
+    assert all(path.is_file() for path in result.figures)
