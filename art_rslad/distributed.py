@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -270,17 +271,22 @@ def wrap_student(trainer: AdversarialTrainerBase, world: World, run_config: dict
     """The student wrapped in DistributedDataParallel for the training loss, or None in a one-process run.
 
     First checks that all ranks agree (:func:`check_agreement` on :func:`training_config`), then wraps; DDP's
-    constructor broadcasts rank 0's student weights and buffers to the other ranks. Buffers are not broadcast at
-    every forward (``broadcast_buffers=False``): :func:`sync_buffers` copies rank 0's after every step instead. The
+    constructor broadcasts rank 0's student weights, and :func:`sync_buffers` its buffers, to the other ranks.
+    Buffers are not broadcast at every forward: the loop calls :func:`sync_buffers` after every step instead. The
     teacher stays unwrapped.
     """
     if not world.is_distributed:
         return None
     check_agreement(world, training_config(trainer, run_config, scheduler))
     device = trainer.get_classifier().device
-    device_ids = [device] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(_StudentForward(trainer.get_classifier()),
-                                                     device_ids=device_ids, broadcast_buffers=False)
+    ddp_class = torch.nn.parallel.DistributedDataParallel
+    # torch >= 2.13 renamed broadcast_buffers to forward_sync_buffers (the old name warns)
+    buffer_option = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp_class).parameters \
+        else "broadcast_buffers"
+    ddp = ddp_class(_StudentForward(trainer.get_classifier()), device_ids=[device] if device.type == "cuda" else None,
+                    **{buffer_option: False})
+    sync_buffers(ddp)
+    return ddp
 
 
 def sync_buffers(ddp: torch.nn.Module | None) -> None:
