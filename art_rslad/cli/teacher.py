@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shlex
-import sys
 from pathlib import Path
 
 from art_rslad.config import Config, get_preset, preset_names
@@ -64,11 +63,29 @@ def _config(args: argparse.Namespace) -> Config:
     return dataclasses.replace(config, teacher=teacher, seed=config.seed if args.seed is None else args.seed)
 
 
+# (option, attribute) pairs in the order the recorded command lists them.
+_RECORDED = (("--preset", "preset"), ("--config", "config"), ("--import", "import_path"), ("--model", "model"),
+             ("--method", "method"), ("--nb-epochs", "nb_epochs"), ("--lr", "lr"), ("--beta", "beta"),
+             ("--seed", "seed"), ("--out", "out"), ("--name", "name"), ("--run-dir", "run_dir"),
+             ("--nb-val", "nb_val"), ("--nb-eval", "nb_eval"), ("--nb-eval-autoattack", "nb_eval_autoattack"),
+             ("--data-root", "data_root"), ("--device", "device"))
+
+
+def recorded_command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this run, every option spelled out (written into the model card)."""
+    words = ["art-rslad", "teacher"]
+    for option, attribute in _RECORDED:
+        value = getattr(args, attribute)
+        if value is not None and not (attribute == "preset" and args.config is not None):
+            words += [option, str(value)]
+    return shlex.join(words + (["--resume"] if args.resume else []))
+
+
 def run(args: argparse.Namespace) -> int:
     config = _config(args)
     device = resolve_device(args.device)
     name = args.name or f"{dataset_info(config.dataset).name}-{config.teacher.model}"
-    command = shlex.join(["art-rslad", *sys.argv[1:]])
+    command = recorded_command(args)
     if args.import_path is not None:
         classifier = load_teacher(str(args.import_path), config.dataset, model=config.teacher.model, device=device)
         training = {"imported_from": str(args.import_path), "command": command}
