@@ -285,7 +285,8 @@ class AdversarialTrainerBase(Trainer):
                 probs = None if probs_all is None else probs_all[rows].to(device)
                 yield Batch(x_all[rows].to(device), y_all[rows].to(device), probs)
 
-        fingerprint = {"samples": nb_samples, "labels_sum": int(y.sum()), "x_sum": float(x_all.double().sum())}
+        fingerprint = {"samples": nb_samples, "labels_sum": int(y.sum()),
+                       "x_sum": float(x_all.sum(dtype=torch.float64))}  # no float64 copy of the data
         self._run(batches, nb_batches, batch_size, nb_epochs, validation_data, scheduler, fingerprint,
                   checkpoint_dir, resume_from, checkpoint_interval)
 
@@ -335,9 +336,10 @@ class AdversarialTrainerBase(Trainer):
     def _precompute_teacher_probs(self, x_all: torch.Tensor, batch_size: int) -> torch.Tensor:
         assert self.teacher is not None
         device = self._classifier.device
+        # Chunks of one training batch: the teacher's activations then peak no higher than in a training step.
         with model_modes((self.teacher.model, False)):
-            chunks = [torch.softmax(self.teacher_logits(x_all[i:i + 4 * batch_size].to(device)), dim=1).cpu()
-                      for i in range(0, len(x_all), 4 * batch_size)]
+            chunks = [torch.softmax(self.teacher_logits(x_all[i:i + batch_size].to(device)), dim=1).cpu()
+                      for i in range(0, len(x_all), batch_size)]
         return torch.cat(chunks)
 
     def _craft(self, batch: Batch) -> torch.Tensor:
@@ -403,8 +405,9 @@ class AdversarialTrainerBase(Trainer):
         for epoch in epochs:
             self.epoch = epoch
             started = time.perf_counter()
-            loss_sum = torch.tensor(totals[0])
-            correct = torch.tensor(totals[1])
+            # Running sums stay on the student's device: no wait for the device after every batch.
+            loss_sum = torch.tensor(totals[0], device=self._classifier.device)
+            correct = torch.tensor(totals[1], device=self._classifier.device)
             seen = int(totals[2])
             first = start_batch if epoch == start_epoch else 0
             bar = tqdm(batches(epoch, first), desc=f"epoch {epoch + 1}/{nb_epochs}", total=nb_batches,
@@ -414,8 +417,8 @@ class AdversarialTrainerBase(Trainer):
                 for batch in bar:
                     batch_loss, batch_correct = self._train_step(batch)
                     distributed.sync_buffers(self._ddp)  # all ranks continue with rank 0's BatchNorm statistics
-                    loss_sum = loss_sum + batch_loss.cpu()
-                    correct = correct + batch_correct.cpu()
+                    loss_sum = loss_sum + batch_loss
+                    correct = correct + batch_correct
                     seen += len(batch.y)
                     position += 1
                     if folder is not None and checkpoint_interval and position % checkpoint_interval == 0 \
