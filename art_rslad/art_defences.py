@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import math
 import tempfile
@@ -51,7 +52,7 @@ from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
 from art_rslad.attacks import InputGradientClassifier, InputGradientPGD, SoftLabelKLLoss
-from art_rslad.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_atomic
+from art_rslad.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, save_atomic
 from art_rslad.estimators import check_classifier, clip_range, forward_logits, model_modes
 from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS, RobustnessReport, evaluate_robustness
 from art_rslad.evaluation.checks import ACCURACY_TOLERANCE
@@ -180,8 +181,11 @@ class ArtTrainerAdapter(Trainer):
     art_class: ClassVar[type] = Trainer
     epoch_hook: ClassVar[EpochHook] = "log"
     accepts_attack: ClassVar[bool] = False
-    adversarial: ClassVar[bool] = True
+    needs_teacher: ClassVar[bool] = False
     fixed_settings: ClassVar[dict[str, str]] = {}
+    #: True in :data:`SHARED_SETTINGS_TRAINERS`: settings the ART class fixes are dropped (and recorded in
+    #: :attr:`dropped_settings`) instead of refused, for a harness that gives every method the same settings.
+    shared_settings: ClassVar[bool] = False
     #: The ART module whose epoch log records are read when ``epoch_hook == "log"``.
     log_module: ClassVar[str] = ""
 
@@ -201,8 +205,8 @@ class ArtTrainerAdapter(Trainer):
         """
         :param classifier: The student, an ART PyTorchClassifier with an optimizer and clip_values; trained in place.
         :param teacher: Refused: ART's trainers learn from labels (defensive distillation trains its own teacher).
-        :param eps: L-inf radius of the training attack on the scale of clip_values (default 8/255); refused where
-            the method has no attack.
+        :param eps: L-inf radius of the training attack (and of the validation PGD) on the scale of clip_values
+            (default 8/255).
         :param eps_step: Step size of the training attack (default eps / 4); refused where the ART class fixes it.
         :param max_iter: Steps of the training attack (default 10); refused where the ART class fixes it.
         :param attack: An ART EvasionAttack for ART classes that take one (TRADES, AWP, OAAT); refused otherwise.
@@ -216,7 +220,12 @@ class ArtTrainerAdapter(Trainer):
         given = {"eps": eps, "eps_step": eps_step, "max_iter": max_iter}
         refused = [f"{key}={value!r} ({self.fixed_settings[key]})" for key, value in given.items()
                    if value is not None and key in self.fixed_settings]
-        if refused:
+        self.dropped_settings: dict[str, str] = {}
+        if refused and self.shared_settings:
+            self.dropped_settings = {key: self.fixed_settings[key] for key, value in given.items()
+                                     if value is not None and key in self.fixed_settings}
+            logger.info("%s does not use %s", name, "; ".join(refused))
+        elif refused:
             raise ValueError(f"{name} runs {self.art_class.__name__}, which cannot honour " + "; ".join(refused)
                              + ". Drop these arguments.")
         if teacher is not None:
@@ -229,11 +238,11 @@ class ArtTrainerAdapter(Trainer):
         if attack is not None and not isinstance(attack, EvasionAttack):
             raise ValueError(f"`attack` must be an ART EvasionAttack, got {type(attack).__name__}.")
         low, high = clip_range(classifier)
-        self.eps = None if "eps" in self.fixed_settings else float(8 / 255 if eps is None else eps)
-        if self.eps is not None and not 0 < self.eps <= high - low:
+        self.eps = float(8 / 255 if eps is None else eps)
+        if not 0 < self.eps <= high - low:
             raise ValueError(f"`eps` must be in (0, {high - low}] (the clip range of the classifier), got {self.eps}.")
         self.eps_step = None if "eps_step" in self.fixed_settings else float(
-            self.eps / 4 if eps_step is None else eps_step)  # type: ignore[operator]
+            self.eps / 4 if eps_step is None else eps_step)
         if self.eps_step is not None and self.eps_step <= 0:
             raise ValueError(f"`eps_step` must be > 0, got {self.eps_step}.")
         self.max_iter = None if "max_iter" in self.fixed_settings else (10 if max_iter is None else max_iter)
@@ -263,7 +272,8 @@ class ArtTrainerAdapter(Trainer):
         """Settings that define the run, ART's own choices included."""
         return {"method": self.method, "art_class": f"{self.art_class.__module__}.{self.art_class.__name__}",
                 "eps": self.eps, "eps_step": self.eps_step, "max_iter": self.max_iter, "seed": self.seed,
-                "fixed_by_art": dict(self.fixed_settings), **self._art_settings()}
+                "fixed_by_art": dict(self.fixed_settings), "not_used": dict(self.dropped_settings),
+                **self._art_settings()}
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -319,14 +329,18 @@ class ArtTrainerAdapter(Trainer):
         :param scheduler: A torch LR scheduler on the student's optimizer, stepped once per epoch; refused where the
             ART class hard-codes its learning rate.
         :param checkpoint_dir: Folder for ``last.pt``, ``best.pt`` and ``metrics.jsonl``, written after the run.
-        :param resume_from: Refused: ART's trainers keep their epoch state inside their own fit.
-        :param checkpoint_interval: Refused unless 0, for the same reason.
+        :param resume_from: Only the ``last.pt`` of a finished run of the same settings (its weights and history are
+            restored): ART's trainers keep their epoch state inside their own fit, so a run cannot resume midway.
+        :param checkpoint_interval: Refused unless 0, for the same reason (dropped with ``shared_settings``).
         """
-        if resume_from is not None or checkpoint_interval:
-            raise ValueError(f"{self.method}: {self.art_class.__name__} keeps its epoch state inside its own fit, so "
-                             "`resume_from` and `checkpoint_interval` cannot be honoured; start the run again.")
+        if checkpoint_interval and not self.shared_settings:
+            raise ValueError(f"{self.method}: {self.art_class.__name__} runs its batches inside its own fit, so "
+                             "`checkpoint_interval` cannot be honoured; use 0 (checkpoints after the run).")
         if scheduler is not None and "scheduler" in self.fixed_settings:
-            raise ValueError(f"{self.method} cannot honour `scheduler`: {self.fixed_settings['scheduler']}.")
+            if not self.shared_settings:
+                raise ValueError(f"{self.method} cannot honour `scheduler`: {self.fixed_settings['scheduler']}.")
+            self.dropped_settings["scheduler"] = self.fixed_settings["scheduler"]
+            scheduler = None
         if scheduler is not None and not isinstance(scheduler, Scheduler):
             raise ValueError(f"`scheduler` must be a torch.optim.lr_scheduler.LRScheduler, got {type(scheduler)}.")
         for name, value in (("nb_epochs", nb_epochs), ("batch_size", batch_size)):
@@ -335,6 +349,9 @@ class ArtTrainerAdapter(Trainer):
         x, labels = self._check_data(x, y, "x")
         if validation_data is not None:
             validation_data = self._check_data(*validation_data, "validation_data")
+        if resume_from is not None:
+            self._restore_finished(Path(resume_from), batch_size, nb_epochs)
+            return
         y_onehot = np.eye(self._classifier.nb_classes, dtype=np.float32)[labels]
         self.history, self.best_metric, self.best_epoch, self.best_state_dict = [], -math.inf, -1, None
         clock = [time.perf_counter()]
@@ -394,15 +411,13 @@ class ArtTrainerAdapter(Trainer):
         return x.astype(np.float32, copy=False), labels.astype(np.int64)
 
     def validate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> dict[str, float]:
-        """Clean accuracy on (x, y) and, for adversarial methods, PGD-10 accuracy (cross-entropy, uniform start,
-        the adapter's eps and eps_step; eps / 4 where the ART class fixes the step)."""
+        """Clean and PGD-10 accuracy on (x, y) (cross-entropy, uniform start, the adapter's eps and eps_step; eps / 4
+        where the ART class fixes the step)."""
         classifier = self._classifier
         device = classifier.device
-        attack = None
-        if self.eps is not None:
-            attack = InputGradientPGD(InputGradientClassifier(classifier, SoftLabelKLLoss()), eps=self.eps,
-                                      eps_step=self.eps_step or self.eps / 4, max_iter=10, random_init="uniform",
-                                      seed=self.seed)
+        attack = InputGradientPGD(InputGradientClassifier(classifier, SoftLabelKLLoss()), eps=self.eps,
+                                  eps_step=self.eps_step or self.eps / 4, max_iter=10, random_init="uniform",
+                                  seed=self.seed)
         clean = robust = 0
         with model_modes((classifier.model, False)):
             for start in range(0, len(x), batch_size):
@@ -410,20 +425,15 @@ class ArtTrainerAdapter(Trainer):
                 y_b = torch.from_numpy(y[start:start + batch_size]).to(device)
                 with torch.no_grad():
                     clean += int((forward_logits(classifier, x_b).argmax(1) == y_b).sum())
-                if attack is not None:
-                    x_adv = attack.generate_tensor(x_b, nn.functional.one_hot(y_b, classifier.nb_classes).float())
-                    with torch.no_grad():
-                        robust += int((forward_logits(classifier, x_adv).argmax(1) == y_b).sum())
-        result = {"val_clean": clean / len(x)}
-        if attack is not None:
-            result["val_pgd"] = robust / len(x)
-        return result
+                x_adv = attack.generate_tensor(x_b, nn.functional.one_hot(y_b, classifier.nb_classes).float())
+                with torch.no_grad():
+                    robust += int((forward_logits(classifier, x_adv).argmax(1) == y_b).sum())
+        return {"val_clean": clean / len(x), "val_pgd": robust / len(x)}
 
     def _record_validation(self, record: dict[str, float], x: np.ndarray, y: np.ndarray, batch_size: int) -> None:
         record.update(self.validate(x, y, batch_size=max(batch_size, 256)))
-        metric = record.get("val_pgd", record["val_clean"])
-        if metric > self.best_metric:
-            self.best_metric, self.best_epoch = metric, int(record["epoch"])
+        if record["val_pgd"] > self.best_metric:
+            self.best_metric, self.best_epoch = record["val_pgd"], int(record["epoch"])
             self.best_state_dict = {key: value.detach().clone()
                                     for key, value in self._classifier.model.state_dict().items()}
 
@@ -433,13 +443,28 @@ class ArtTrainerAdapter(Trainer):
             logger.info("%s epoch %d/%d: %s", self.method, record["epoch"], nb_epochs,
                         " ".join(f"{key} {value:.4g}" for key, value in record.items() if key != "epoch"))
 
-    def _write_checkpoints(self, folder: Path, batch_size: int, nb_epochs: int) -> None:
-        import json
+    def _run_config(self, batch_size: int, nb_epochs: int) -> dict[str, Any]:
+        return {**self.hyperparameters(), "batch_size": batch_size, "nb_epochs": nb_epochs,
+                "model": type(self._classifier.model).__name__}
 
+    def _restore_finished(self, path: Path, batch_size: int, nb_epochs: int) -> None:
+        checkpoint = load_checkpoint(path, map_location=self._classifier.device)
+        config = self._run_config(batch_size, nb_epochs)
+        if checkpoint["epoch"] != nb_epochs or json.loads(json.dumps(checkpoint["config"])) != json.loads(
+                json.dumps(config, default=str)):
+            raise ValueError(f"`resume_from` {path}: {self.art_class.__name__} keeps its epoch state inside its own "
+                             "fit, so only a finished run of the same settings can be resumed; start the run again.")
+        self._classifier.model.load_state_dict(checkpoint["model_state"])
+        self.history = list(checkpoint["history"])
+        self.best_metric, self.best_epoch = checkpoint["best_metric"], checkpoint["best_epoch"]
+        best = path.with_name("best.pt")
+        self.best_state_dict = load_checkpoint(best, self._classifier.device)["model_state"] if best.is_file() else None
+        logger.info("%s: the run in %s is finished; its weights and history are restored", self.method, path.parent)
+
+    def _write_checkpoints(self, folder: Path, batch_size: int, nb_epochs: int) -> None:
         import art
 
-        config = {**self.hyperparameters(), "batch_size": batch_size, "nb_epochs": nb_epochs,
-                  "model": type(self._classifier.model).__name__}
+        config = json.loads(json.dumps(self._run_config(batch_size, nb_epochs), default=str))
         states = {"last": self._classifier.model.state_dict()}
         if self.best_state_dict is not None:
             states["best"] = self.best_state_dict
@@ -558,7 +583,10 @@ class ArtFBF(ArtTrainerAdapter):
     }
 
     def _build(self, classifier: PyTorchClassifier, batch_size: int, nb_epochs: int, workdir: Path) -> Any:
-        return AdversarialTrainerFBFPyTorch(classifier, eps=self.eps, use_amp=False)  # type: ignore[arg-type]
+        if any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in classifier.model.modules()):
+            logger.warning("art-fbf: ART 1.20's FBF updates the model in eval mode, so this student's BatchNorm "
+                           "running statistics stay at their initial values (docs/art-defences.md).")
+        return AdversarialTrainerFBFPyTorch(classifier, eps=self.eps, use_amp=False)
 
 
 class ArtOAAT(ArtTrainerAdapter):
@@ -613,7 +641,7 @@ class ArtOAAT(ArtTrainerAdapter):
         return {"train_params": {**params, "norm": "inf", "awp_warmup": "round(nb_epochs * 10 / 110)"}}
 
     def _train_params(self, nb_epochs: int, models_path: Path | None = None) -> dict[str, Any]:
-        eps = float(self.eps)  # type: ignore[arg-type]
+        eps = self.eps
         return {
             "weight_decay": self._sgd["weight_decay"], "lr": self._sgd["lr"], "momentum": self._sgd["momentum"],
             "norm": np.inf, "epsilon": eps, "i_epsilon": eps / 4, "alternate_iter_eps": 0.75 * eps,
@@ -672,8 +700,9 @@ class ArtDefensiveDistillation(ArtTrainerAdapter):
     transformer then fits the student, seen through softmax(z / T), to the teacher's probabilities at T for
     nb_epochs with :class:`SoftLabelNLL`; the student is deployed at T = 1 (its logits unchanged). ART's transformer
     has no temperature (both models must output probabilities), so T lives in :class:`TemperatureSoftmax`.
-    T = 100 (the paper's MNIST and CIFAR-10 setting). No adversarial step, so no eps; no scheduler (ART's
-    transformer fits without one). The recorded seconds per epoch include the teacher's training.
+    T = 100 (the paper's MNIST and CIFAR-10 setting). No adversarial step: eps only sets the budget of the
+    validation PGD; no scheduler (ART's transformer fits without one). The recorded seconds per epoch include the
+    teacher's training.
 
     | Paper link: https://arxiv.org/abs/1511.04508
     """
@@ -681,9 +710,7 @@ class ArtDefensiveDistillation(ArtTrainerAdapter):
     method: ClassVar[str] = "art-defensive-distillation"
     art_class: ClassVar[type] = DefensiveDistillation
     epoch_hook: ClassVar[EpochHook] = "total"
-    adversarial: ClassVar[bool] = False
     fixed_settings: ClassVar[dict[str, str]] = {
-        "eps": "defensive distillation has no adversarial step",
         "eps_step": "defensive distillation has no adversarial step",
         "max_iter": "defensive distillation has no adversarial step",
         "scheduler": "ART's DefensiveDistillation fits the student without a scheduler",
@@ -729,6 +756,15 @@ class ArtDefensiveDistillation(ArtTrainerAdapter):
 #: Method name -> adapter class; ``art-rslad train --method`` and ``compare`` accept these names.
 ART_TRAINERS: dict[str, type[ArtTrainerAdapter]] = {
     cls.method: cls for cls in (ArtMadryPGD, ArtTRADES, ArtAWP, ArtFBF, ArtOAAT, ArtDefensiveDistillation)
+}
+
+
+#: The same adapters for a harness (``art-rslad train`` / ``compare``) that gives every method the same eps,
+#: eps_step, max_iter, scheduler and checkpoint interval: settings an ART class fixes are dropped and recorded in
+#: the trainer's ``hyperparameters()["not_used"]`` instead of refused. Registered in ``art_rslad.trainers.TRAINERS``.
+SHARED_SETTINGS_TRAINERS: dict[str, type[ArtTrainerAdapter]] = {
+    name: type(cls.__name__, (cls,), {"shared_settings": True, "__doc__": cls.__doc__, "__module__": __name__})
+    for name, cls in ART_TRAINERS.items()
 }
 
 

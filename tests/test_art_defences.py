@@ -137,8 +137,8 @@ def test_masked_gradients_are_flagged_and_bpda_is_not_above_plain(fmnist):
     x, y, _, _ = fmnist
     classifier = _classifier(lr=0.1)
     classifier.fit(x[:512], y[:512], batch_size=64, nb_epochs=1, verbose=False)
-    report = evaluate_preprocessing_defence(classifier, "jpeg", x[:16], y[:16], eps=EPS,
-                                            attacks=("clean", "pgd_sat"), batch_size=16, verbose=False)
+    report = evaluate_preprocessing_defence(classifier, "jpeg", x[:12], y[:12], eps=EPS,
+                                            attacks=("clean", "pgd_sat"), batch_size=12, verbose=False)
     assert report.accuracy["pgd_sat_bpda"] <= report.accuracy["pgd_sat"]
     assert report.worst_case_accuracy <= report.accuracy["pgd_sat_bpda"]
     assert any(w.startswith("[exact gradient]") and "all-zero input gradient" in w for w in report.warnings)
@@ -167,8 +167,8 @@ def test_bad_input_names_the_setting():
         get_art_trainer("art-sat")
     with pytest.raises(ValueError, match=r"eps_step=0.02 .*1.25 \* eps"):
         ArtFBF(classifier, eps=EPS, eps_step=0.02)
-    with pytest.raises(ValueError, match=r"eps=0.1 .*no adversarial step"):
-        ArtDefensiveDistillation(classifier, eps=EPS)
+    with pytest.raises(ValueError, match=r"max_iter=10 .*no adversarial step"):
+        ArtDefensiveDistillation(classifier, eps=EPS, max_iter=10)
     with pytest.raises(ValueError, match="takes no `teacher`"):
         ArtTRADES(classifier, teacher=classifier)
     with pytest.raises(ValueError, match="SGD"):
@@ -179,7 +179,29 @@ def test_bad_input_names_the_setting():
     fbf = ArtFBF(classifier, eps=EPS)
     with pytest.raises(ValueError, match="cannot honour `scheduler`: FBF's own cyclic lr"):
         fbf.fit(x, y, scheduler=torch.optim.lr_scheduler.StepLR(classifier.optimizer, 1))
-    with pytest.raises(ValueError, match="`resume_from`"):
-        fbf.fit(x, y, resume_from="last.pt")
     kept, notes = ArtFBF.split_settings(eps=EPS, eps_step=0.025, max_iter=10, scheduler=None)
     assert kept == {"eps": EPS} and set(notes) == {"eps_step", "max_iter", "scheduler"}
+
+
+def test_shared_settings_variant_drops_what_art_fixes_and_resumes_a_finished_run(tiny, tmp_path):
+    from art_rslad.trainers import TRAINERS
+
+    x, y = tiny
+    assert {"art-madry-pgd", "art-trades", "art-awp", "art-fbf", "art-oaat", "art-defensive-distillation"} <= set(
+        TRAINERS)
+    classifier = _classifier()
+    scheduler = torch.optim.lr_scheduler.StepLR(classifier.optimizer, 1)
+    trainer = TRAINERS["art-fbf"](classifier, eps=EPS, eps_step=0.025, max_iter=10, verbose=False)
+    trainer.fit(x[:64], y[:64], validation_data=(x[:16], y[:16]), batch_size=32, nb_epochs=2, scheduler=scheduler,
+                checkpoint_dir=tmp_path, checkpoint_interval=50)
+    assert set(trainer.hyperparameters()["not_used"]) == {"eps_step", "max_iter", "scheduler"}
+    assert (tmp_path / "last.pt").is_file() and (tmp_path / "best.pt").is_file() and trainer.best_epoch == 2
+    weights = {key: value.clone() for key, value in classifier.model.state_dict().items()}
+
+    resumed = TRAINERS["art-fbf"](_classifier(), eps=EPS, eps_step=0.025, max_iter=10, verbose=False)
+    resumed.fit(x[:64], y[:64], validation_data=(x[:16], y[:16]), batch_size=32, nb_epochs=2, scheduler=scheduler,
+                resume_from=tmp_path / "last.pt")
+    assert resumed.history == trainer.history
+    assert all(torch.equal(weights[key], value) for key, value in resumed.get_classifier().model.state_dict().items())
+    with pytest.raises(ValueError, match="only a finished run of the same settings"):
+        resumed.fit(x[:64], y[:64], batch_size=32, nb_epochs=3, resume_from=tmp_path / "last.pt")

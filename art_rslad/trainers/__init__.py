@@ -23,3 +23,9 @@ TRAINERS: dict[str, type[AdversarialTrainerBase]] = {
 __all__ = ["TRAINERS", "AdversarialTrainerARD", "AdversarialTrainerAdaAD", "AdversarialTrainerBase",
            "AdversarialTrainerIAD", "AdversarialTrainerRSLAD", "AdversarialTrainerSAT", "AdversarialTrainerTRADES",
            "Batch", "NaturalTrainer"]
+
+# ART's own trainers (art-madry-pgd, art-trades, art-awp, art-fbf, art-oaat, art-defensive-distillation), run through
+# their ART classes by the adapters of art_rslad.art_defences.
+from art_rslad.art_defences import SHARED_SETTINGS_TRAINERS  # noqa: E402
+
+TRAINERS.update(SHARED_SETTINGS_TRAINERS)  # type: ignore[arg-type]
