@@ -173,8 +173,9 @@ class ArtTrainerAdapter(Trainer):
     times every epoch. The student is trained in place and :meth:`get_classifier` returns it.
 
     Class attributes a subclass sets: :attr:`method` (registry name), :attr:`art_class` (the ART class that
-    runs), :attr:`epoch_hook`, :attr:`accepts_attack`, and :attr:`fixed_settings`: our settings that its ART
-    class fixes itself, mapped to what it does instead; passing one of them raises a ValueError.
+    runs), :attr:`epoch_hook`, :attr:`accepts_attack`, :attr:`needs_non_sequential`, and :attr:`fixed_settings`: our
+    settings that its ART class fixes itself, mapped to what it does instead; passing one of them raises a
+    ValueError.
     """
 
     method: ClassVar[str] = ""
@@ -183,6 +184,8 @@ class ArtTrainerAdapter(Trainer):
     accepts_attack: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = False
     fixed_settings: ClassVar[dict[str, str]] = {}
+    #: The ART class reads ``model_outputs[0]`` of ART's model wrapper, so an nn.Sequential student is wrapped.
+    needs_non_sequential: ClassVar[bool] = False
     #: True in :data:`SHARED_SETTINGS_TRAINERS`: settings the ART class fixes are dropped (and recorded in
     #: :attr:`dropped_settings`) instead of refused, for a harness that gives every method the same settings.
     shared_settings: ClassVar[bool] = False
@@ -217,17 +220,16 @@ class ArtTrainerAdapter(Trainer):
         """
         super().__init__(classifier=check_classifier(classifier, "classifier", needs_optimizer=True))
         name = self.method
-        given = {"eps": eps, "eps_step": eps_step, "max_iter": max_iter}
-        refused = [f"{key}={value!r} ({self.fixed_settings[key]})" for key, value in given.items()
-                   if value is not None and key in self.fixed_settings]
-        self.dropped_settings: dict[str, str] = {}
-        if refused and self.shared_settings:
-            self.dropped_settings = {key: self.fixed_settings[key] for key, value in given.items()
-                                     if value is not None and key in self.fixed_settings}
-            logger.info("%s does not use %s", name, "; ".join(refused))
-        elif refused:
-            raise ValueError(f"{name} runs {self.art_class.__name__}, which cannot honour " + "; ".join(refused)
-                             + ". Drop these arguments.")
+        given = {key: value for key, value in (("eps", eps), ("eps_step", eps_step), ("max_iter", max_iter))
+                 if value is not None}
+        kept, fixed = self.split_settings(**given)
+        refused = "; ".join(f"{key}={given[key]!r} ({reason})" for key, reason in fixed.items())
+        if fixed and not self.shared_settings:
+            raise ValueError(f"{name} runs {self.art_class.__name__}, which cannot honour {refused}. Drop these "
+                             "arguments.")
+        if fixed:
+            logger.info("%s does not use %s", name, refused)
+        self.dropped_settings: dict[str, str] = fixed
         if teacher is not None:
             raise ValueError(f"{name} learns from labels and takes no `teacher`; drop it.")
         if attack_training_mode is not None:
@@ -238,14 +240,13 @@ class ArtTrainerAdapter(Trainer):
         if attack is not None and not isinstance(attack, EvasionAttack):
             raise ValueError(f"`attack` must be an ART EvasionAttack, got {type(attack).__name__}.")
         low, high = clip_range(classifier)
-        self.eps = float(8 / 255 if eps is None else eps)
+        self.eps = float(kept.get("eps", 8 / 255))
         if not 0 < self.eps <= high - low:
             raise ValueError(f"`eps` must be in (0, {high - low}] (the clip range of the classifier), got {self.eps}.")
-        self.eps_step = None if "eps_step" in self.fixed_settings else float(
-            self.eps / 4 if eps_step is None else eps_step)
+        self.eps_step = None if "eps_step" in self.fixed_settings else float(kept.get("eps_step", self.eps / 4))
         if self.eps_step is not None and self.eps_step <= 0:
             raise ValueError(f"`eps_step` must be > 0, got {self.eps_step}.")
-        self.max_iter = None if "max_iter" in self.fixed_settings else (10 if max_iter is None else max_iter)
+        self.max_iter = None if "max_iter" in self.fixed_settings else kept.get("max_iter", 10)
         if self.max_iter is not None and (int(self.max_iter) != self.max_iter or self.max_iter < 1):
             raise ValueError(f"`max_iter` must be a positive integer, got {self.max_iter}.")
         self.attack = attack
@@ -300,8 +301,6 @@ class ArtTrainerAdapter(Trainer):
         if isinstance(classifier.model, nn.Sequential) and self.needs_non_sequential:
             return _like(classifier, NonSequential(classifier.model), optimizer=classifier.optimizer)
         return classifier
-
-    needs_non_sequential: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ training
     def fit(  # type: ignore[override]
