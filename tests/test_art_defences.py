@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -205,3 +207,19 @@ def test_shared_settings_variant_drops_what_art_fixes_and_resumes_a_finished_run
     assert all(torch.equal(weights[key], value) for key, value in resumed.get_classifier().model.state_dict().items())
     with pytest.raises(ValueError, match="only a finished run of the same settings"):
         resumed.fit(x[:64], y[:64], batch_size=32, nb_epochs=3, resume_from=tmp_path / "last.pt")
+
+
+def test_cli_eval_with_a_defence_reports_both_views(tmp_path):
+    from art_rslad.cli import main
+    from art_rslad.models import create_model
+
+    torch.manual_seed(0)
+    weights = tmp_path / "student.pt"
+    torch.save(create_model("cnn-small", 10, width=4).state_dict(), weights)
+    arguments = ["eval", str(weights), "--model", "cnn-small", "--model-option", "width=4", "--dataset",
+                 "fashion-mnist", "--nb-images", "8", "--batch-size", "8", "--attacks", "clean", "pgd_sat",
+                 "--defence", "feature-squeezing", "--out", str(tmp_path / "eval"), "--quiet"]
+    assert main(arguments) == 0
+    accuracy = json.loads((tmp_path / "eval.json").read_text())["accuracy"]
+    assert set(accuracy) == {"clean", "pgd_sat", "pgd_sat_bpda"}
+    assert main([*arguments, "--resume"]) == 2

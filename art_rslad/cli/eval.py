@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from art_rslad.art_defences import PREPROCESSING_DEFENCES, evaluate_preprocessing_defence
 from art_rslad.data import dataset_info, dataset_names, load_dataset
 from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS, evaluate_robustness
 from art_rslad.models import list_models, resolve_device
@@ -58,6 +59,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--surrogate-model", choices=list_models(), help="Architecture of a file surrogate.")
     parser.add_argument("--surrogate-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
                         help="Architecture option of the surrogate, repeatable.")
+    parser.add_argument("--defence", choices=list(PREPROCESSING_DEFENCES),
+                        help="Evaluate the model behind this ART preprocessing defence, through the defence's exact "
+                             "gradient and by BPDA side by side (docs/art-defences.md); no --resume.")
     parser.add_argument("--n-queries", type=int, default=5000, help="Query budget of square (default: 5000).")
     parser.add_argument("--batch-size", type=int, default=128, help="Batch size (default: 128).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the attacks' random starts (default: 0).")
@@ -74,6 +78,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     if args.nb_images < 1:
         raise ValueError(f"--nb-images must be >= 1, got {args.nb_images}.")
+    if args.defence is not None and args.resume:
+        raise ValueError("--defence evaluates the model twice and cannot --resume; choose another --out.")
     json_path, markdown_path = (args.out.with_name(f"{args.out.name}.{suffix}") for suffix in ("json", "md"))
     if json_path.exists() and not args.resume:
         raise FileExistsError(f"{json_path} exists; pass --resume to continue that evaluation or choose another "
@@ -87,11 +93,15 @@ def run(args: argparse.Namespace) -> int:
     x, y = load_dataset(args.dataset, args.split, root=args.data_root)
     eps = dataset_info(args.dataset).eps if args.eps is None else args.eps
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    report = evaluate_robustness(
-        classifier, x[:args.nb_images], y[:args.nb_images], eps=eps, attacks=args.attacks,
-        batch_size=args.batch_size, surrogate=surrogate, n_queries=args.n_queries, seed=args.seed,
-        state_path=json_path, verbose=not args.quiet,
-    )
+    options = {"eps": eps, "attacks": args.attacks, "batch_size": args.batch_size, "surrogate": surrogate,
+               "n_queries": args.n_queries, "seed": args.seed, "verbose": not args.quiet}
+    if args.defence is not None:
+        report = evaluate_preprocessing_defence(classifier, args.defence, x[:args.nb_images], y[:args.nb_images],
+                                                **options)
+        report.to_json(json_path)
+    else:
+        report = evaluate_robustness(classifier, x[:args.nb_images], y[:args.nb_images], state_path=json_path,
+                                     **options)
     table = f"{args.checkpoint} on {args.dataset} ({args.split})\n\n{report.to_markdown()}"
     markdown_path.write_text(table)
     print(table)
