@@ -278,8 +278,8 @@ class ArtTrainerAdapter(Trainer):
 
     @property
     def seconds_per_epoch(self) -> float:
-        """Mean training seconds per epoch of the last fit (validation excluded)."""
-        return float(np.mean([record["seconds"] for record in self.history])) if self.history else math.nan
+        """Mean training seconds per epoch of the last fit (``train_seconds``: validation excluded)."""
+        return float(np.mean([record["train_seconds"] for record in self.history])) if self.history else math.nan
 
     # ------------------------------------------------------------------ what a subclass says
     def _art_settings(self) -> dict[str, Any]:
@@ -356,15 +356,16 @@ class ArtTrainerAdapter(Trainer):
         clock = [time.perf_counter()]
 
         def epoch_end(seconds: float | None = None, validate: bool = True) -> None:
-            record = {"epoch": len(self.history) + 1, "seconds": time.perf_counter() - clock[0]}
+            record = {"epoch": len(self.history) + 1,
+                      "train_seconds": time.perf_counter() - clock[0] if seconds is None else seconds}
             if seconds is None:  # called between epochs: the optimizer holds this epoch's lr
                 record["lr"] = float(self._classifier.optimizer.param_groups[0]["lr"])
-            else:
-                record["seconds"] = seconds
             if scheduler is not None:
                 scheduler.step()
+            validation_started = time.perf_counter()
             if validate and validation_data is not None:
                 self._record_validation(record, *validation_data, batch_size=batch_size)
+            record["seconds"] = record["train_seconds"] + time.perf_counter() - validation_started
             self._log(record, nb_epochs)
             clock[0] = time.perf_counter()
 
