@@ -12,7 +12,7 @@ import sys
 from importlib import import_module
 
 # Sub-commands in the order `art-rslad --help` lists them.
-COMMANDS: tuple[str, ...] = ("train", "eval", "compare", "teacher", "demo", "list")
+COMMANDS: tuple[str, ...] = ("train", "eval", "compare", "tune", "teacher", "demo", "list")
 
 
 def build_parser() -> argparse.ArgumentParser:

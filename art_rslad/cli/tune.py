@@ -1,0 +1,57 @@
+"""``art-rslad tune``: choose each method's learning rate by one rule on the validation split (design decision 1).
+
+Example::
+
+    art-rslad tune --preset fashion-mnist --methods sat trades ard iad adaad rslad --out runs/tune
+
+Prints the validation PGD-10 accuracy of every (method, lr) and the chosen lr per method, as ``--set`` options
+to paste into ``art-rslad train`` / ``compare``; everything is also in ``<out>/tuning.json``. Interrupted tunings
+continue where they stopped when run again with the same options.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from art_rslad.config import Config, get_preset, preset_names
+from art_rslad.runs import apply_overrides
+from art_rslad.tuning import DEFAULT_GRID, RULE, select_learning_rates
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("tune", help="Choose each method's learning rate on the validation split.",
+                                   description=f"{__doc__.splitlines()[0]} Rule: {RULE}")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--preset", choices=preset_names(), default="fashion-mnist",
+                        help="Settings to tune (default: fashion-mnist).")
+    source.add_argument("--config", type=Path, help="A .toml or .json config file instead of a preset.")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="Override a config key, repeatable.")
+    parser.add_argument("--methods", nargs="+", required=True, metavar="METHOD", help="Methods to tune.")
+    parser.add_argument("--grid", nargs="+", type=float, default=list(DEFAULT_GRID), metavar="LR",
+                        help=f"Learning rates tried (default: {' '.join(map(str, DEFAULT_GRID))}).")
+    parser.add_argument("--epochs", type=int, default=2, help="Epochs of each short run (default: 2).")
+    parser.add_argument("--train-size", type=int, default=10_000,
+                        help="Training images of each short run (default: 10000).")
+    parser.add_argument("--val-size", type=int, default=1000, help="Validation images (default: 1000).")
+    parser.add_argument("--out", type=Path, required=True, help="Folder of the short runs and tuning.json.")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="Device (default: cuda if any).")
+    parser.add_argument("--quiet", action="store_true", help="No progress bars.")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    config = Config.from_file(args.config) if args.config is not None else get_preset(args.preset)
+    config = apply_overrides(config, args.overrides)
+    result = select_learning_rates(config, args.methods, args.out, grid=args.grid, nb_epochs=args.epochs,
+                                   train_size=args.train_size, val_size=args.val_size, device=args.device,
+                                   verbose=not args.quiet)
+    lrs = [f"{lr:g}" for lr in result["settings"]["grid"]]
+    print("| method | " + " | ".join(f"lr {lr}" for lr in lrs) + " | chosen |")
+    print("|---|" + "---|" * (len(lrs) + 1))
+    for method, scores in result["val_pgd"].items():
+        cells = " | ".join(f"{100 * scores[lr]:.2f}" for lr in lrs)
+        print(f"| {method} | {cells} | {result['chosen'][method]:g} |")
+    print(" ".join(f"--set method_lr.{method}={lr:g}" for method, lr in result["chosen"].items()))
+    return 0

@@ -1,0 +1,44 @@
+"""The per-method learning-rate rule: short runs per lr, the best validation PGD accuracy wins, resumable."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from art_rslad.config import get_preset
+from art_rslad.trainers.base import AdversarialTrainerBase
+from art_rslad.tuning import select_learning_rates
+
+
+def test_rule_picks_the_best_validation_lr_and_resumes(tmp_path, monkeypatch) -> None:
+    config = get_preset("fashion-mnist")
+    options = {"grid": [0.3, 0.01], "nb_epochs": 1, "train_size": 256, "val_size": 64, "verbose": False}
+    result = select_learning_rates(config, ["sat"], tmp_path, **options)
+    scores = result["val_pgd"]["sat"]
+    assert set(scores) == {"0.01", "0.3"}
+    assert all(0.0 <= value <= 1.0 for value in scores.values())
+    best = max(scores.values())
+    assert scores[f"{result['chosen']['sat']:g}"] == best
+    if scores["0.01"] == scores["0.3"]:
+        assert result["chosen"]["sat"] == 0.01, "ties go to the smaller lr"
+    saved = json.loads((tmp_path / "tuning.json").read_text())
+    assert saved["chosen"] == result["chosen"] and "validation split" in saved["rule"]
+    history = json.loads((tmp_path / "sat" / "lr-0.3" / "metrics.jsonl").read_text().splitlines()[0])
+    assert history["lr"] == pytest.approx(0.3)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished short run must be read back, not trained again")
+
+    monkeypatch.setattr(AdversarialTrainerBase, "fit", no_training)
+    assert select_learning_rates(config, ["sat"], tmp_path, **options)["chosen"] == result["chosen"]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"methods": ["nope"]}, "known methods"),
+    ({"methods": ["sat"], "grid": [0.1, -1.0]}, "`grid`"),
+    ({"methods": ["sat"], "nb_epochs": 0}, "`nb_epochs`"),
+])
+def test_bad_input(tmp_path, kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        select_learning_rates(get_preset("fashion-mnist"), out_dir=tmp_path, **kwargs)
