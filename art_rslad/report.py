@@ -231,6 +231,9 @@ def plot_curves(
     if not plotted:
         raise ValueError(f"No history holds the metric {metric!r}; per-epoch keys are e.g. "
                          f"{', '.join(CURVE_LABELS)} (validation metrics need validation data).")
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("epoch")
     axes.set_ylabel(CURVE_LABELS.get(metric, metric))
     axes.set_title(title or f"{CURVE_LABELS.get(metric, metric)} per epoch")
@@ -259,8 +262,9 @@ def plot_table_bars(table: ComparisonTable, path: str | Path, checkpoint: str = 
     for index, row in enumerate(rows):
         means = [100 * row.cells[name].mean if name in row.cells else np.nan for name in table.attacks]
         stds = [100 * row.cells[name].std if name in row.cells else 0.0 for name in table.attacks]
-        axes.bar(positions + (index - (len(rows) - 1) / 2) * width, means, width, yerr=stds, capsize=3,
-                 label=row.method)
+        bars = axes.bar(positions + (index - (len(rows) - 1) / 2) * width, means, width, label=row.method,
+                        yerr=stds if any(stds) else None, capsize=3)
+        axes.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
     axes.set_xticks(positions, [attack_label(name) for name in table.attacks])
     axes.set_ylabel("accuracy (%)")
     axes.set_ylim(0, 100)
