@@ -17,6 +17,7 @@ import argparse
 
 from art_rslad.cli.train import add_run_options, config_from_args, guarded, run_options
 from art_rslad.runs import compare
+from art_rslad.trainers import TRAINERS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -25,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--methods", nargs="+", required=True, metavar="METHOD",
-                        help="Training methods, e.g. sat trades ard iad rslad adaad.")
+                        help=f"Training methods, from: {', '.join(sorted(TRAINERS))}.")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="SEED", help="Seeds (default: 0).")
     add_run_options(parser)
     return parser

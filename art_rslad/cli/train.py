@@ -23,6 +23,7 @@ from typing import Any
 from art_rslad.config import Config, get_preset, preset_names
 from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS
 from art_rslad.runs import apply_overrides, parse_assignment, train_run
+from art_rslad.trainers import TRAINERS
 
 
 def _assignment(text: str) -> tuple[str, Any]:
@@ -95,8 +96,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "train", help="Train a student with one method (rslad, sat, trades, ...); checkpoints, evaluation, card.",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--method", default="rslad", help="Training method (default: rslad); `art-rslad list` "
-                                                          "shows them.")
+    parser.add_argument("--method", default="rslad", choices=sorted(TRAINERS), metavar="METHOD",
+                        help=f"Training method: {', '.join(sorted(TRAINERS))} (default: rslad).")
     parser.add_argument("--teacher", help="Teacher source, overriding the config's teacher.source "
                                           "('zoo:<name>', 'robustbench:<name>' or a state-dict path).")
     add_run_options(parser)
