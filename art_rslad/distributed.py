@@ -457,7 +457,12 @@ def evaluate_robustness_distributed(
     world.check_fits(len(x), "x")
     if len(y) != len(x):
         raise ValueError(f"`x` has {len(x)} inputs but `y` has {len(y)} labels.")
-    check_agreement(world, {"inputs": len(x), "settings": {k: v for k, v in kwargs.items() if k != "surrogate"}})
+    models = {"classifier": classifier, "surrogate": kwargs.get("surrogate")}
+    check_agreement(world, {
+        "inputs": len(x), "settings": {k: v for k, v in kwargs.items() if k != "surrogate"},
+        **{f"{name}_weights_sha256": state_checksum(model.model) for name, model in models.items()
+           if isinstance(model, PyTorchClassifier)},
+    })
     if state_path is not None:
         path = Path(state_path)
         state_path = path.with_name(f"{path.stem}.rank{world.rank}of{world.size}{path.suffix}")

@@ -240,6 +240,8 @@ def _worker(rank: int, folder: Path, port: int) -> None:
         "checkpoint": _error(lambda: _train_fixed("rslad", BATCH, checkpoint_dir=bad,
                                                   resume_from=folder / "sat" / "last.pt")),
         "generator": _error(lambda: _trainer("sat", student).fit_generator(_generator(BATCH, distributed.World()))),
+        "eval_models": _error(lambda: distributed.evaluate_robustness_distributed(
+            _student(seed=rank), x_val, y_val, eps=EPS, attacks=("clean",), verbose=False)),
         "eval_too_few": _error(lambda: distributed.evaluate_robustness_distributed(
             student, x_val[:1], y_val[:1], eps=EPS, attacks=("clean",), verbose=False)),
     }
@@ -393,6 +395,7 @@ def test_distributed_evaluation_gives_the_per_input_results_of_one_process(sessi
     ("teacher", "teacher_weights_sha256"),
     ("checkpoint", "different run"),
     ("generator", "DistributedSampler"),
+    ("eval_models", "classifier_weights_sha256"),
     ("eval_too_few", "fewer than the 2 processes"),
 ])
 def test_bad_distributed_input_fails_clearly_on_every_rank_and_writes_nothing(
