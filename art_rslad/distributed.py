@@ -211,6 +211,13 @@ def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _same(value: Any, reference: Any) -> bool:
+    """Equal, floats up to a relative 1e-9 (data sums may differ in the last bits between CPU types of nodes)."""
+    if isinstance(value, float) and isinstance(reference, float):
+        return math.isclose(value, reference, rel_tol=1e-9)
+    return bool(value == reference)
+
+
 def check_agreement(world: World, config: dict[str, Any]) -> None:
     """Raise the same ValueError on every rank when the ranks' ``config`` dicts differ (a collective).
 
@@ -223,7 +230,7 @@ def check_agreement(world: World, config: dict[str, Any]) -> None:
         f"rank {rank}: {key} = {other.get(key)!r} (rank 0: {gathered[0].get(key)!r})"
         for rank, other in enumerate(gathered[1:], start=1)
         for key in sorted(set(other) | set(gathered[0]))
-        if other.get(key) != gathered[0].get(key)
+        if not _same(other.get(key), gathered[0].get(key))
     ]
     if differences:
         raise ValueError(
