@@ -286,7 +286,8 @@ class AdversarialTrainerBase(Trainer):
                 yield Batch(x_all[rows].to(device), y_all[rows].to(device), probs)
 
         fingerprint = {"samples": nb_samples, "labels_sum": int(y.sum()),
-                       "x_sum": float(x_all.sum(dtype=torch.float64))}  # no float64 copy of the data
+                       # 9 significant digits: the same data sums alike on every CPU; no float64 copy of the data
+                       "x_sum": float(f"{float(x_all.sum(dtype=torch.float64)):.9g}")}
         self._run(batches, nb_batches, batch_size, nb_epochs, validation_data, scheduler, fingerprint,
                   checkpoint_dir, resume_from, checkpoint_interval)
 
