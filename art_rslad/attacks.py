@@ -29,6 +29,7 @@ from art.attacks.evasion import ProjectedGradientDescentPyTorch
 from art.estimators.classification import PyTorchClassifier
 from art.utils import random_sphere
 
+from art_rslad.estimators import forward_logits
 from art_rslad.losses import kl_per_sample
 
 logger = logging.getLogger(__name__)
@@ -122,8 +123,9 @@ class InputGradientClassifier(PyTorchClassifier):
         target = y if isinstance(y, torch.Tensor) else torch.as_tensor(y, device=x.device)
         with torch.enable_grad():
             x_grad = x.detach().requires_grad_(True)
-            inputs, _ = self._apply_preprocessing(x_grad, y=None, fit=False, no_grad=False)
-            loss = self._loss(model_forward(self.model, inputs, self.amp_dtype, self.channels_last), target)
+            logits = model_forward(lambda inputs: forward_logits(self, inputs), x_grad, self.amp_dtype,
+                                   self.channels_last)
+            loss = self._loss(logits, target)
             (grad,) = torch.autograd.grad(loss, x_grad)
         return grad
 

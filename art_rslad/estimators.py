@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 from art.estimators.classification import PyTorchClassifier
+from art.preprocessing.standardisation_mean_std.pytorch import StandardisationMeanStdPyTorch
 
 
 def check_classifier(classifier: object, argument: str, *, needs_optimizer: bool = False) -> PyTorchClassifier:
@@ -43,12 +44,23 @@ def forward_logits(classifier: PyTorchClassifier, x: torch.Tensor) -> torch.Tens
 
     Differentiable with respect to ``x`` and the parameters; uses the model's current train/eval mode.
     """
+    if _identity_preprocessing(classifier):  # ART's default (0, 1) standardisation: skip ~40 us per call
+        return classifier.model(x)
     if classifier.all_framework_preprocessing:
         inputs, _ = classifier._apply_preprocessing(x, y=None, fit=False, no_grad=False)
     else:
         array, _ = classifier._apply_preprocessing(x.detach().cpu().numpy(), y=None, fit=False)
         inputs = torch.as_tensor(array, device=x.device)
     return classifier.model(inputs)
+
+
+def _identity_preprocessing(classifier: PyTorchClassifier) -> bool:
+    """Whether the classifier's preprocessing leaves inputs unchanged (none, or mean 0 and std 1 standardisation)."""
+    operations = classifier.preprocessing_operations
+    return not operations or (
+        len(operations) == 1 and isinstance(operations[0], StandardisationMeanStdPyTorch)
+        and not np.asarray(operations[0].mean).any() and bool((np.asarray(operations[0].std) == 1).all())
+    )
 
 
 @contextlib.contextmanager

@@ -114,9 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="fmnist")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--nb-batches", type=int, default=8, help="Batches per timed epoch.")
+    parser.add_argument("--nb-batches", type=int, default=8, help="Batches per epoch.")
+    parser.add_argument("--nb-epochs", type=int, default=1, help="Epochs per timed run (a: one fit call).")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's).")
     parser.add_argument("--amp-dtype", choices=sorted(AMP_DTYPES), default="none")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--variants", default="a,b,c", help="Comma-separated subset of a, b, c.")
@@ -124,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     student_name, teacher_name, shape, eps, eps_step = SETTINGS[args.setting]
@@ -148,15 +152,18 @@ def main(argv: list[str] | None = None) -> int:
             make_classifier(copy.deepcopy(student), shape, device), teacher_classifier, eps=eps, eps_step=eps_step,
             verbose=False, **trainer_options,
         )
-        variants["a_art_rslad"] = lambda: trainer.fit(x, y, batch_size=args.batch_size, nb_epochs=1)
+        variants["a_art_rslad"] = lambda: trainer.fit(x, y, batch_size=args.batch_size, nb_epochs=args.nb_epochs)
     if "b" in chosen:
         plain_student = copy.deepcopy(student)
         plain_optimizer = torch.optim.SGD(plain_student.parameters(), lr=0.01, momentum=0.9, weight_decay=2e-4)
         x_t, y_t = torch.from_numpy(x), torch.from_numpy(y)
-        variants["b_plain_rslad"] = lambda: plain_rslad_epoch(
-            plain_student, teacher, plain_optimizer, x_t, y_t, args.batch_size, eps, eps_step, amp_dtype,
-            args.channels_last,
-        )
+
+        def plain() -> None:
+            for _ in range(args.nb_epochs):
+                plain_rslad_epoch(plain_student, teacher, plain_optimizer, x_t, y_t, args.batch_size, eps, eps_step,
+                                  amp_dtype, args.channels_last)
+
+        variants["b_plain_rslad"] = plain
     if "c" in chosen:
         art_classifier = make_classifier(copy.deepcopy(student), shape, device)
         art_attack = ProjectedGradientDescentPyTorch(
@@ -164,14 +171,14 @@ def main(argv: list[str] | None = None) -> int:
             verbose=False,
         )
         art_trainer = AdversarialTrainerTRADESPyTorch(art_classifier, art_attack, beta=6.0)
-        variants["c_art_trades"] = lambda: art_trainer.fit(x, y, batch_size=args.batch_size, nb_epochs=1)
+        variants["c_art_trades"] = lambda: art_trainer.fit(x, y, batch_size=args.batch_size, nb_epochs=args.nb_epochs)
 
     results = run_interleaved(variants, args.repeats, device)
     reference = "b_plain_rslad" if "b_plain_rslad" in results else next(iter(results))
     print(f"setting {args.setting} ({student_name} student, {teacher_name} teacher), device {device}, "
-          f"threads {torch.get_num_threads()}, batch {args.batch_size} x {args.nb_batches}, "
+          f"threads {torch.get_num_threads()}, batch {args.batch_size} x {args.nb_batches} x {args.nb_epochs} epochs, "
           f"amp {args.amp_dtype}, channels_last {args.channels_last}, {args.repeats} repeats")
-    print(format_table(results, nb_samples, "images", reference))
+    print(format_table(results, nb_samples * args.nb_epochs, "images", reference))
     return 0
 
 

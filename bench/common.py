@@ -1,11 +1,14 @@
 """Timing and memory helpers shared by the benchmarks in ``bench/``.
 
 Every benchmark runs its variants interleaved (a, b, c, a, b, c, ...) in one process and reports medians, so
-that load from other processes on a shared machine hits every variant alike.
+that load from other processes on a shared machine hits every variant alike. Besides wall-clock time it records the
+process's CPU time, which other processes' load disturbs far less (with one thread, CPU time ~ work done).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import statistics
 import threading
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c"))
 
 
 def _rss_bytes() -> int:
@@ -29,7 +33,8 @@ def peak_memory(device: torch.device, interval_s: float = 0.002) -> Iterator[lis
     """Yield a one-element list that holds, after the block, its peak memory in MiB above the level before it.
 
     CUDA: ``torch.cuda.max_memory_allocated`` (exact). CPU: the process's resident set size sampled every
-    ``interval_s`` by a background thread (an estimate: allocator caching and short spikes blur it).
+    ``interval_s`` by a background thread, after glibc's ``malloc_trim(0)`` has returned freed memory to the
+    system (an estimate: fragmentation and spikes shorter than the interval blur it).
     """
     result = [0.0]
     if device.type == "cuda":
@@ -40,6 +45,7 @@ def peak_memory(device: torch.device, interval_s: float = 0.002) -> Iterator[lis
         torch.cuda.synchronize(device)
         result[0] = (torch.cuda.max_memory_allocated(device) - before) / 2**20
         return
+    _LIBC.malloc_trim(0)
     before = _rss_bytes()
     peak = [before]
     done = threading.Event()
@@ -62,13 +68,17 @@ def peak_memory(device: torch.device, interval_s: float = 0.002) -> Iterator[lis
 
 @dataclass
 class Measurements:
-    """Seconds and peak MiB of each repetition of one variant."""
+    """Wall-clock seconds, CPU seconds and peak MiB of each repetition of one variant."""
 
     seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
     peak_mib: list[float] = field(default_factory=list)
 
     def median_seconds(self) -> float:
         return statistics.median(self.seconds)
+
+    def median_cpu_seconds(self) -> float:
+        return statistics.median(self.cpu_seconds)
 
     def median_peak_mib(self) -> float:
         return statistics.median(self.peak_mib)
@@ -87,23 +97,26 @@ def run_interleaved(
             with peak_memory(device) as peak:
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 run()
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
-                elapsed = time.perf_counter() - started
+                elapsed, cpu_elapsed = time.perf_counter() - started, time.process_time() - cpu_started
             results[name].seconds.append(elapsed)
+            results[name].cpu_seconds.append(cpu_elapsed)
             results[name].peak_mib.append(peak[0])
     return results
 
 
 def format_table(results: dict[str, Measurements], nb_items: int, unit: str, reference: str) -> str:
-    """A markdown table of items per second, peak memory and the ratio of each variant to ``reference``."""
-    base = results[reference].median_seconds()
-    lines = [f"| variant | {unit}/s (median) | seconds (median, min-max) | peak MiB (median) | speed vs {reference} |",
-             "|---|---|---|---|---|"]
+    """A markdown table of items per second, peak memory and the speed of each variant relative to ``reference``
+    (``reference``'s median time over the variant's: above 1 is faster), by wall-clock and by CPU time."""
+    base, cpu_base = results[reference].median_seconds(), results[reference].median_cpu_seconds()
+    lines = [f"| variant | {unit}/s (median) | wall s (median, min-max) | CPU s (median) | peak MiB (median) "
+             f"| speed vs {reference} (wall) | (CPU) |", "|---|---|---|---|---|---|---|"]
     for name, measured in results.items():
-        seconds = measured.median_seconds()
+        seconds, cpu_seconds = measured.median_seconds(), measured.median_cpu_seconds()
         lines.append(f"| {name} | {nb_items / seconds:.1f} | {seconds:.3f} ({min(measured.seconds):.3f}-"
-                     f"{max(measured.seconds):.3f}) | {measured.median_peak_mib():.0f} | {base / seconds:.3f}x |")
+                     f"{max(measured.seconds):.3f}) | {cpu_seconds:.3f} | {measured.median_peak_mib():.0f} "
+                     f"| {base / seconds:.3f}x | {cpu_base / cpu_seconds:.3f}x |")
     return "\n".join(lines)
