@@ -175,3 +175,17 @@ def test_inner_maximisation_changes_no_parameter_and_leaves_no_gradient() -> Non
         assert all(grad is None for grad in grads), f"{name} has parameter gradients after the attack"
         for key, value in before[name].items():
             torch.testing.assert_close(state[key], value, rtol=0, atol=0, msg=f"{name}.{key} changed")
+
+
+@pytest.mark.parametrize("preprocessing", [(0.0, 1.0), (0.5, 0.2)])
+def test_input_gradient_goes_through_the_classifiers_preprocessing(preprocessing: tuple[float, float]) -> None:
+    x, teacher_probs = fixed_batch()
+    model = TinyNet(0).eval()
+    target = PyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=SHAPE, nb_classes=10,
+                               clip_values=(0.0, 1.0), preprocessing=preprocessing)
+    grad = InputGradientClassifier(target).loss_gradient(x, teacher_probs)
+    x_grad = x.clone().requires_grad_(True)
+    mean, std = preprocessing
+    F.kl_div(F.log_softmax(model((x_grad - mean) / std), dim=1), teacher_probs, reduction="sum").backward()
+    assert x_grad.grad is not None
+    torch.testing.assert_close(grad, x_grad.grad, rtol=1e-5, atol=1e-7)
