@@ -8,10 +8,11 @@ import torch
 from art.attacks.attack import EvasionAttack
 from art.estimators.classification import PyTorchClassifier
 
-from art_rslad.attacks import InputGradientClassifier, InputGradientPGD, RandomInit
+from art_rslad.attacks import InputGradientClassifier, InputGradientPGD
 from art_rslad.estimators import forward_logits
 from art_rslad.losses import adaad_loss, kl_per_sample
-from art_rslad.trainers.base import AdversarialTrainerBase, Batch
+from art_rslad.trainers.base import Batch
+from art_rslad.trainers.rslad import AdversarialTrainerRSLAD
 
 
 class StudentTeacherLogits(torch.nn.Module):
@@ -40,25 +41,23 @@ class TeacherStudentKLLoss(torch.nn.Module):
         return kl_per_sample(torch.softmax(stacked_logits[:, 1], dim=1), stacked_logits[:, 0]).sum()
 
 
-class AdversarialTrainerAdaAD(AdversarialTrainerBase):
+class AdversarialTrainerAdaAD(AdversarialTrainerRSLAD):
     """Distil a robust teacher on inputs that maximise the student-teacher disagreement.
 
     Inner maximisation (student and teacher in eval mode): from x + 0.001 * N(0, I), ``max_iter`` sign steps on
     ``sum_i KL(p_T(x'_i) || S(x'_i))``, the teacher evaluated on x' at every step (an :class:`InputGradientPGD` on
     a classifier whose model is :class:`StudentTeacherLogits`). Outer loss (student in train mode):
-    ``scale * (alpha * mean_i KL(p_T(x'_i) || S(x'_i)) + (1 - alpha) * mean_i KL(p_T(x_i) || S(x_i)))``.
+    ``scale * (alpha * mean_i KL(p_T(x'_i) || S(x'_i)) + (1 - alpha) * mean_i KL(p_T(x_i) || S(x_i)))``: RSLAD's
+    loss with the teacher's probabilities on x' in the adversarial term.
 
     ``scale=0.1`` reproduces the official CIFAR-10 reduction; scale and learning rate trade against each other.
-    A custom ``attack`` is called on the student alone, with the one-hot true labels.
+    A custom ``attack`` is called on the student alone, with the teacher's probabilities on x as labels (as RSLAD).
 
     | Paper link: https://openaccess.thecvf.com/content/CVPR2023/html/Huang_Boosting_Accuracy_and_Robustness_of_
       Student_Models_via_Adaptive_Adversarial_CVPR_2023_paper.html
     """
 
     method: ClassVar[str] = "adaad"
-    needs_teacher: ClassVar[bool] = True
-    attack_random_init: ClassVar[RandomInit] = "gaussian"
-    default_attack_training_mode: ClassVar[bool] = False
 
     def __init__(
         self, classifier: PyTorchClassifier, teacher: PyTorchClassifier, *, alpha: float = 1.0, scale: float = 0.1,
@@ -72,15 +71,7 @@ class AdversarialTrainerAdaAD(AdversarialTrainerBase):
         :param kwargs: ``eps``, ``eps_step``, ``max_iter``, ``attack``, ``attack_training_mode``, ``seed``,
             ``verbose``, as in :class:`~art_rslad.trainers.base.AdversarialTrainerBase`.
         """
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"`alpha` must be in [0, 1], got {alpha}.")
-        if scale <= 0:
-            raise ValueError(f"`scale` must be > 0, got {scale}.")
-        self.alpha, self.scale = float(alpha), float(scale)
-        super().__init__(classifier, teacher, **kwargs)
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "alpha": self.alpha, "scale": self.scale}
+        super().__init__(classifier, teacher, alpha=alpha, scale=scale, **kwargs)
 
     def _default_attack(self) -> EvasionAttack:
         assert self.teacher is not None
@@ -90,10 +81,10 @@ class AdversarialTrainerAdaAD(AdversarialTrainerBase):
             nb_classes=student.nb_classes, clip_values=student.clip_values, channels_first=student.channels_first,
             device_type="cpu" if student.device.type == "cpu" else "gpu",
         )
-        return InputGradientPGD(
-            InputGradientClassifier(pair, TeacherStudentKLLoss()), eps=self.eps, eps_step=self.eps_step,
-            max_iter=self.max_iter, random_init=self.attack_random_init, seed=self.seed,
-        )
+        estimator = InputGradientClassifier(pair, TeacherStudentKLLoss(), amp_dtype=self.amp_dtype,
+                                            channels_last=self.channels_last)
+        return InputGradientPGD(estimator, eps=self.eps, eps_step=self.eps_step, max_iter=self.max_iter,
+                                random_init=self.attack_random_init, seed=self.seed)
 
     def _loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert x_adv is not None and batch.teacher_probs is not None

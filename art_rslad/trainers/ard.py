@@ -12,14 +12,36 @@ from art_rslad.losses import ard_loss
 from art_rslad.trainers.base import AdversarialTrainerBase, Batch
 
 
-class DistillationTrainer(AdversarialTrainerBase):
-    """Shared settings of the distillation methods with a temperature: ``tau`` and ``alpha`` (ARD, IAD)."""
+class AdversarialTrainerARD(AdversarialTrainerBase):
+    """Distil a robust teacher with a temperature; x' from a cross-entropy PGD on the true labels.
 
+    Inner maximisation (student in train mode, as the official code, so BatchNorm statistics move; pass
+    ``attack_training_mode=False`` for eval mode): PGD on ``sum_i CE(S(x'_i), y_i)`` from a uniform start.
+    Outer loss: ``alpha * tau^2 * KL(softmax(T(x)/tau) || softmax(S(x')/tau)) + (1 - alpha) * CE(S(x), y)``, the KL
+    averaged over B*C elements as the official code; tau 30 and alpha 1 (the cross-entropy term off, and S(x) then
+    not computed) are the official defaults. That reduction is small: loss scale and learning rate trade against
+    each other, so choose the learning rate on a validation split in short runs.
+
+    | Paper link: https://arxiv.org/abs/1905.09747
+    """
+
+    method: ClassVar[str] = "ard"
     needs_teacher: ClassVar[bool] = True
+    attack_random_init: ClassVar[RandomInit] = "uniform"
+    default_attack_training_mode: ClassVar[bool] = True
 
     def __init__(
-        self, classifier: PyTorchClassifier, teacher: PyTorchClassifier, *, tau: float, alpha: float, **kwargs: Any
+        self, classifier: PyTorchClassifier, teacher: PyTorchClassifier, *, tau: float = 30.0, alpha: float = 1.0,
+        **kwargs: Any,
     ) -> None:
+        """
+        :param classifier: The student (ART PyTorchClassifier with optimizer and clip_values), trained in place.
+        :param teacher: The robust teacher (ART PyTorchClassifier, same classes and clip range).
+        :param tau: Distillation temperature, > 0 (30).
+        :param alpha: Weight of the distillation term, in [0, 1] (1: no cross-entropy term).
+        :param kwargs: ``eps``, ``eps_step``, ``max_iter``, ``attack``, ``attack_training_mode``, ``seed``,
+            ``verbose``, as in :class:`~art_rslad.trainers.base.AdversarialTrainerBase`.
+        """
         if tau <= 0:
             raise ValueError(f"`tau` (the distillation temperature) must be > 0, got {tau}.")
         if not 0.0 <= alpha <= 1.0:
@@ -38,45 +60,9 @@ class DistillationTrainer(AdversarialTrainerBase):
         assert batch.teacher_probs is not None
         return batch.teacher_probs.log()
 
-    def _nat_logits_if_needed(self, batch: Batch) -> torch.Tensor | None:
-        """S(x), computed only when the cross-entropy term is on (alpha < 1)."""
-        return self.student_logits(batch.x) if self.alpha < 1.0 else None
-
-
-class AdversarialTrainerARD(DistillationTrainer):
-    """Distil a robust teacher with a temperature; x' from a cross-entropy PGD on the true labels.
-
-    Inner maximisation (student in train mode, as the official code, so BatchNorm statistics move; pass
-    ``attack_training_mode=False`` for eval mode): PGD on ``sum_i CE(S(x'_i), y_i)`` from a uniform start.
-    Outer loss: ``alpha * tau^2 * KL(softmax(T(x)/tau) || softmax(S(x')/tau)) + (1 - alpha) * CE(S(x), y)``, the KL
-    averaged over B*C elements as the official code; tau 30 and alpha 1 (the cross-entropy term off, and S(x) then
-    not computed) are the official defaults. That reduction is small: loss scale and learning rate trade against
-    each other, so choose the learning rate on a validation split in short runs.
-
-    | Paper link: https://arxiv.org/abs/1905.09747
-    """
-
-    method: ClassVar[str] = "ard"
-    attack_random_init: ClassVar[RandomInit] = "uniform"
-    default_attack_training_mode: ClassVar[bool] = True
-
-    def __init__(
-        self, classifier: PyTorchClassifier, teacher: PyTorchClassifier, *, tau: float = 30.0, alpha: float = 1.0,
-        **kwargs: Any,
-    ) -> None:
-        """
-        :param classifier: The student (ART PyTorchClassifier with optimizer and clip_values), trained in place.
-        :param teacher: The robust teacher (ART PyTorchClassifier, same classes and clip range).
-        :param tau: Distillation temperature, > 0 (30).
-        :param alpha: Weight of the distillation term, in [0, 1] (1: no cross-entropy term).
-        :param kwargs: ``eps``, ``eps_step``, ``max_iter``, ``attack``, ``attack_training_mode``, ``seed``,
-            ``verbose``, as in :class:`~art_rslad.trainers.base.AdversarialTrainerBase`.
-        """
-        super().__init__(classifier, teacher, tau=tau, alpha=alpha, **kwargs)
-
     def _loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert x_adv is not None
-        nat_logits = self._nat_logits_if_needed(batch)
+        nat_logits = self.student_logits(batch.x) if self.alpha < 1.0 else None
         adv_logits = self.student_logits(x_adv)
         loss = ard_loss(adv_logits, nat_logits, self._teacher_nat_logits(batch), batch.y, tau=self.tau,
                         alpha=self.alpha)

@@ -7,16 +7,15 @@ from typing import Any, ClassVar
 import torch
 from art.estimators.classification import PyTorchClassifier
 
-from art_rslad.attacks import RandomInit
 from art_rslad.losses import iad_loss, iad_weights
-from art_rslad.trainers.ard import DistillationTrainer
+from art_rslad.trainers.ard import AdversarialTrainerARD
 from art_rslad.trainers.base import Batch
 
 #: IAD's warm-up: the introspection weights start at epoch 60 of 200.
 WARMUP_FRACTION = 60 / 200
 
 
-class AdversarialTrainerIAD(DistillationTrainer):
+class AdversarialTrainerIAD(AdversarialTrainerARD):
     """ARD with introspection: the student partly trusts itself where the teacher is unreliable on x'.
 
     Inner maximisation as ARD (cross-entropy PGD on the true labels, uniform start, student in train mode).
@@ -29,8 +28,6 @@ class AdversarialTrainerIAD(DistillationTrainer):
     """
 
     method: ClassVar[str] = "iad"
-    attack_random_init: ClassVar[RandomInit] = "uniform"
-    default_attack_training_mode: ClassVar[bool] = True
 
     def __init__(
         self, classifier: PyTorchClassifier, teacher: PyTorchClassifier, *, tau: float = 1.0, alpha: float = 1.0,
