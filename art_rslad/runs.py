@@ -429,7 +429,7 @@ def train_run(
         the folder must hold a run of the same method, config and settings.
     :param overwrite: Replace a run (or the files a run writes) already in ``out_dir``.
     :param teacher: The teacher as a classifier; by default loaded from ``config.teacher.source`` for methods
-        that distil.
+        that distil (methods that do not distil ignore it).
     :param train_size: Train on the first this many images of the training split (None: all).
     :param val_size: Validation images attacked after each epoch to pick the best epoch (None: the whole split).
     :param test_size: Test images evaluated (the first ones of the test set).
