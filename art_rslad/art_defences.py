@@ -596,7 +596,8 @@ class ArtOAAT(ArtTrainerAdapter):
     i_epsilon = eps / 4 (its ramp starts there and rises linearly after the first quarter), alternate_iter_eps =
     0.75 eps, mixup_epsilon = 1.5 eps (its LPIPS-phase attack goes beyond eps; the KL term is projected back to
     i_epsilon); max_iter ours; lr, momentum and weight decay read from the student's SGD, then OAAT's own cosine lr
-    and a fresh SGD at 3/4 of the epochs; AWP gamma 0.005 with its warm-up 10 of 110 epochs scaled to ours; beta
+    and a fresh SGD at 3/4 of the epochs; AWP gamma 0.005 (also the proxy's SGD lr, as in ART's example) with its
+    warm-up 10 of 110 epochs scaled to ours; beta
     1.5 -> 3.0, SWA tau 0.995 from epoch 0, LPIPS on the student's top-level convolutional blocks. Its SWA files go
     to a temporary folder. Validation after the last epoch only.
 
@@ -653,12 +654,13 @@ class ArtOAAT(ArtTrainerAdapter):
         }
 
     def _build(self, classifier: PyTorchClassifier, batch_size: int, nb_epochs: int, workdir: Path) -> Any:
+        params = self._train_params(nb_epochs, workdir)
         copies = [copy.deepcopy(classifier.model) for _ in range(3)]
-        proxy = _like(classifier, copies[0], optimizer=torch.optim.SGD(copies[0].parameters(), lr=0.005))
+        proxy_optimizer = torch.optim.SGD(copies[0].parameters(), lr=params["awp_gamma"])  # as ART's OAAT example
         attack = self.attack or _pgd(classifier, self.eps, self.eps / 4, self.max_iter, batch_size)  # type: ignore
-        return AdversarialTrainerOAATPyTorch(classifier, proxy, _like(classifier, copies[1]),
-                                             [_like(classifier, copies[2])], attack,
-                                             self._train_params(nb_epochs, workdir))
+        return AdversarialTrainerOAATPyTorch(classifier, _like(classifier, copies[0], optimizer=proxy_optimizer),
+                                             _like(classifier, copies[1]), [_like(classifier, copies[2])], attack,
+                                             params)
 
 
 # ---------------------------------------------------------------------- defensive distillation
