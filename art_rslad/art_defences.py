@@ -597,9 +597,8 @@ class ArtOAAT(ArtTrainerAdapter):
     0.75 eps, mixup_epsilon = 1.5 eps (its LPIPS-phase attack goes beyond eps; the KL term is projected back to
     i_epsilon); max_iter ours; lr, momentum and weight decay read from the student's SGD, then OAAT's own cosine lr
     and a fresh SGD at 3/4 of the epochs; AWP gamma 0.005 (also the proxy's SGD lr, as in ART's example) with its
-    warm-up 10 of 110 epochs scaled to ours; beta
-    1.5 -> 3.0, SWA tau 0.995 from epoch 0, LPIPS on the student's top-level convolutional blocks. Its SWA files go
-    to a temporary folder. Validation after the last epoch only.
+    warm-up 10 of 110 epochs scaled to ours; beta 1.5 -> 3.0, SWA tau 0.995 from epoch 0, LPIPS on the student's
+    top-level convolutional blocks. Its SWA files go to a temporary folder. Validation after the last epoch only.
 
     | Paper link: https://link.springer.com/chapter/10.1007/978-3-031-20065-6_18
     """
