@@ -17,6 +17,7 @@ from art_rslad.art_defences import (
     ArtFBF,
     ArtOAAT,
     ArtTRADES,
+    SoftLabelNLL,
     TemperatureSoftmax,
     defended_classifier,
     evaluate_preprocessing_defence,
@@ -105,6 +106,10 @@ def test_temperature_softmax_is_papernots_soft_label():
     module = TemperatureSoftmax(torch.nn.Identity(), temperature)
     np.testing.assert_allclose(module(logits).numpy(), expected, rtol=1e-6)
     assert not torch.allclose(module(logits), torch.softmax(logits, dim=1))
+    # the distilled network's loss: cross-entropy of its probabilities against the teacher's soft labels
+    soft_labels = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    nll = -(soft_labels.numpy() * np.log(expected)).sum(axis=1).mean()
+    assert SoftLabelNLL()(module(logits), soft_labels).item() == pytest.approx(nll, rel=1e-6)
 
 
 def test_defensive_distillation_runs_arts_transformer(tiny, monkeypatch):
