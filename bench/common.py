@@ -1,8 +1,9 @@
 """Timing and memory helpers shared by the benchmarks in ``bench/``.
 
-Every benchmark runs its variants interleaved (a, b, c, a, b, c, ...) in one process and reports medians, so
-that load from other processes on a shared machine hits every variant alike. Besides wall-clock time it records the
-process's CPU time, which other processes' load disturbs far less (with one thread, CPU time ~ work done).
+Every benchmark runs its variants interleaved in one process, in alternating order (a, b, c, c, b, a, ...), and
+reports medians, so that load from other processes on a shared machine and order effects hit every variant alike.
+Besides wall-clock time it records the process's CPU time, which other processes' load disturbs far less (with one
+thread, CPU time ~ work done).
 """
 
 from __future__ import annotations
@@ -87,13 +88,15 @@ class Measurements:
 def run_interleaved(
     variants: dict[str, Callable[[], None]], repeats: int, device: torch.device, warmup: int = 1
 ) -> dict[str, Measurements]:
-    """Run every variant ``warmup`` times untimed, then ``repeats`` rounds of all variants in turn."""
+    """Run every variant ``warmup`` times untimed, then ``repeats`` rounds of all variants, every other round in
+    reverse order."""
     for _ in range(warmup):
         for run in variants.values():
             run()
     results = {name: Measurements() for name in variants}
-    for _ in range(repeats):
-        for name, run in variants.items():
+    for round_index in range(repeats):
+        order = list(variants.items())
+        for name, run in order[::-1] if round_index % 2 else order:
             with peak_memory(device) as peak:
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
