@@ -29,7 +29,7 @@ from art.attacks.evasion import ProjectedGradientDescentPyTorch
 from art.estimators.classification import PyTorchClassifier
 from art.utils import random_sphere
 
-from art_rslad.estimators import forward_logits
+from art_rslad.estimators import forward_logits, identity_preprocessing
 from art_rslad.losses import kl_per_sample
 
 logger = logging.getLogger(__name__)
@@ -114,6 +114,9 @@ class InputGradientClassifier(PyTorchClassifier):
             preprocessing=classifier.preprocessing,
             device_type="cpu" if classifier.device.type == "cpu" else "gpu",
         )
+        self._forward: Callable[[torch.Tensor], torch.Tensor] = (
+            self.model if identity_preprocessing(self) else lambda inputs: forward_logits(self, inputs)
+        )
 
     def loss_gradient(  # type: ignore[override]
         self, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, training_mode: bool = False, **kwargs
@@ -123,9 +126,7 @@ class InputGradientClassifier(PyTorchClassifier):
         target = y if isinstance(y, torch.Tensor) else torch.as_tensor(y, device=x.device)
         with torch.enable_grad():
             x_grad = x.detach().requires_grad_(True)
-            logits = model_forward(lambda inputs: forward_logits(self, inputs), x_grad, self.amp_dtype,
-                                   self.channels_last)
-            loss = self._loss(logits, target)
+            loss = self._loss(model_forward(self._forward, x_grad, self.amp_dtype, self.channels_last), target)
             (grad,) = torch.autograd.grad(loss, x_grad)
         return grad
 
@@ -193,7 +194,7 @@ class InputGradientPGD(ProjectedGradientDescentPyTorch):
 
     def _clip(self, x: torch.Tensor) -> torch.Tensor:
         bounds = self._clip_tensors(x.device)
-        return x if bounds is None else torch.maximum(torch.minimum(x, bounds[1]), bounds[0])
+        return x if bounds is None else torch.clamp(x, bounds[0], bounds[1])
 
     def _random_start(self, x: torch.Tensor, eps: float | np.ndarray) -> torch.Tensor:
         if self.random_init == "gaussian":

@@ -44,7 +44,7 @@ def forward_logits(classifier: PyTorchClassifier, x: torch.Tensor) -> torch.Tens
 
     Differentiable with respect to ``x`` and the parameters; uses the model's current train/eval mode.
     """
-    if _identity_preprocessing(classifier):  # ART's default (0, 1) standardisation: skip ~40 us per call
+    if identity_preprocessing(classifier):  # ART's default (0, 1) standardisation: skip ~40 us per call
         return classifier.model(x)
     if classifier.all_framework_preprocessing:
         inputs, _ = classifier._apply_preprocessing(x, y=None, fit=False, no_grad=False)
@@ -54,7 +54,7 @@ def forward_logits(classifier: PyTorchClassifier, x: torch.Tensor) -> torch.Tens
     return classifier.model(inputs)
 
 
-def _identity_preprocessing(classifier: PyTorchClassifier) -> bool:
+def identity_preprocessing(classifier: PyTorchClassifier) -> bool:
     """Whether the classifier's preprocessing leaves inputs unchanged (none, or mean 0 and std 1 standardisation)."""
     operations = classifier.preprocessing_operations
     return not operations or (
