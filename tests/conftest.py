@@ -57,26 +57,8 @@ def classifier_factory() -> Callable[..., PyTorchClassifier]:
 
 
 @pytest.fixture(scope="session")
-def robust_teacher(fmnist) -> PyTorchClassifier:
-    """A quickly made robust teacher: PGD adversarial training (eps 0.1) of a width-16 TinyCNN on the slice."""
-    from art_rslad.attacks import InputGradientClassifier, InputGradientPGD
+def robust_teacher() -> PyTorchClassifier:
+    """The shipped robust Fashion-MNIST teacher (TRADES, eps 0.1; its card in art_rslad/zoo)."""
+    from art_rslad.teachers import load_teacher
 
-    x, y, _, _ = fmnist
-    torch.manual_seed(0)
-    teacher = make_classifier(TinyCNN(16), lr=0.05)
-    attack = InputGradientPGD(InputGradientClassifier(teacher), eps=0.1, eps_step=0.03, max_iter=5,
-                              random_init="uniform")
-    x_t, y_t = torch.from_numpy(x), torch.from_numpy(y)
-    for epoch in range(4):
-        order = torch.randperm(len(x_t), generator=torch.Generator().manual_seed(epoch))
-        for start in range(0, len(x_t), 64):
-            rows = order[start:start + 64]
-            teacher.model.eval()
-            x_adv = attack.generate_tensor(x_t[rows], torch.nn.functional.one_hot(y_t[rows], 10).float())
-            teacher.model.train()
-            loss = torch.nn.functional.cross_entropy(teacher.model(x_adv), y_t[rows])
-            teacher.optimizer.zero_grad()
-            loss.backward()
-            teacher.optimizer.step()
-    teacher.model.eval()
-    return teacher
+    return load_teacher("zoo:fashion-mnist-cnn-large", "fashion-mnist", device="cpu")
