@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 RandomInit = Literal["gaussian", "uniform", "none"]
 RANDOM_INITS: tuple[str, ...] = ("gaussian", "uniform", "none")
 AMP_DTYPES: tuple[torch.dtype, ...] = (torch.bfloat16,)
+ClipBounds = tuple[float, float] | tuple[torch.Tensor, torch.Tensor] | None
 
 
 def check_speed_options(amp_dtype: torch.dtype | None, channels_last: bool, input_shape: tuple[int, ...]) -> None:
@@ -181,20 +182,26 @@ class InputGradientPGD(ProjectedGradientDescentPyTorch):
         self.generator = torch.Generator(device=estimator.device)
         if seed is not None:
             self.generator.manual_seed(seed)
-        self._clip_cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor] | None] = {}
+        self._clip_cache: dict[torch.device, ClipBounds] = {}
 
-    def _clip_tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _clip_bounds(self, device: torch.device) -> ClipBounds:
+        # Python floats for scalar clip values: clamp's scalar kernel is faster than its tensor-bound one.
         if device not in self._clip_cache:
             clip = self.estimator.clip_values
-            self._clip_cache[device] = None if clip is None else (
-                torch.as_tensor(np.asarray(clip[0], dtype=np.float32), device=device),
-                torch.as_tensor(np.asarray(clip[1], dtype=np.float32), device=device),
-            )
+            if clip is None:
+                self._clip_cache[device] = None
+            elif np.ndim(clip[0]) == 0 and np.ndim(clip[1]) == 0:
+                self._clip_cache[device] = (float(clip[0]), float(clip[1]))
+            else:
+                self._clip_cache[device] = (
+                    torch.as_tensor(np.asarray(clip[0], dtype=np.float32), device=device),
+                    torch.as_tensor(np.asarray(clip[1], dtype=np.float32), device=device),
+                )
         return self._clip_cache[device]
 
     def _clip(self, x: torch.Tensor) -> torch.Tensor:
-        bounds = self._clip_tensors(x.device)
-        return x if bounds is None else torch.clamp(x, bounds[0], bounds[1])
+        bounds = self._clip_bounds(x.device)
+        return x if bounds is None else torch.clamp(x, bounds[0], bounds[1])  # type: ignore[arg-type]
 
     def _random_start(self, x: torch.Tensor, eps: float | np.ndarray) -> torch.Tensor:
         if self.random_init == "gaussian":

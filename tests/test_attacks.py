@@ -189,3 +189,18 @@ def test_input_gradient_goes_through_the_classifiers_preprocessing(preprocessing
     F.kl_div(F.log_softmax(model((x_grad - mean) / std), dim=1), teacher_probs, reduction="sum").backward()
     assert x_grad.grad is not None
     torch.testing.assert_close(grad, x_grad.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_per_feature_clip_values_are_respected() -> None:
+    x, teacher_probs = fixed_batch()
+    x = x * 0.8
+    high = np.full(SHAPE, 0.8, dtype=np.float32)
+    high[:, :4] = 0.5
+    model = TinyNet(0).eval()
+    target = PyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=SHAPE, nb_classes=10,
+                               clip_values=(np.zeros(SHAPE, dtype=np.float32), high))
+    x = torch.minimum(x, torch.from_numpy(high))
+    x_adv = InputGradientPGD(InputGradientClassifier(target), eps=EPS, eps_step=EPS_STEP,
+                             random_init="uniform").generate_tensor(x, teacher_probs)
+    assert (x_adv - x).abs().max() <= EPS + 1e-6
+    assert x_adv.min() >= -1e-6 and (x_adv <= torch.from_numpy(high) + 1e-6).all()
