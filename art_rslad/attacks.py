@@ -243,11 +243,11 @@ class InputGradientPGD(ProjectedGradientDescentPyTorch):
     def _apply_perturbation_pytorch(  # type: ignore[override]
         self, x: torch.Tensor, perturbation: torch.Tensor, eps_step: float | np.ndarray
     ) -> torch.Tensor:
+        direction = torch.nan_to_num(perturbation, nan=0.0)
         if np.isscalar(eps_step):
-            step = perturbation * float(eps_step)
-        else:
-            step = perturbation * torch.as_tensor(np.asarray(eps_step, dtype=np.float32), device=x.device)
-        return self._clip(x + torch.nan_to_num(step, nan=0.0))
+            return self._clip(torch.add(x, direction, alpha=float(eps_step)))  # one fused kernel for x + step * d
+        step = direction * torch.as_tensor(np.asarray(eps_step, dtype=np.float32), device=x.device)
+        return self._clip(x + step)
 
     @staticmethod
     def _projection(  # type: ignore[override]
