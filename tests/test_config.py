@@ -39,7 +39,8 @@ def test_fashion_mnist_preset_is_cpu_sized() -> None:
     assert (config.eps, config.eps_step) == (0.1, 0.025)
     assert (config.student, config.teacher.model) == ("cnn-small", "cnn-large")
     assert config.nb_epochs <= 10
-    assert "to be tuned by the validation rule" in config.method_lr_note.lower()
+    assert "chosen by the validation rule" in config.method_lr_note.lower()
+    assert "art-rslad tune" in config.method_lr_note
     assert config.lr_for("rslad") == config.method_lr["rslad"]
 
 

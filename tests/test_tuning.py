@@ -42,3 +42,11 @@ def test_rule_picks_the_best_validation_lr_and_resumes(tmp_path, monkeypatch) ->
 def test_bad_input(tmp_path, kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         select_learning_rates(get_preset("fashion-mnist"), out_dir=tmp_path, **kwargs)
+
+
+def test_fashion_mnist_preset_uses_the_committed_tuning() -> None:
+    """The preset's per-method lr is what `art-rslad tune` chose; its output is committed beside the study."""
+    from pathlib import Path
+
+    tuning = json.loads((Path(__file__).parents[1] / "studies" / "tune-fashion-mnist" / "tuning.json").read_text())
+    assert get_preset("fashion-mnist").method_lr == tuning["chosen"]
