@@ -10,6 +10,8 @@ Variants, interleaved in one process (medians over ``--repeats`` rounds after on
   which also runs the report's model checks and bookkeeping.
 * ``b_pyautoattack``: ``pyautoattack.AutoAttack(model, eps=..., version="standard", seed=...)``
   ``.run_standard_evaluation(x, y, batch_size=...)`` on the bare torch model in eval mode.
+* ``c_pyautoattack_logits_module``: the same on the report's ``LogitsModule(classifier)`` (the ART classifier's
+  preprocessing, then the model), which isolates the wrapper's cost from the report's other work.
 
 The model is the Fashion-MNIST ``cnn-small`` student, trained naturally for ``--train-epochs`` epochs on
 ``--train-images`` images unless ``--weights`` gives a state dict (e.g. a robust model, which makes AutoAttack
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 
 import torch
 from art.estimators.classification import PyTorchClassifier
@@ -29,6 +32,7 @@ from pyautoattack import AutoAttack
 
 from art_rslad import evaluate_robustness
 from art_rslad.data import load_dataset
+from art_rslad.evaluation.registry import LogitsModule
 from art_rslad.models import create_model, load_weights
 
 
@@ -85,12 +89,18 @@ def main(argv: list[str] | None = None) -> int:
                                      batch_size=args.batch_size, seed=args.seed, verbose=False)
         accuracies["a_report_autoattack"] = report.accuracy["autoattack"]
 
-    def direct() -> None:
-        adversary = AutoAttack(model, eps=args.eps, norm="Linf", version="standard", device=device, seed=args.seed)
-        _, y_adv = adversary.run_standard_evaluation(x_t, y_t, batch_size=args.batch_size)
-        accuracies["b_pyautoattack"] = float((y_adv.to(device) == y_t).float().mean())
+    def direct(name: str, target: torch.nn.Module) -> Callable[[], None]:
+        def run() -> None:
+            adversary = AutoAttack(target, eps=args.eps, norm="Linf", version="standard", device=device,
+                                   seed=args.seed)
+            _, y_adv = adversary.run_standard_evaluation(x_t, y_t, batch_size=args.batch_size)
+            accuracies[name] = float((y_adv.to(device) == y_t).float().mean())
 
-    results = run_interleaved({"a_report_autoattack": ours, "b_pyautoattack": direct}, args.repeats, device)
+        return run
+
+    variants = {"a_report_autoattack": ours, "b_pyautoattack": direct("b_pyautoattack", model),
+                "c_pyautoattack_logits_module": direct("c_pyautoattack_logits_module", LogitsModule(classifier))}
+    results = run_interleaved(variants, args.repeats, device)
     print(f"standard AutoAttack, {args.model} ({'weights ' + args.weights if args.weights else 'natural training'})"
           f", {args.nb_images} Fashion-MNIST test images, eps {args.eps}, batch {args.batch_size}, device {device}, "
           f"threads {torch.get_num_threads()}, {args.repeats} repeats")
