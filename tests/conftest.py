@@ -11,7 +11,8 @@ from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.data import load_dataset
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# Tiny tensors run fastest on one thread, and two threads competing with other processes run many times slower.
+torch.set_num_threads(1)
 
 
 class TinyCNN(torch.nn.Module):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +17,6 @@ from art_rslad.trainers.base import AdversarialTrainerBase
 
 TINY = ["--train-size", "48", "--val-size", "16", "--test-size", "16", "--attacks", "clean", "fgsm",
         "--student-option", "width=2", "--student-option", "image_size=8", "--checkpoint-interval", "0", "--quiet"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors run fastest on one thread, above all on a machine shared with other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

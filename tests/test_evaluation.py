@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +25,6 @@ from art_rslad.losses import cw_margin_loss
 SHAPE = (1, 8, 8)
 EPS = 0.1
 ALL_ATTACKS = tuple(ATTACKS)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # The machines running these tests are shared: torch's thread pool under contention is ~30x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _mlp(seed: int, *head: torch.nn.Module) -> torch.nn.Module:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,6 @@ from art_rslad.trainers.base import AdversarialTrainerBase
 ATTACKS = ("clean", "fgsm", "pgd_sat")
 STUDENT = {"width": 2, "image_size": 8}
 SIZES = {"train_size": 48, "val_size": 16, "test_size": 16}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors run fastest on one thread, above all on a machine shared with other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_config(**changes: Any) -> Config:
