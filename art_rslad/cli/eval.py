@@ -8,6 +8,8 @@ Examples::
         --surrogate robustbench:Zhang2019Theoretically
 
 The JSON file is updated after each attack; ``--resume`` continues an interrupted evaluation from it.
+Under ``torchrun --nproc-per-node N -m art_rslad eval ...`` each rank attacks its own block of the inputs and
+rank 0 writes the merged report (docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 
 from art_rslad.art_defences import PREPROCESSING_DEFENCES, evaluate_preprocessing_defence
 from art_rslad.data import dataset_info, dataset_names, load_dataset
-from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS, evaluate_robustness
+from art_rslad.distributed import evaluate_robustness_distributed, init_distributed
+from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS
 from art_rslad.models import list_models, resolve_device
 from art_rslad.teachers import load_teacher
 
@@ -84,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if json_path.exists() and not args.resume:
         raise FileExistsError(f"{json_path} exists; pass --resume to continue that evaluation or choose another "
                               "--out.")
+    world = init_distributed()  # before any classifier: under torchrun on CUDA each rank takes its own GPU
     device = resolve_device(args.device)
     classifier = load_teacher(args.checkpoint, args.dataset, model=args.model,
                               model_options=dict(args.model_option), device=device)
@@ -98,10 +102,15 @@ def run(args: argparse.Namespace) -> int:
     if args.defence is not None:
         report = evaluate_preprocessing_defence(classifier, args.defence, x[:args.nb_images], y[:args.nb_images],
                                                 **options)
-        report.to_json(json_path)
+        if world.is_main:
+            report.to_json(json_path)
     else:
-        report = evaluate_robustness(classifier, x[:args.nb_images], y[:args.nb_images], state_path=json_path,
-                                     **options)
+        report = evaluate_robustness_distributed(classifier, x[:args.nb_images], y[:args.nb_images],
+                                                 state_path=json_path, **options)
+        if world.is_distributed and world.is_main:
+            report.to_json(json_path)  # the merged report; each rank resumes from its own shard's file
+    if not world.is_main:
+        return 0
     table = f"{args.checkpoint} on {args.dataset} ({args.split})\n\n{report.to_markdown()}"
     markdown_path.write_text(table)
     print(table)
