@@ -397,6 +397,29 @@ def _notes(config: Config, methods: Sequence[str], settings: Mapping[str, Any], 
     return lines
 
 
+def _training_time_note(histories: Mapping[str, Sequence[Sequence[Mapping[str, float]]]]) -> str:
+    """Mean training seconds per epoch of each method (validation and checkpoints excluded), over epochs and seeds."""
+    def mean_seconds(runs: Sequence[Sequence[Mapping[str, float]]]) -> float:
+        values = [record.get("train_seconds", record["seconds"]) for history in runs for record in history]
+        return float(np.mean(values)) if values else float("nan")
+
+    return "Training seconds per epoch (mean over epochs and seeds; validation excluded): " + ", ".join(
+        f"{method} {mean_seconds(runs):.1f}" for method, runs in histories.items()) + "."
+
+
+def _fixed_by_art_notes(methods: Sequence[str]) -> list[str]:
+    """What each of ART's own trainers fixes itself and so ignores of the shared settings (design decision 10)."""
+    from art_rslad.trainers import TRAINERS
+
+    notes = []
+    for method in methods:
+        fixed = getattr(TRAINERS[method], "fixed_settings", None)
+        if fixed:
+            notes.append(f"{method} runs as ART designed it: " + "; ".join(f"{key}: {why}" for key, why in
+                                                                          fixed.items()) + ".")
+    return notes
+
+
 # ---------------------------------------------------------------------- train_run
 def train_run(
     config: Config,
@@ -625,7 +648,10 @@ def compare(
             attacks=attacks,
             notes=[*_notes(config, methods, {**shared, "teacher": {"source": config.teacher.source}},
                            min(result.nb_test for result in runs.values())),
-                   f"Seeds: {', '.join(map(str, seeds))}; mean ± sample std over seeds."],
+                   f"Seeds: {', '.join(map(str, seeds))}; mean ± sample std over seeds.",
+                   _training_time_note({method: [runs[(method, seed)].history for seed in seeds]
+                                        for method in methods}),
+                   *_fixed_by_art_notes(methods)],
         )
         table.save(folder, "comparison")
         figures = [

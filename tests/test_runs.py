@@ -156,6 +156,7 @@ def test_compare_tabulates_and_resumes_after_a_crash(tmp_path: Path, monkeypatch
     markdown = (tmp_path / "comparison.md").read_text()
     assert "| Method | Checkpoint | Seeds | Clean | FGSM | PGD_SAT |" in markdown and "±" in markdown
     assert json.loads((tmp_path / "comparison.json").read_text())["attacks"] == list(ATTACKS)
+    assert "Training seconds per epoch (mean over epochs and seeds; validation excluded): " in markdown
     assert {path.name for path in result.figures} == {
         "robust_accuracy_per_epoch.png", "final_table_best.png", "final_table_last.png"}
     assert all(path.is_file() for path in result.figures)
@@ -177,3 +178,10 @@ def test_overrides_reach_nested_keys_and_name_bad_ones() -> None:
         apply_overrides(tiny_config(), ["nb_epochs"])
     with pytest.raises(ValueError, match="`nb_epochs` must be int"):
         apply_overrides(tiny_config(), ["nb_epochs=two"])
+
+
+def test_compare_notes_say_what_arts_own_trainers_fix() -> None:
+    from art_rslad.runs import _fixed_by_art_notes
+
+    notes = _fixed_by_art_notes(["sat", "art-fbf", "rslad"])
+    assert len(notes) == 1 and notes[0].startswith("art-fbf runs as ART designed it:")

@@ -438,6 +438,7 @@ class AdversarialTrainerBase(Trainer):
                 "epoch": epoch + 1, "loss": float(loss_sum) / max(seen, 1),
                 "train_accuracy": float(correct) / max(seen, 1),
                 "lr": float(self._classifier.optimizer.param_groups[0]["lr"]),
+                "train_seconds": time.perf_counter() - started,  # "seconds" below adds validation and checkpoints
             }
             if not math.isfinite(record["loss"]):
                 logger.warning("Epoch %d: the training loss is %s; lower the learning rate or the loss scale.",
