@@ -104,7 +104,7 @@ def _assert_same_tensors(expected: Any, actual: Any, where: str = "") -> None:
 
 def _state(folder: Path, name: str) -> dict[str, Any]:
     checkpoint = load_checkpoint(folder / name)
-    history = [{k: v for k, v in record.items() if k != "seconds"} for record in checkpoint["history"]]
+    history = [{k: v for k, v in record.items() if not k.endswith("seconds")} for record in checkpoint["history"]]
     return {key: checkpoint[key] for key in ("model_state", "optimizer_state", "scheduler_state", "rng", "epoch",
                                              "best_metric", "best_epoch")} | {"history": history}
 
