@@ -148,3 +148,16 @@ def test_bf16_channels_last_step_on_cuda() -> None:
                                       amp_dtype=torch.bfloat16, channels_last=True, verbose=False)
     loss, _ = trainer._train_step(batch(trainer, device="cuda"))
     assert torch.isfinite(loss)
+
+
+def test_resume_refuses_another_amp_dtype(tmp_path) -> None:
+    """bf16 changes the numbers, so a run may not continue under another precision."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, *SHAPE), dtype=np.float32), rng.integers(0, 10, 32)
+    teacher = classifier(2)
+    AdversarialTrainerRSLAD(classifier(1), teacher, eps=EPS, eps_step=EPS_STEP, max_iter=2, verbose=False).fit(
+        x, y, batch_size=16, nb_epochs=1, checkpoint_dir=tmp_path)
+    resumed = AdversarialTrainerRSLAD(classifier(1), teacher, eps=EPS, eps_step=EPS_STEP, max_iter=2,
+                                      verbose=False, amp_dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="amp_dtype"):
+        resumed.fit(x, y, batch_size=16, nb_epochs=1, resume_from=tmp_path / "last.pt")

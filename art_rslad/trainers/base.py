@@ -168,7 +168,9 @@ class AdversarialTrainerBase(Trainer):
         """Settings that define the method's run, stored in checkpoints and compared on resume."""
         return {"method": self.method, "eps": self.eps, "eps_step": self.eps_step, "max_iter": self.max_iter,
                 "attack_training_mode": self.attack_training_mode, "seed": self.seed,
-                "attack": type(self.attack).__name__ if self.attack is not None else None}
+                "attack": type(self.attack).__name__ if self.attack is not None else None,
+                # bf16 changes the numbers, so a resume must use the same; channels_last changes only the layout
+                "amp_dtype": None if self.amp_dtype is None else str(self.amp_dtype)}
 
     # ----------------------------------------------------------------- helpers for methods
     def _input_gradient_classifier(self, loss: torch.nn.Module) -> InputGradientClassifier:
