@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +38,20 @@ def make_classifier(model: torch.nn.Module, lr: float = 0.05, nb_classes: int = 
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     return PyTorchClassifier(model, torch.nn.CrossEntropyLoss(), input_shape, nb_classes, optimizer=optimizer,
                              clip_values=(0.0, 1.0), **kwargs)
+
+
+def write_cifar(root: Path, folder: str, files: dict[str, int], label_key: str, seed: int = 0) -> dict[str, dict]:
+    """Write CIFAR-style pickled batches: uint8 rows of 3072 values (R, G, B planes, row-major) and labels."""
+    rng = np.random.default_rng(seed)
+    (root / folder).mkdir(parents=True)
+    batches = {}
+    for name, count in files.items():
+        entry = {"batch_label": name, "data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
+                 label_key: rng.integers(0, 10, count).tolist(), "filenames": [f"{i}.png" for i in range(count)]}
+        with open(root / folder / name, "wb") as stream:
+            pickle.dump(entry, stream)
+        batches[name] = entry
+    return batches
 
 
 @pytest.fixture(scope="session")

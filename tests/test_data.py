@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_cifar
 
 from art_rslad.data import (
     augment_batch,
@@ -19,20 +20,6 @@ from art_rslad.data import (
     make_data_loader,
     train_val_split,
 )
-
-
-def _write_cifar(root: Path, folder: str, files: dict[str, int], label_key: str, seed: int = 0) -> dict[str, dict]:
-    """Write CIFAR-style pickled batches: uint8 rows of 3072 values (R, G, B planes, row-major) and labels."""
-    rng = np.random.default_rng(seed)
-    (root / folder).mkdir(parents=True)
-    batches = {}
-    for name, count in files.items():
-        entry = {"batch_label": name, "data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
-                 label_key: rng.integers(0, 10, count).tolist(), "filenames": [f"{i}.png" for i in range(count)]}
-        with open(root / folder / name, "wb") as stream:
-            pickle.dump(entry, stream)
-        batches[name] = entry
-    return batches
 
 
 def test_dataset_info() -> None:
@@ -56,7 +43,7 @@ def test_dataset_info() -> None:
 
 def test_cifar10_reads_cifar_batch_files(tmp_path: Path) -> None:
     files = {f"data_batch_{i}": 3 for i in range(1, 6)} | {"test_batch": 4}
-    batches = _write_cifar(tmp_path, "cifar-10-batches-py", files, "labels")
+    batches = write_cifar(tmp_path, "cifar-10-batches-py", files, "labels")
     x, y = load_dataset("cifar10", "train", root=tmp_path)
     assert x.shape == (15, 3, 32, 32) and x.dtype == np.float32 and y.dtype == np.int64
     assert x.min() >= 0.0 and x.max() <= 1.0
@@ -69,7 +56,7 @@ def test_cifar10_reads_cifar_batch_files(tmp_path: Path) -> None:
 
 
 def test_cifar100_uses_the_fine_labels(tmp_path: Path) -> None:
-    batches = _write_cifar(tmp_path, "cifar-100-python", {"train": 5, "test": 2}, "fine_labels")
+    batches = write_cifar(tmp_path, "cifar-100-python", {"train": 5, "test": 2}, "fine_labels")
     x, y = load_dataset("cifar100", "train", root=tmp_path)
     assert x.shape == (5, 3, 32, 32) and y.tolist() == batches["train"]["fine_labels"]
 
@@ -83,7 +70,7 @@ class _RunsCode:
 
 
 def test_a_cifar_batch_that_would_run_code_is_refused(tmp_path: Path) -> None:
-    _write_cifar(tmp_path, "cifar-100-python", {"train": 2, "test": 2}, "fine_labels")
+    write_cifar(tmp_path, "cifar-100-python", {"train": 2, "test": 2}, "fine_labels")
     marker = tmp_path / "code-ran"
     with open(tmp_path / "cifar-100-python" / "train", "wb") as stream:
         pickle.dump({"data": _RunsCode(marker), "fine_labels": [0]}, stream)
