@@ -97,7 +97,10 @@ def select_learning_rates(
 
 
 def _with_lr(config: Config, method: str, lr: float) -> Config:
-    """``config`` in which ``method`` trains at ``lr`` (its ``method_lr`` entry where presets carry one)."""
-    if method in METHODS:
-        return dataclasses.replace(config, method_lr={**config.method_lr, method: lr})
-    return dataclasses.replace(config, lr=lr, method_lr={})
+    """``config`` in which ``method`` trains at ``lr``, stripped of the other methods' lrs and the lr note.
+
+    A short run then depends only on its own lr: it stays valid (and resumable) after the preset's chosen lrs
+    are written back.
+    """
+    return dataclasses.replace(config, lr=lr, method_lr={method: lr} if method in METHODS else {},
+                               method_lr_note="")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -32,6 +33,10 @@ def test_rule_picks_the_best_validation_lr_and_resumes(tmp_path, monkeypatch) ->
 
     monkeypatch.setattr(AdversarialTrainerBase, "fit", no_training)
     assert select_learning_rates(config, ["sat"], tmp_path, **options)["chosen"] == result["chosen"]
+    # Short runs do not depend on the other methods' lrs or the note: tuning again after the preset changed reads
+    # them back too.
+    changed = dataclasses.replace(config, method_lr={**config.method_lr, "trades": 0.5}, method_lr_note="new")
+    assert select_learning_rates(changed, ["sat"], tmp_path, **options)["chosen"] == result["chosen"]
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
