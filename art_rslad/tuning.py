@@ -76,8 +76,11 @@ def select_learning_rates(
     short = dataclasses.replace(config, nb_epochs=int(nb_epochs))
     settings = {"preset": config.name, "grid": grid, "nb_epochs": int(nb_epochs), "train_size": train_size,
                 "val_size": val_size, "trainer_options": options}
-    scores: dict[str, dict[str, float]] = {}
-    chosen: dict[str, float] = {}
+    # Methods tuned earlier into the same folder with the same settings stay in tuning.json.
+    previous = json.loads((folder / "tuning.json").read_text()) if (folder / "tuning.json").is_file() else {}
+    same = previous.get("settings") == settings
+    scores: dict[str, dict[str, float]] = dict(previous.get("val_pgd", {})) if same else {}
+    chosen: dict[str, float] = dict(previous.get("chosen", {})) if same else {}
     for method in (m.lower() for m in methods):
         scores[method] = {}
         for lr in grid:

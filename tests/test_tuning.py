@@ -37,6 +37,11 @@ def test_rule_picks_the_best_validation_lr_and_resumes(tmp_path, monkeypatch) ->
     # them back too.
     changed = dataclasses.replace(config, method_lr={**config.method_lr, "trades": 0.5}, method_lr_note="new")
     assert select_learning_rates(changed, ["sat"], tmp_path, **options)["chosen"] == result["chosen"]
+    # Tuning another method into the same folder keeps the earlier ones in tuning.json.
+    monkeypatch.undo()
+    both = select_learning_rates(config, ["natural"], tmp_path, **options)
+    assert set(both["chosen"]) == {"sat", "natural"}
+    assert set(json.loads((tmp_path / "tuning.json").read_text())["chosen"]) == {"sat", "natural"}
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
