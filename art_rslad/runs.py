@@ -389,7 +389,9 @@ def _notes(config: Config, methods: Sequence[str], settings: Mapping[str, Any], 
         f"{config.batch_size}, SGD momentum {config.momentum}, weight decay {config.weight_decay}, lr x"
         f"{config.lr_gamma} after epochs {config.milestones_for()}; training PGD eps_step {config.eps_step:.4g}, "
         f"{config.max_iter} steps; {settings.get('train_size') or 'all'} training images.",
-        "Learning rate per method: " + ", ".join(f"{m} {config.lr_for(m):g}" for m in methods)
+        "Learning rate per method: " + ", ".join(
+            f"{m} {config.lr_for(m):g}" + ("" if m in config.method_lr else " (the config's lr; not in method_lr)")
+            for m in methods)
         + (f" ({config.method_lr_note})" if config.method_lr_note else "") + ".",
         "best = the epoch with the highest PGD-10 accuracy on a validation split held out of the training set "
         "(never the test set); last = the final epoch.",
