@@ -54,22 +54,3 @@ def test_eval_reports_bad_input(checkpoint: Path, tmp_path: Path, capsys: pytest
     assert main([*base, "--eps", "-1"]) == 2
     assert "`eps` must be > 0" in capsys.readouterr().err
 
-
-def test_eval_under_torchrun_shards_the_inputs_and_merges_them(checkpoint: Path, tmp_path: Path) -> None:
-    """Two gloo processes give the same per-input results as one; only rank 0 writes the merged report."""
-    import os
-    import subprocess
-    import sys
-
-    args = [str(checkpoint), *MODEL_ARGS, "--nb-images", "21", "--eps", "0.1", "--attacks", "clean", "fgsm",
-            "--quiet", "--device", "cpu"]
-    assert main(["eval", *args, "--out", str(tmp_path / "one")]) == 0
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                    "-m", "art_rslad", "eval", *args, "--out", str(tmp_path / "two")],
-                   check=True, env=environment, capture_output=True, timeout=240)
-    one = json.loads((tmp_path / "one.json").read_text())
-    two = json.loads((tmp_path / "two.json").read_text())
-    assert two["n_inputs"] == 21 and two["correct"] == one["correct"]
-    assert sorted(path.name for path in tmp_path.glob("two*")) == [
-        "two.json", "two.md", "two.rank0of2.json", "two.rank1of2.json"]

@@ -16,27 +16,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from art_rslad.art_defences import PREPROCESSING_DEFENCES, evaluate_preprocessing_defence
+from art_rslad.cli.train import assignment
 from art_rslad.data import dataset_info, dataset_names, load_dataset
 from art_rslad.distributed import evaluate_robustness_distributed, init_distributed
 from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS
 from art_rslad.models import list_models, resolve_device
 from art_rslad.teachers import load_teacher
-
-
-def _option(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with VALUE read as an int, a float, or else a string."""
-    key, separator, value = text.partition("=")
-    if not separator or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    for parse in (int, float):
-        try:
-            return key, parse(value)
-        except ValueError:
-            continue
-    return key, value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -47,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("checkpoint", help="State dict or checkpoint file, 'zoo:<name>' or 'robustbench:<name>'.")
     parser.add_argument("--model", choices=list_models(),
                         help="Architecture of a file checkpoint (not needed when a model card lies beside it).")
-    parser.add_argument("--model-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--model-option", type=assignment, action="append", default=[], metavar="KEY=VALUE",
                         help="Architecture option, repeatable (e.g. width=32, image_size=8).")
     parser.add_argument("--dataset", choices=dataset_names(), required=True, help="Dataset of the test images.")
     parser.add_argument("--split", choices=("test", "train"), default="test", help="Split (default: test).")
@@ -60,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                                                f"(default: {' '.join(DEFAULT_ATTACKS)}).")
     parser.add_argument("--surrogate", help="Model the transfer attacks are crafted on (same forms as checkpoint).")
     parser.add_argument("--surrogate-model", choices=list_models(), help="Architecture of a file surrogate.")
-    parser.add_argument("--surrogate-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--surrogate-option", type=assignment, action="append", default=[], metavar="KEY=VALUE",
                         help="Architecture option of the surrogate, repeatable.")
     parser.add_argument("--defence", choices=list(PREPROCESSING_DEFENCES),
                         help="Evaluate the model behind this ART preprocessing defence, through the defence's exact "

@@ -26,7 +26,8 @@ from art_rslad.runs import apply_overrides, parse_assignment, train_run
 from art_rslad.trainers import TRAINERS
 
 
-def _assignment(text: str) -> tuple[str, Any]:
+def assignment(text: str) -> tuple[str, Any]:
+    """argparse type of KEY=VALUE options (:func:`~art_rslad.runs.parse_assignment`)."""
     try:
         return parse_assignment(text)
     except ValueError as error:
@@ -52,7 +53,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-size", type=int, default=1000, help="Test images evaluated (default: 1000).")
     parser.add_argument("--attacks", nargs="+", choices=list(ATTACKS), default=list(DEFAULT_ATTACKS),
                         metavar="ATTACK", help=f"Evaluation attacks (default: {' '.join(DEFAULT_ATTACKS)}).")
-    parser.add_argument("--student-option", type=_assignment, action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--student-option", type=assignment, action="append", default=[], metavar="KEY=VALUE",
                         help="Option of the student architecture, repeatable (e.g. width=32).")
     parser.add_argument("--checkpoint-interval", type=int, default=50,
                         help="Also write last.pt every N batches (default: 50; 0: only at epoch ends).")
