@@ -1,7 +1,8 @@
 """Atomic checkpoint files that load without unpickling arbitrary objects.
 
-:func:`save_atomic` writes to a temporary file in the target folder, flushes it to disk and renames it over the
-target, so an interrupted or failed write (disk full, a kill) leaves the previous file intact.
+:func:`save_atomic` and :func:`write_text_atomic` write to a uniquely named temporary file in the target folder,
+flush it to disk and rename it over the target, so an interrupted or failed write (disk full, a kill) leaves the
+previous file intact, and two processes writing one file never collide.
 :func:`load_file` reads with ``torch.load(..., weights_only=True)`` and turns every failure into a ValueError
 that says what is wrong with the file.
 """
@@ -12,8 +13,9 @@ import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -21,14 +23,17 @@ CHECKPOINT_FORMAT = "art-rslad-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
-def save_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save`` ``obj`` to ``path`` atomically (temporary file, fsync, rename)."""
+def _write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
+    """Call ``write`` on a uniquely named temporary file beside ``path``, fsync it and rename it over ``path``.
+
+    The unique name lets several processes write the same target at once: the last rename wins, whole.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
-            torch.save(obj, stream)
+            write(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, target)
@@ -36,6 +41,16 @@ def save_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return target
+
+
+def save_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save`` ``obj`` to ``path`` atomically (temporary file, fsync, rename)."""
+    return _write_atomic(path, lambda stream: torch.save(obj, stream))
+
+
+def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically, like :func:`save_atomic`."""
+    return _write_atomic(path, lambda stream: stream.write(text.encode("utf-8")))
 
 
 def load_file(path: str | os.PathLike[str], map_location: str | torch.device | None = "cpu") -> Any:

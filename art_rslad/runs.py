@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from art.estimators.classification import PyTorchClassifier
 
+from art_rslad.checkpoint import load_checkpoint, write_text_atomic
 from art_rslad.config import Config
 from art_rslad.report import CHECKPOINTS, ComparisonTable, build_table, plot_curves, plot_table_bars
 
@@ -159,9 +160,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    partial.replace(path)
+    write_text_atomic(json.dumps(data, indent=2) + "\n", path)
 
 
 def _differences(saved: Any, wanted: Any, prefix: str = "") -> list[str]:
@@ -318,7 +317,6 @@ def _run_identity(config: Config, method: str, settings: Mapping[str, Any]) -> d
 
 def _evaluate(classifier: PyTorchClassifier, checkpoint: Path, data: _Data, config: Config,
               attacks: Sequence[str], report_path: Path, verbose: bool) -> dict[str, float]:
-    from art_rslad.checkpoint import load_checkpoint
     from art_rslad.evaluation import evaluate_robustness
 
     state = load_checkpoint(checkpoint, map_location=classifier.device)["model_state"]
@@ -333,7 +331,6 @@ def _evaluate(classifier: PyTorchClassifier, checkpoint: Path, data: _Data, conf
 def _evaluate_checkpoints(classifier: PyTorchClassifier, folder: Path, data: _Data, config: Config,
                           attacks: Sequence[str], verbose: bool) -> dict[str, dict[str, float]]:
     """Evaluate best.pt and last.pt; when both hold the same weights (the last epoch was the best) once."""
-    from art_rslad.checkpoint import load_checkpoint
 
     accuracy = {"best": _evaluate(classifier, folder / "best.pt", data, config, attacks, folder / "eval_best.json",
                                   verbose)}
@@ -350,7 +347,6 @@ def _evaluate_checkpoints(classifier: PyTorchClassifier, folder: Path, data: _Da
 
 def _write_run_outputs(result: RunResult, classifier: PyTorchClassifier, marker: dict[str, Any]) -> None:
     """results.md, the student's weights and model card, and the run's figures."""
-    from art_rslad.checkpoint import load_checkpoint
     from art_rslad.models import count_parameters
     from art_rslad.teachers import ModelCard, package_versions, sha256_file
 

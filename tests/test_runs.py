@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import json
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from art_rslad.checkpoint import load_checkpoint
+from art_rslad.checkpoint import load_checkpoint, write_text_atomic
 from art_rslad.config import Config, TeacherConfig
 from art_rslad.models import create_model, make_classifier
 from art_rslad.runs import apply_overrides, compare, load_run, train_run
@@ -185,3 +186,13 @@ def test_compare_notes_say_what_arts_own_trainers_fix() -> None:
 
     notes = _fixed_by_art_notes(["sat", "art-fbf", "rslad"])
     assert len(notes) == 1 and notes[0].startswith("art-fbf runs as ART designed it:")
+
+
+def test_atomic_writes_of_one_file_from_several_threads_never_collide(tmp_path: Path) -> None:
+    # Two compare processes on different seeds share compare.json; a fixed temporary name made one fail.
+    target = tmp_path / "compare.json"
+    texts = [f'{{"writer": {index}}}\n' * 2000 for index in range(8)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda text: [write_text_atomic(text, target) for _ in range(20)], texts))
+    assert target.read_text(encoding="utf-8") in texts
+    assert [path.name for path in tmp_path.iterdir()] == ["compare.json"]

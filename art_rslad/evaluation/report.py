@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from art_rslad.checkpoint import write_text_atomic
+
 #: Version of the layout written by :meth:`RobustnessReport.to_dict`.
 REPORT_FORMAT = 1
 
@@ -112,10 +114,7 @@ class RobustnessReport:
         """The report as JSON text; also written to ``path`` (atomically) when given."""
         text = json.dumps(self.to_dict(), indent=1)
         if path is not None:
-            target = Path(path)
-            partial = target.with_name(target.name + ".partial")
-            partial.write_text(text)
-            partial.replace(target)
+            write_text_atomic(text, path)
         return text
 
     @classmethod
