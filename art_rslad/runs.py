@@ -501,7 +501,8 @@ def train_run(
         data = _load_data(config, train_size, val_size, test_size, data_root)
         info = dataset_info(config.dataset)
         torch.manual_seed(config.seed)
-        model = create_model(config.student, info.nb_classes, **settings["student_options"])
+        model = create_model(config.student, info.nb_classes, input_shape=info.input_shape,
+                             **settings["student_options"])
         classifier = make_classifier(model, config.dataset, lr=config.lr_for(method), momentum=config.momentum,
                                      weight_decay=config.weight_decay, device=resolved_device)
         teacher_argument = {"teacher": teacher} if trainer_class.needs_teacher else {}

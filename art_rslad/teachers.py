@@ -143,7 +143,8 @@ def _classifier_from_card(card: ModelCard, weights: Path, dataset: str, device: 
     if digest != card.sha256:
         raise ValueError(f"{weights} does not match its card's sha256 ({digest} != {card.sha256}); the file "
                          "was changed or damaged.")
-    model = create_model(card.architecture, card.nb_classes, **card.model_options)
+    model = create_model(card.architecture, card.nb_classes, input_shape=dataset_info(card.dataset).input_shape,
+                         **card.model_options)
     return _as_teacher(load_weights(model, weights), dataset, device)
 
 
@@ -188,7 +189,8 @@ def load_teacher(
     if model is None:
         raise ValueError(f"`model` is required to load the state dict {source!r} (no card {card_path.name} "
                          "beside it); pass the architecture name, e.g. model='resnet18'.")
-    network = create_model(model, dataset_info(dataset).nb_classes, **(model_options or {}))
+    info = dataset_info(dataset)
+    network = create_model(model, info.nb_classes, input_shape=info.input_shape, **(model_options or {}))
     return _as_teacher(load_weights(network, path), dataset, device)
 
 
@@ -231,7 +233,7 @@ def train_teacher(
     x, y = load_dataset(config.dataset, "train", root=data_root)
     x_train, y_train, x_val, y_val = train_val_split(x, y, config.val_fraction, config.seed)
     torch.manual_seed(config.seed)
-    model = create_model(teacher.model, info.nb_classes)
+    model = create_model(teacher.model, info.nb_classes, input_shape=info.input_shape)
     classifier = make_classifier(model, config.dataset, lr=teacher.lr, momentum=config.momentum,
                                  weight_decay=config.weight_decay, device=device)
     attack_settings = {"eps": config.eps, "eps_step": config.eps_step, "max_iter": config.max_iter,

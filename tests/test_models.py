@@ -200,3 +200,16 @@ def test_make_classifier_on_cuda() -> None:
     classifier = make_classifier(create_model("cnn-small"), "fashion-mnist", device="cuda")
     assert classifier.device.type == "cuda"
     assert classifier.predict(np.random.rand(2, 1, 28, 28).astype(np.float32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize(("name", "input_shape"), [("cnn-small", (1, 8, 8)), ("cnn-large", (3, 32, 32)),
+                                                   ("resnet18", (1, 28, 28))])
+def test_input_shape_fills_the_architecture_options(name: str, input_shape: tuple[int, int, int]) -> None:
+    model = create_model(name, 10, input_shape=input_shape).eval()
+    assert model(torch.zeros(2, *input_shape)).shape == (2, 10)
+
+
+def test_explicit_options_win_over_input_shape() -> None:
+    model = create_model("cnn-small", 10, input_shape=(1, 8, 8), width=4, image_size=12)
+    assert model(torch.zeros(1, 1, 12, 12)).shape == (1, 10)
+    assert model.features[0].out_channels == 4

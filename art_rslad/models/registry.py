@@ -58,11 +58,15 @@ def get_entry(name: str) -> ModelEntry:
     return _REGISTRY[key]
 
 
-def create_model(name: str, nb_classes: int = 10, **kwargs: object) -> nn.Module:
+def create_model(name: str, nb_classes: int = 10, *, input_shape: tuple[int, int, int] | None = None,
+                 **kwargs: object) -> nn.Module:
     """Build a freshly initialised model from the registry.
 
     :param name: One of :func:`list_models`, e.g. ``"resnet18"`` or ``"wrn-34-10"``.
     :param nb_classes: Number of output logits.
+    :param input_shape: (C, H, W) of the inputs, e.g. a dataset's ``input_shape``: fills the architecture's
+        ``in_channels`` and, for square images, ``image_size`` options where ``kwargs`` leaves them unset, so that
+        ``cnn-small`` serves 8x8 digits and 32x32 CIFAR as well as 28x28 Fashion-MNIST.
     :param kwargs: Architecture options of that model (e.g. ``in_channels``, ``depth``, ``widen_factor``).
     """
     entry = get_entry(name)
@@ -75,6 +79,10 @@ def create_model(name: str, nb_classes: int = 10, **kwargs: object) -> nn.Module
             f"Model {entry.name!r} has no option(s) {', '.join(unknown)}; "
             f"its options are: {', '.join(sorted(accepted)) or 'none'}."
         )
+    if input_shape is not None:
+        channels, height, width = input_shape
+        implied: dict[str, object] = {"in_channels": channels, **({"image_size": height} if height == width else {})}
+        kwargs = {**{key: value for key, value in implied.items() if key in accepted}, **kwargs}
     return entry.factory(nb_classes=nb_classes, **kwargs)
 
 
