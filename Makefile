@@ -20,7 +20,7 @@ demo: setup
 	$(BIN)/art-rslad demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check art_rslad tests examples bench
+	$(BIN)/ruff check art_rslad tests examples bench studies
 
 test: setup lint
 	$(BIN)/python -m pytest -q
