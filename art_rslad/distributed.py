@@ -17,12 +17,16 @@ and the shared loop (:mod:`art_rslad.trainers.base`) does the rest through this 
   input-only gradients, and :meth:`~art.defences.trainer.Trainer.get_classifier` keeps the plain student.
 * Rank 0 alone writes checkpoints and metrics, logs and shows progress bars; validation and
   :func:`evaluate_robustness_distributed` shard their inputs without padding and combine the per-input results.
+* :func:`on_main` runs an action (preparing or writing a run folder) on rank 0 alone and hands its result, or
+  its exception, to every rank; :func:`command_world` is the process group of one command-line command
+  (``art-rslad train``, ``compare``, ``eval``), joined at its start and left at its end.
 
 See ``docs/distributed.md`` for the commands.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import inspect
@@ -30,10 +34,11 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+import pickle
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -49,6 +54,8 @@ if TYPE_CHECKING:
     from art_rslad.trainers.base import AdversarialTrainerBase
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Environment variables torchrun sets for every worker.
 TORCHRUN_VARIABLES: tuple[str, ...] = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -106,6 +113,69 @@ def current_world(device: torch.device | None = None) -> World:
             "so that each rank uses its own GPU."
         )
     return world
+
+
+@contextlib.contextmanager
+def command_world() -> Iterator[World]:
+    """The :class:`World` of one command-line command: joins torchrun's process group for the block, leaves it after.
+
+    When the block ends normally the ranks wait for each other (a barrier) and the group is destroyed, so no rank
+    tears down its connections while another still works; when it raises, the group is destroyed at once (a rank
+    that failed alone must not wait in a barrier that the others will never reach). A group initialised before the
+    block is left as it is, and in a one-process run nothing happens.
+    """
+    joined = not (dist.is_available() and dist.is_initialized())
+    world = init_distributed()
+    leave = joined and world.is_distributed
+    try:
+        yield world
+    except BaseException:
+        if leave:
+            dist.destroy_process_group()
+        raise
+    if leave:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def on_main(world: World, action: Callable[..., T], *args: Any) -> T:
+    """Run ``action(*args)`` on rank 0 alone and return its result on every rank (a collective in a distributed run).
+
+    An exception raised by ``action`` is raised on every rank, with its type and message (rank 0 raises the
+    original), so that after a failure on rank 0 (a run folder that exists, a disk that is full) no rank waits for
+    it and every process exits with the same error. The result must be picklable. In a one-process run this is
+    ``action(*args)``.
+
+    :param world: This process's world.
+    :param action: What rank 0 does, typically preparing or writing files of a run folder.
+    :param args: Its arguments.
+    """
+    if not world.is_distributed:
+        return action(*args)
+    outcome: list[Any] = [None]
+    failure: Exception | None = None
+    if world.is_main:
+        try:
+            outcome[0] = (action(*args), None)
+        except Exception as error:
+            failure = error
+            outcome[0] = (None, _transferable(error))
+    dist.broadcast_object_list(outcome, src=0)
+    if failure is not None:
+        raise failure
+    value, error = outcome[0]
+    if error is not None:
+        raise error
+    return value  # type: ignore[no-any-return]
+
+
+def _transferable(error: Exception) -> Exception:
+    """``error`` when it survives pickling (to another rank), else a RuntimeError with its type and message."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return RuntimeError(f"{type(error).__name__} on rank 0: {error}")
+    return error
 
 
 def _world() -> World:

@@ -46,6 +46,7 @@ from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.checkpoint import load_checkpoint, write_text_atomic
 from art_rslad.config import Config
+from art_rslad.distributed import World, check_agreement, evaluate_robustness_distributed, init_distributed, on_main
 from art_rslad.report import CHECKPOINTS, ComparisonTable, build_table, plot_curves, plot_table_bars
 
 logger = logging.getLogger(__name__)
@@ -315,34 +316,79 @@ def _run_identity(config: Config, method: str, settings: Mapping[str, Any]) -> d
     return {"method": method, "config": config.to_dict(), **settings}
 
 
-def _evaluate(classifier: PyTorchClassifier, checkpoint: Path, data: _Data, config: Config,
-              attacks: Sequence[str], report_path: Path, verbose: bool) -> dict[str, float]:
-    from art_rslad.evaluation import evaluate_robustness
+def _finished_accuracy(report_path: Path, attacks: Sequence[str], nb_inputs: int) -> dict[str, float] | None:
+    """The accuracy held by a finished report of ``attacks`` on ``nb_inputs`` inputs at ``report_path``, else None."""
+    from art_rslad.evaluation import RobustnessReport
 
+    if not report_path.is_file():
+        return None
+    report = RobustnessReport.from_json(report_path)
+    if report.n_inputs != nb_inputs or any(name not in report.correct for name in attacks):
+        return None
+    return {name: report.accuracy[name] for name in attacks}
+
+
+def _evaluate(classifier: PyTorchClassifier, checkpoint: Path, data: _Data, config: Config,
+              attacks: Sequence[str], report_path: Path, verbose: bool, world: World) -> dict[str, float]:
+    """Evaluate ``checkpoint`` on the test inputs into ``report_path``.
+
+    In a distributed run the test inputs are sharded over the ranks (each attacks its own block, without state
+    files) and rank 0 writes the merged report; a finished report already in ``report_path`` is reused as a whole.
+    In a one-process run ``report_path`` is also the resume state, updated after each attack.
+    """
     state = load_checkpoint(checkpoint, map_location=classifier.device)["model_state"]
     classifier.model.load_state_dict(state)
+    if world.is_distributed:
+        finished = on_main(world, _finished_accuracy, report_path, attacks, len(data.x_test))
+        if finished is not None:
+            logger.info("%s: the evaluation in %s is finished; it is read back", checkpoint.name, report_path.name)
+            return finished
     logger.info("Evaluating %s on %d test images: %s", checkpoint.name, len(data.x_test), ", ".join(attacks))
-    report = evaluate_robustness(classifier, data.x_test, data.y_test, eps=config.eps, attacks=tuple(attacks),
-                                 batch_size=config.batch_size, seed=config.seed, state_path=report_path,
-                                 verbose=verbose)
+    report = evaluate_robustness_distributed(
+        classifier, data.x_test, data.y_test, eps=config.eps, attacks=tuple(attacks), batch_size=config.batch_size,
+        seed=config.seed, state_path=None if world.is_distributed else report_path, verbose=verbose)
+    if world.is_distributed:  # the lines above are rank 0's block; these are all the inputs
+        logger.info("%s on all %d test images (%d processes): %s", checkpoint.name, len(data.x_test), world.size,
+                    ", ".join(f"{name} {100 * value:.2f}%" for name, value in report.accuracy.items()))
+        on_main(world, report.to_json, report_path)
     return report.accuracy
 
 
 def _evaluate_checkpoints(classifier: PyTorchClassifier, folder: Path, data: _Data, config: Config,
-                          attacks: Sequence[str], verbose: bool) -> dict[str, dict[str, float]]:
+                          attacks: Sequence[str], verbose: bool, world: World) -> dict[str, dict[str, float]]:
     """Evaluate best.pt and last.pt; when both hold the same weights (the last epoch was the best) once."""
-
     accuracy = {"best": _evaluate(classifier, folder / "best.pt", data, config, attacks, folder / "eval_best.json",
-                                  verbose)}
+                                  verbose, world)}
     best, last = (load_checkpoint(folder / f"{name}.pt")["model_state"] for name in CHECKPOINTS)
     if best.keys() == last.keys() and all(torch.equal(best[key], last[key]) for key in best):
         logger.info("The last epoch is the best one: its evaluation is the best checkpoint's")
-        shutil.copyfile(folder / "eval_best.json", folder / "eval_last.json")
+        on_main(world, shutil.copyfile, folder / "eval_best.json", folder / "eval_last.json")
         accuracy["last"] = dict(accuracy["best"])
     else:
         accuracy["last"] = _evaluate(classifier, folder / "last.pt", data, config, attacks, folder / "eval_last.json",
-                                     verbose)
+                                     verbose, world)
     return accuracy
+
+
+def _start_run(folder: Path, identity: dict[str, Any], config: Config, resume: bool,
+               overwrite: bool) -> tuple[dict[str, Any], bool]:
+    """Prepare ``folder`` and write run.json and config.toml (an unfinished run); return the run's marker and whether
+    a last.pt is there to resume from. A finished run's folder is left as it is."""
+    saved = _prepare_folder(folder, "run.json", identity, resume=resume, overwrite=overwrite,
+                            argument="out_dir", owned=RUN_FILES)
+    if saved is not None and saved.get("status") == "finished":
+        return saved, True
+    marker = saved or {"format": RUN_FORMAT, "identity": identity, "status": "training",
+                       "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    _write_json(folder / "run.json", marker)
+    config.save(folder / "config.toml")
+    return marker, (folder / "last.pt").is_file()
+
+
+def _finish_run(result: RunResult, classifier: PyTorchClassifier, marker: dict[str, Any]) -> None:
+    """Write the run's outputs, then mark it finished in run.json."""
+    _write_run_outputs(result, classifier, marker)
+    _write_json(result.out_dir / "run.json", marker)
 
 
 def _write_run_outputs(result: RunResult, classifier: PyTorchClassifier, marker: dict[str, Any]) -> None:
@@ -476,6 +522,7 @@ def train_run(
         raise ValueError(f"`checkpoint_interval` must be >= 0, got {checkpoint_interval}.")
     attacks = tuple(DEFAULT_ATTACKS if attacks is None else attacks)
     folder = Path(out_dir)
+    world = init_distributed()  # before any classifier: under torchrun on CUDA each rank takes its own GPU
     resolved_device = resolve_device(device)
     if trainer_class.needs_teacher and teacher is None:
         teacher = load_config_teacher(config, resolved_device)
@@ -485,17 +532,13 @@ def train_run(
                 "student_options": dict(student_options or {}), "trainer_options": dict(trainer_options or {}),
                 "teacher": teacher_identity}
     identity = _run_identity(config, method, settings)
-    saved = _prepare_folder(folder, "run.json", identity, resume=resume, overwrite=overwrite,
-                            argument="out_dir", owned=RUN_FILES)
-    if saved is not None and saved.get("status") == "finished":
+    check_agreement(world, identity)  # ranks started with other settings or teacher weights: nothing is written
+    marker, has_last = on_main(world, _start_run, folder, identity, config, resume, overwrite)
+    if marker.get("status") == "finished":
         logger.info("%s: the run is already finished; its results are read back", folder)
         return load_run(folder)
-    marker = saved or {"format": RUN_FORMAT, "identity": identity, "status": "training",
-                       "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    _write_json(folder / "run.json", marker)
-    config.save(folder / "config.toml")
 
-    with _log_to(folder / "run.log"):
+    with _log_to(folder / "run.log") if world.is_main else contextlib.nullcontext():
         started = time.perf_counter()
         logger.info("%s run %s in %s (%s)", "Resuming" if resume else "Starting", method, folder, resolved_device)
         data = _load_data(config, train_size, val_size, test_size, data_root)
@@ -511,7 +554,7 @@ def train_run(
                                 **settings["trainer_options"])
         scheduler = torch.optim.lr_scheduler.MultiStepLR(classifier.optimizer, config.milestones_for(),
                                                          gamma=config.lr_gamma)
-        resume_from = folder / "last.pt" if resume and (folder / "last.pt").is_file() else None
+        resume_from = folder / "last.pt" if resume and has_last else None  # every rank loads the same file
         if resume and resume_from is None:
             logger.info("No last.pt in %s yet: training starts from the first epoch", folder)
         options = {"validation_data": (data.x_val, data.y_val), "nb_epochs": config.nb_epochs,
@@ -531,14 +574,14 @@ def train_run(
                           "previous last.pt and best.pt are intact. Free disk space and continue with --resume "
                           "(resume=True).") from error
         marker.update(status="evaluating", best_epoch=trainer.best_epoch)
-        _write_json(folder / "run.json", marker)
+        # Also the point where the other ranks wait for rank 0 to have written best.pt and last.pt.
+        on_main(world, _write_json, folder / "run.json", marker)
 
-        accuracy = _evaluate_checkpoints(classifier, folder, data, config, attacks, verbose)
+        accuracy = _evaluate_checkpoints(classifier, folder, data, config, attacks, verbose, world)
         result = RunResult(folder, method, config, trainer.history, trainer.best_epoch, accuracy, len(data.x_test))
-        _write_run_outputs(result, classifier, marker)
         marker.update(status="finished", accuracy=accuracy, nb_test=len(data.x_test),
                       seconds_last_session=round(time.perf_counter() - started, 1))
-        _write_json(folder / "run.json", marker)
+        on_main(world, _finish_run, result, classifier, marker)
         logger.info("Finished %s in %s: best epoch %d; best checkpoint %s", method, folder, trainer.best_epoch,
                     ", ".join(f"{k} {100 * v:.2f}%" for k, v in accuracy["best"].items()))
     return result
@@ -621,23 +664,20 @@ def compare(
     shared = {"config": dataclasses.replace(config, seed=0).to_dict(), "train_size": train_size,
               "val_size": val_size, "test_size": test_size, "attacks": list(attacks),
               "student_options": dict(student_options or {}), "teacher_source": config.teacher.source}
-    saved = _prepare_folder(folder, "compare.json", shared, resume=resume, overwrite=overwrite, argument="out_dir",
-                            owned=COMPARE_FILES)
-    _write_json(folder / "compare.json", {"format": COMPARE_FORMAT, "identity": shared,
-                                          "methods": list(dict.fromkeys([*(saved or {}).get("methods", []),
-                                                                         *methods])),
-                                          "seeds": sorted({*(saved or {}).get("seeds", []), *seeds})})
+    world = init_distributed()  # before any classifier: under torchrun on CUDA each rank takes its own GPU
     if teacher is None and any(TRAINERS[method].needs_teacher for method in methods):
         teacher = load_config_teacher(config, device)
+    check_agreement(world, {**shared, "teacher_sha256": None if teacher is None else _teacher_fingerprint(teacher)})
+    started = on_main(world, _start_compare, folder, shared, methods, seeds, resume, overwrite)
     runs: dict[tuple[str, int], RunResult] = {}
-    with _log_to(folder / "compare.log"), _shared_datasets():
+    with _log_to(folder / "compare.log") if world.is_main else contextlib.nullcontext(), _shared_datasets():
         for seed in seeds:
             for method in methods:
                 run_dir = folder / RUNS / method / f"seed-{seed}"
                 logger.info("compare: %s, seed %d -> %s", method, seed, run_dir)
                 runs[(method, seed)] = train_run(
                     dataclasses.replace(config, seed=seed), run_dir, method=method,
-                    resume=(run_dir / "run.json").is_file(), teacher=teacher, train_size=train_size,
+                    resume=(method, seed) in started, teacher=teacher, train_size=train_size,
                     val_size=val_size, test_size=test_size, attacks=attacks, student_options=student_options,
                     checkpoint_interval=checkpoint_interval, device=device, data_root=data_root, verbose=verbose,
                 )
@@ -652,15 +692,33 @@ def compare(
                                         for method in methods}),
                    *_fixed_by_art_notes(methods)],
         )
-        table.save(folder, "comparison")
-        figures = [
-            plot_curves({method: [runs[(method, seed)].history for seed in seeds] for method in methods},
-                        folder / FIGURES / "robust_accuracy_per_epoch.png"),
-            *(plot_table_bars(table, folder / FIGURES / f"final_table_{name}.png", checkpoint=name)
-              for name in CHECKPOINTS),
-        ]
+        figures = on_main(world, _write_comparison, folder, table,
+                          {method: [runs[(method, seed)].history for seed in seeds] for method in methods})
         logger.info("Comparison written to %s", folder / "comparison.md")
     return CompareResult(folder, runs, table, figures)
+
+
+def _start_compare(folder: Path, shared: dict[str, Any], methods: Sequence[str], seeds: Sequence[int], resume: bool,
+                   overwrite: bool) -> set[tuple[str, int]]:
+    """Prepare the compare ``folder`` and write compare.json; return the (method, seed) pairs whose run folder
+    already holds a run (they resume)."""
+    saved = _prepare_folder(folder, "compare.json", shared, resume=resume, overwrite=overwrite, argument="out_dir",
+                            owned=COMPARE_FILES)
+    _write_json(folder / "compare.json", {"format": COMPARE_FORMAT, "identity": shared,
+                                          "methods": list(dict.fromkeys([*(saved or {}).get("methods", []),
+                                                                         *methods])),
+                                          "seeds": sorted({*(saved or {}).get("seeds", []), *seeds})})
+    return {(method, seed) for method in methods for seed in seeds
+            if (folder / RUNS / method / f"seed-{seed}" / "run.json").is_file()}
+
+
+def _write_comparison(folder: Path, table: ComparisonTable,
+                      histories: Mapping[str, Sequence[Sequence[Mapping[str, float]]]]) -> list[Path]:
+    """comparison.md / .json and the compare's figures; return the figures' paths."""
+    table.save(folder, "comparison")
+    return [plot_curves(histories, folder / FIGURES / "robust_accuracy_per_epoch.png"),
+            *(plot_table_bars(table, folder / FIGURES / f"final_table_{name}.png", checkpoint=name)
+              for name in CHECKPOINTS)]
 
 
 # ---------------------------------------------------------------------- demo

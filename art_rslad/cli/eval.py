@@ -20,7 +20,7 @@ from pathlib import Path
 from art_rslad.art_defences import PREPROCESSING_DEFENCES, evaluate_preprocessing_defence
 from art_rslad.cli.train import assignment
 from art_rslad.data import dataset_info, dataset_names, load_dataset
-from art_rslad.distributed import evaluate_robustness_distributed, init_distributed
+from art_rslad.distributed import command_world, evaluate_robustness_distributed
 from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS
 from art_rslad.models import list_models, resolve_device
 from art_rslad.teachers import load_teacher
@@ -74,28 +74,29 @@ def run(args: argparse.Namespace) -> int:
     if json_path.exists() and not args.resume:
         raise FileExistsError(f"{json_path} exists; pass --resume to continue that evaluation or choose another "
                               "--out.")
-    world = init_distributed()  # before any classifier: under torchrun on CUDA each rank takes its own GPU
-    device = resolve_device(args.device)
-    classifier = load_teacher(args.checkpoint, args.dataset, model=args.model,
-                              model_options=dict(args.model_option), device=device)
-    surrogate = None if args.surrogate is None else load_teacher(
-        args.surrogate, args.dataset, model=args.surrogate_model, model_options=dict(args.surrogate_option),
-        device=device)
-    x, y = load_dataset(args.dataset, args.split, root=args.data_root)
-    eps = dataset_info(args.dataset).eps if args.eps is None else args.eps
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    options = {"eps": eps, "attacks": args.attacks, "batch_size": args.batch_size, "surrogate": surrogate,
-               "n_queries": args.n_queries, "seed": args.seed, "verbose": not args.quiet}
-    if args.defence is not None:
-        report = evaluate_preprocessing_defence(classifier, args.defence, x[:args.nb_images], y[:args.nb_images],
-                                                **options)
-        if world.is_main:
-            report.to_json(json_path)
-    else:
-        report = evaluate_robustness_distributed(classifier, x[:args.nb_images], y[:args.nb_images],
-                                                 state_path=json_path, **options)
-        if world.is_distributed and world.is_main:
-            report.to_json(json_path)  # the merged report; each rank resumes from its own shard's file
+    # Joined before any classifier is built (under torchrun on CUDA each rank takes its own GPU); left at the end
+    with command_world() as world:
+        device = resolve_device(args.device)
+        classifier = load_teacher(args.checkpoint, args.dataset, model=args.model,
+                                  model_options=dict(args.model_option), device=device)
+        surrogate = None if args.surrogate is None else load_teacher(
+            args.surrogate, args.dataset, model=args.surrogate_model, model_options=dict(args.surrogate_option),
+            device=device)
+        x, y = load_dataset(args.dataset, args.split, root=args.data_root)
+        eps = dataset_info(args.dataset).eps if args.eps is None else args.eps
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        options = {"eps": eps, "attacks": args.attacks, "batch_size": args.batch_size, "surrogate": surrogate,
+                   "n_queries": args.n_queries, "seed": args.seed, "verbose": not args.quiet}
+        if args.defence is not None:
+            report = evaluate_preprocessing_defence(classifier, args.defence, x[:args.nb_images], y[:args.nb_images],
+                                                    **options)
+            if world.is_main:
+                report.to_json(json_path)
+        else:
+            report = evaluate_robustness_distributed(classifier, x[:args.nb_images], y[:args.nb_images],
+                                                     state_path=json_path, **options)
+            if world.is_distributed and world.is_main:
+                report.to_json(json_path)  # the merged report; each rank resumes from its own shard's file
     if not world.is_main:
         return 0
     table = f"{args.checkpoint} on {args.dataset} ({args.split})\n\n{report.to_markdown()}"

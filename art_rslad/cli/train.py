@@ -5,6 +5,12 @@ Examples::
     art-rslad train --method rslad --preset fashion-mnist --out runs/rslad
     art-rslad train --method sat --config my.toml --set nb_epochs=20 --set method_lr.sat=0.1 --out runs/sat
     art-rslad train --method rslad --preset fashion-mnist --out runs/rslad --resume   # after an interruption
+    torchrun --standalone --nproc-per-node 8 -m art_rslad train --method rslad --preset cifar10-resnet18 \\
+        --set batch_size=16 --out runs/rslad   # 8 GPUs; global batch 8 x 16 = 128, the paper's
+
+Under torchrun each rank trains on its shard of every epoch (the config's batch_size is per rank: the global batch
+is N x batch_size) and attacks its block of the test inputs; rank 0 alone writes the run folder. See
+docs/distributed.md.
 
 The folder gets run.json, config.toml, run.log, metrics.jsonl, last.pt, best.pt (best = highest PGD-10 accuracy on
 a validation split of the training set), eval_best.json, eval_last.json, results.md, student.pt with its model
@@ -21,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from art_rslad.config import Config, get_preset, preset_names
+from art_rslad.distributed import command_world
 from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS
 from art_rslad.runs import apply_overrides, parse_assignment, train_run
 from art_rslad.trainers import TRAINERS
@@ -111,9 +118,11 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, teacher=dataclasses.replace(config.teacher, source=args.teacher))
 
     def body() -> int:
-        result = train_run(config, args.out, method=args.method, **run_options(args))
-        print((result.out_dir / "results.md").read_text(encoding="utf-8"))
-        print(f"Run folder: {result.out_dir} (student.pt + student.json, figures/, run.log)")
+        with command_world() as world:  # torchrun's process group, or one process
+            result = train_run(config, args.out, method=args.method, **run_options(args))
+        if world.is_main:
+            print((result.out_dir / "results.md").read_text(encoding="utf-8"))
+            print(f"Run folder: {result.out_dir} (student.pt + student.json, figures/, run.log)")
         return 0
 
     return guarded("train", body)
