@@ -277,15 +277,19 @@ def dumps_toml(data: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------- presets
 _PAPER_NOTE = ("The paper's lr 0.1 for every method with each method's official loss scale (not tuned here; "
                "under this 300-epoch recipe the official code uses one lr for all).")
-#: Chosen by `art-rslad tune` (art_rslad.tuning.RULE); the scores are in studies/tune-fashion-mnist/tuning.json.
+#: Chosen by `art-rslad tune` (art_rslad.tuning.RULE); the scores are in studies/tune-<preset>/tuning.json.
 _FASHION_MNIST_LR = {"sat": 0.03, "trades": 0.03, "ard": 0.3, "iad": 0.03, "adaad": 1.0, "rslad": 1.0}
-_FASHION_MNIST_NOTE = (
-    "Chosen by the validation rule (design decision 1): for each method the lr in {0.01, 0.03, 0.1, 0.3, 1} whose "
-    "2-epoch run on 10,000 training images had the highest PGD-10 accuracy on 1,000 validation images; command: "
-    "art-rslad tune --preset fashion-mnist --methods sat trades ard iad adaad rslad --epochs 2 --train-size 10000 "
-    "--val-size 1000 --out studies/tune-fashion-mnist. RSLAD and AdaAD keep the official loss scale 0.1, so their "
-    "lr 1 is a batch-mean KL at lr 0.1."
-)
+_DIGITS_LR = {"sat": 0.03, "trades": 0.03, "ard": 1.0, "iad": 0.03, "adaad": 1.0, "rslad": 1.0}
+
+
+def _tuned_note(preset: str, nb_epochs: int, train: str, val_size: int) -> str:
+    return (
+        "Chosen by the validation rule (design decision 1): for each method the lr in {0.01, 0.03, 0.1, 0.3, 1} "
+        f"whose {nb_epochs}-epoch run on {train} training images had the highest PGD-10 accuracy on {val_size:,} "
+        f"validation images; command: art-rslad tune --preset {preset} --methods sat trades ard iad adaad rslad "
+        f"--epochs {nb_epochs} --train-size 10000 --val-size {val_size} --out studies/tune-{preset}. RSLAD and "
+        "AdaAD keep the official loss scale 0.1, so their lr 1 is a batch-mean KL at lr 0.1."
+    )
 
 
 def _paper_preset(dataset: str, student: str, teacher: str, teacher_source: str) -> Config:
@@ -313,7 +317,16 @@ def _presets() -> dict[str, Config]:
                               nb_epochs=10, lr=0.05, beta=6.0),
         nb_epochs=8, batch_size=128, lr=0.05, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=0.1, eps_step=0.025, max_iter=10, seed=0, val_fraction=0.1,
-        augmentation="none", method_lr=dict(_FASHION_MNIST_LR), method_lr_note=_FASHION_MNIST_NOTE,
+        augmentation="none", method_lr=dict(_FASHION_MNIST_LR),
+        method_lr_note=_tuned_note("fashion-mnist", 2, "10,000", 1000),
+    )
+    presets["digits"] = Config(
+        name="digits", dataset="digits", student="cnn-small",
+        teacher=TeacherConfig(model="cnn-large", source="zoo:digits-cnn-large", method="trades", nb_epochs=40,
+                              lr=0.05, beta=6.0),
+        nb_epochs=30, batch_size=64, lr=0.05, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
+        lr_schedule_epochs=300, lr_gamma=0.1, eps=0.1, eps_step=0.025, max_iter=10, seed=0, val_fraction=0.1,
+        augmentation="none", method_lr=dict(_DIGITS_LR), method_lr_note=_tuned_note("digits", 10, "all 1,294", 144),
     )
     return presets
 

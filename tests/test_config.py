@@ -13,7 +13,7 @@ from art_rslad.config import METHODS, Config, TeacherConfig, dumps_toml, get_pre
 
 def test_presets_exist() -> None:
     assert set(preset_names()) == {"cifar10-resnet18", "cifar10-mobilenetv2", "cifar100-resnet18",
-                                   "cifar100-mobilenetv2", "fashion-mnist"}
+                                   "cifar100-mobilenetv2", "fashion-mnist", "digits"}
     with pytest.raises(ValueError, match=r"Unknown preset 'cifar10'; known presets: cifar10-mobilenetv2"):
         get_preset("cifar10")
 
@@ -34,11 +34,12 @@ def test_paper_presets_carry_the_papers_recipe(name: str) -> None:
     assert set(config.method_lr) == set(METHODS) and config.method_lr_note
 
 
-def test_fashion_mnist_preset_is_cpu_sized() -> None:
-    config = get_preset("fashion-mnist")
+@pytest.mark.parametrize("name", ["fashion-mnist", "digits"])
+def test_cpu_presets_are_cpu_sized(name: str) -> None:
+    config = get_preset(name)
     assert (config.eps, config.eps_step) == (0.1, 0.025)
     assert (config.student, config.teacher.model) == ("cnn-small", "cnn-large")
-    assert config.nb_epochs <= 10
+    assert config.nb_epochs <= 30
     assert "chosen by the validation rule" in config.method_lr_note.lower()
     assert "art-rslad tune" in config.method_lr_note
     assert config.lr_for("rslad") == config.method_lr["rslad"]

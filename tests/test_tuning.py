@@ -54,9 +54,11 @@ def test_bad_input(tmp_path, kwargs, message) -> None:
         select_learning_rates(get_preset("fashion-mnist"), out_dir=tmp_path, **kwargs)
 
 
-def test_fashion_mnist_preset_uses_the_committed_tuning() -> None:
+@pytest.mark.parametrize("preset", ["fashion-mnist", "digits"])
+def test_cpu_presets_use_the_committed_tuning(preset: str) -> None:
     """The preset's per-method lr is what `art-rslad tune` chose; its output is committed beside the study."""
     from pathlib import Path
 
-    tuning = json.loads((Path(__file__).parents[1] / "studies" / "tune-fashion-mnist" / "tuning.json").read_text())
-    assert get_preset("fashion-mnist").method_lr == tuning["chosen"]
+    tuning = json.loads((Path(__file__).parents[1] / "studies" / f"tune-{preset}" / "tuning.json").read_text())
+    assert get_preset(preset).method_lr == tuning["chosen"]
+    assert f"--out studies/tune-{preset}" in get_preset(preset).method_lr_note
