@@ -7,7 +7,8 @@ whole test set (resumable: each checkpoint's report is saved after every attack 
 test set, AA from the run's own evaluation, mean ± sample std over the seeds, training seconds per epoch, and the
 share of the teacher's AA each method keeps. Only finished runs are read; the notes list the seeds of each method.
 
-    OMP_NUM_THREADS=1 .venv/bin/python studies/full_test.py studies/fashion-mnist --out docs/results-fashion-mnist
+    OMP_NUM_THREADS=1 .venv/bin/python studies/full_test.py studies/fashion-mnist studies/fashion-mnist-art \
+        --out docs/results-fashion-mnist
 """
 
 from __future__ import annotations
@@ -80,15 +81,17 @@ def teacher_numbers(source: str) -> dict[str, tuple[float, int]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("compare_dir", type=Path, help="The folder of an art-rslad compare.")
+    parser.add_argument("compare_dirs", type=Path, nargs="+",
+                        help="Folders of art-rslad compares with the same data and teacher (e.g. our methods' and "
+                             "ART's trainers'); their methods go into one table.")
     parser.add_argument("--out", type=Path, required=True, help="Stem of the table: <out>.md, <out>.json, <out>.png.")
     parser.add_argument("--nb-images", type=int, help="Test images of the full evaluation (default: all).")
     parser.add_argument("--verbose", action="store_true", help="Progress bars.")
     args = parser.parse_args(argv)
 
-    runs = finished_runs(args.compare_dir)
+    runs = {method: seeds for folder in args.compare_dirs for method, seeds in finished_runs(folder).items()}
     if not runs:
-        raise SystemExit(f"No finished run in {args.compare_dir}.")
+        raise SystemExit(f"No finished run in {', '.join(map(str, args.compare_dirs))}.")
     first = next(iter(next(iter(runs.values())).values()))
     identity = json.loads((first / "run.json").read_text(encoding="utf-8"))["identity"]
     config = Config.from_dict(identity["config"])

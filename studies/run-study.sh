@@ -4,24 +4,33 @@
 #
 #   studies/run-study.sh fashion-mnist [SEED...]   # Fashion-MNIST, eps 0.1, AA on the first 1,000 test images
 #   studies/run-study.sh digits [SEED...]          # scikit-learn's digits, eps 0.1, the whole 359-image test split
+#   studies/run-study.sh fashion-mnist-art [SEED...]   # issue 11: ART's own trainers, same setting as fashion-mnist
 #
+# ART's trainers are not in the preset's lr table; each takes the lr the rule chose for its counterpart (SAT and
+# TRADES: 0.03); defensive distillation trains naturally at the preset's default lr, and FBF sets its own lr.
 # Resumable: run it again after any interruption and it continues from the finished runs and the last checkpoints
 # in studies/<preset>. Seeds default to 0 1 2; two processes on different seeds use both cores. METHODS=... in the
 # environment replaces the method list (e.g. ART's trainers for issue 11, added to the same folder and table).
 # Then `python studies/full_test.py studies/<preset> --out docs/results-<preset>` adds the whole test set.
 set -e
 cd "$(dirname "$0")/.."
-preset="${1:?usage: studies/run-study.sh fashion-mnist|digits [SEED...]}"
+preset="${1:?usage: studies/run-study.sh fashion-mnist|digits|fashion-mnist-art [SEED...]}"
 shift
 seeds="${*:-0 1 2}"
 methods="${METHODS:-natural sat trades ard iad adaad rslad}"
+config="--preset $preset"
 case "$preset" in
     fashion-mnist) sizes="--val-size 1000 --test-size 1000" ;;
     digits) sizes="--val-size 144 --test-size 359" ;;
-    *) echo "unknown study preset $preset (fashion-mnist or digits)" >&2; exit 2 ;;
+    fashion-mnist-art)
+        config="--preset fashion-mnist"
+        for method in art-madry-pgd art-trades art-awp art-oaat; do config="$config --set method_lr.$method=0.03"; done
+        methods="${METHODS:-art-madry-pgd art-trades art-awp art-fbf art-oaat art-defensive-distillation}"
+        sizes="--val-size 1000 --test-size 1000" ;;
+    *) echo "unknown study preset $preset (fashion-mnist, digits or fashion-mnist-art)" >&2; exit 2 ;;
 esac
 resume=""
 [ -f "studies/$preset/compare.json" ] && resume="--resume"
 # shellcheck disable=SC2086
-OMP_NUM_THREADS=1 exec .venv/bin/art-rslad compare --preset "$preset" --methods $methods --seeds $seeds $sizes \
+OMP_NUM_THREADS=1 exec .venv/bin/art-rslad compare $config --methods $methods --seeds $seeds $sizes \
     --out "studies/$preset" --quiet $resume
