@@ -19,7 +19,8 @@ and the shared loop (:mod:`art_rslad.trainers.base`) does the rest through this 
   :func:`evaluate_robustness_distributed` shard their inputs without padding and combine the per-input results.
 * :func:`on_main` runs an action (preparing or writing a run folder) on rank 0 alone and hands its result, or
   its exception, to every rank; :func:`command_world` is the process group of one command-line command
-  (``art-rslad train``, ``compare``, ``eval``), joined at its start and left at its end.
+  (``art-rslad train``, ``compare``, ``eval``), joined at its start and left at its end with
+  :func:`leave_process_group`, which a torchrun script also calls last.
 
 See ``docs/distributed.md`` for the commands.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import hashlib
 import inspect
 import json
@@ -35,6 +37,7 @@ import logging
 import math
 import os
 import pickle
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -115,14 +118,36 @@ def current_world(device: torch.device | None = None) -> World:
     return world
 
 
+#: Seconds a process waits, GIL released, after its last collective before it exits (see :func:`leave_process_group`).
+GLOO_SETTLE_SECONDS = 0.2
+
+
+def leave_process_group() -> None:
+    """Wait for every rank, destroy the process group, and let gloo's worker threads finish before this process exits.
+
+    Call it on every rank at the end of a torchrun script, once no rank needs the group any more (a collective).
+    A process that exits straight after a collective can abort ("terminate called without an active exception",
+    exit code -6): a gloo worker thread still releases the last collective's work, whose tensors belong to Python,
+    and takes the GIL while the interpreter shuts down. So after the barrier, reference cycles that hold the group
+    (DistributedDataParallel wrappers) are collected, the group is destroyed, and the process sleeps a moment with
+    the GIL released so those threads can finish. Without an initialised group it does nothing.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()
+    time.sleep(GLOO_SETTLE_SECONDS)
+
+
 @contextlib.contextmanager
 def command_world() -> Iterator[World]:
     """The :class:`World` of one command-line command: joins torchrun's process group for the block, leaves it after.
 
-    When the block ends normally the ranks wait for each other (a barrier) and the group is destroyed, so no rank
-    tears down its connections while another still works; when it raises, the group is destroyed at once (a rank
-    that failed alone must not wait in a barrier that the others will never reach). A group initialised before the
-    block is left as it is, and in a one-process run nothing happens.
+    When the block ends normally every rank calls :func:`leave_process_group`. When it raises (on every rank when
+    the error came from :func:`on_main`), the group is not destroyed, since a rank that failed alone must not wait
+    for ranks that are still inside a collective; the process only gives gloo's threads a moment before it exits
+    with the error. A group initialised before the block is left as it is, and in a one-process run nothing happens.
     """
     joined = not (dist.is_available() and dist.is_initialized())
     world = init_distributed()
@@ -131,11 +156,10 @@ def command_world() -> Iterator[World]:
         yield world
     except BaseException:
         if leave:
-            dist.destroy_process_group()
+            time.sleep(GLOO_SETTLE_SECONDS)
         raise
     if leave:
-        dist.barrier()
-        dist.destroy_process_group()
+        leave_process_group()
 
 
 def on_main(world: World, action: Callable[..., T], *args: Any) -> T:

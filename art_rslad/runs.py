@@ -21,6 +21,9 @@ student ``student.pt`` (best checkpoint, plain state dict) with its model card `
 Every step resumes: ``resume=True`` continues training from ``last.pt`` (an interrupted CPU run ends with the
 same weights as an uninterrupted one), skips finished evaluations and attacks, and a compare reuses finished
 (method, seed) runs.
+
+Under torchrun (``torchrun --nproc-per-node N -m art_rslad train ...``, or a script calling these functions) every
+rank trains and evaluates its shard and rank 0 alone writes the folders; see ``docs/distributed.md``.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.checkpoint import load_checkpoint, write_text_atomic
 from art_rslad.config import Config
-from art_rslad.distributed import World, check_agreement, evaluate_robustness_distributed, init_distributed, on_main
+from art_rslad.distributed import World, check_agreement, current_world, evaluate_robustness_distributed, on_main
 from art_rslad.report import CHECKPOINTS, ComparisonTable, build_table, plot_curves, plot_table_bars
 
 logger = logging.getLogger(__name__)
@@ -425,10 +428,12 @@ def _write_run_outputs(result: RunResult, classifier: PyTorchClassifier, marker:
 
 def _notes(config: Config, methods: Sequence[str], settings: Mapping[str, Any], nb_test: int) -> list[str]:
     teacher = settings.get("teacher") or {}
+    world = current_world()
+    batch = f"{config.batch_size}" + (f" per process x {world.size} processes" if world.is_distributed else "")
     lines = [
         f"Accuracy (%) on the first {nb_test} {config.dataset} test images, L-inf eps {config.eps:.4g}. "
         f"Student {config.student}; teacher {teacher.get('source') or 'none'}; {config.nb_epochs} epochs, batch "
-        f"{config.batch_size}, SGD momentum {config.momentum}, weight decay {config.weight_decay}, lr x"
+        f"{batch}, SGD momentum {config.momentum}, weight decay {config.weight_decay}, lr x"
         f"{config.lr_gamma} after epochs {config.milestones_for()}; training PGD eps_step {config.eps_step:.4g}, "
         f"{config.max_iter} steps; {settings.get('train_size') or 'all'} training images.",
         "Learning rate per method: " + ", ".join(
@@ -522,7 +527,7 @@ def train_run(
         raise ValueError(f"`checkpoint_interval` must be >= 0, got {checkpoint_interval}.")
     attacks = tuple(DEFAULT_ATTACKS if attacks is None else attacks)
     folder = Path(out_dir)
-    world = init_distributed()  # before any classifier: under torchrun on CUDA each rank takes its own GPU
+    world = current_world()  # joins torchrun's group first: on CUDA each rank then builds models on its own GPU
     resolved_device = resolve_device(device)
     if trainer_class.needs_teacher and teacher is None:
         teacher = load_config_teacher(config, resolved_device)
@@ -664,10 +669,11 @@ def compare(
     shared = {"config": dataclasses.replace(config, seed=0).to_dict(), "train_size": train_size,
               "val_size": val_size, "test_size": test_size, "attacks": list(attacks),
               "student_options": dict(student_options or {}), "teacher_source": config.teacher.source}
-    world = init_distributed()  # before any classifier: under torchrun on CUDA each rank takes its own GPU
+    world = current_world()  # joins torchrun's group first: on CUDA each rank then builds models on its own GPU
     if teacher is None and any(TRAINERS[method].needs_teacher for method in methods):
         teacher = load_config_teacher(config, device)
-    check_agreement(world, {**shared, "teacher_sha256": None if teacher is None else _teacher_fingerprint(teacher)})
+    if world.is_distributed:  # ranks started with other settings or teacher weights: nothing is written
+        check_agreement(world, {**shared, "teacher": None if teacher is None else _teacher_fingerprint(teacher)})
     started = on_main(world, _start_compare, folder, shared, methods, seeds, resume, overwrite)
     runs: dict[tuple[str, int], RunResult] = {}
     with _log_to(folder / "compare.log") if world.is_main else contextlib.nullcontext(), _shared_datasets():

@@ -247,7 +247,7 @@ def _worker(rank: int, folder: Path, port: int) -> None:
     }
     result["bad_written"] = bad.exists()
     torch.save(result, folder / f"result_rank{rank}.pt")
-    dist.destroy_process_group()
+    distributed.leave_process_group()
 
 
 def _free_port() -> int:
@@ -301,6 +301,31 @@ def test_one_process_world_changes_nothing() -> None:
     assert world.train_shard(order) is order and world.eval_slice(5) == slice(0, 5)
     assert world.data_fingerprint() == {} and world.sum(torch.tensor(2.5), 3) == (2.5, 3.0)
     assert distributed.default_backend(torch.device("cpu")) == "gloo"
+
+
+class _TwoArgumentError(Exception):
+    """An exception that pickles but does not unpickle (its constructor takes two arguments)."""
+
+    def __init__(self, what: str, why: str) -> None:
+        super().__init__(f"{what}: {why}")
+
+
+def _fail(error: Exception) -> None:
+    raise error
+
+
+def test_on_main_in_one_process_is_the_action_and_leaving_needs_no_group() -> None:
+    world = distributed.World()
+    assert distributed.on_main(world, max, 2, 5) == 5
+    with pytest.raises(FileExistsError, match="already holds"):
+        distributed.on_main(world, _fail, FileExistsError("run already holds a run"))
+    distributed.leave_process_group()  # no group: nothing to wait for
+
+
+def test_an_error_that_cannot_travel_to_other_ranks_becomes_a_runtime_error_naming_it() -> None:
+    assert isinstance(distributed._transferable(ValueError("bad")), ValueError)
+    error = distributed._transferable(_TwoArgumentError("disk", "full"))
+    assert isinstance(error, RuntimeError) and str(error) == "_TwoArgumentError on rank 0: disk: full"
 
 
 def test_sync_batchnorm_refused_on_cpu() -> None:
