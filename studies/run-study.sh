@@ -4,6 +4,8 @@
 #
 #   studies/run-study.sh fashion-mnist [SEED...]   # Fashion-MNIST, eps 0.1, AA on the first 1,000 test images
 #   studies/run-study.sh digits [SEED...]          # scikit-learn's digits, eps 0.1, the whole 359-image test split
+#   studies/run-study.sh digits-small [SEED...]    # digits with a 4x narrower student (cnn-small width 4), where
+#                                                  # SAT falls below the teacher (design decision 13)
 #   studies/run-study.sh fashion-mnist-art [SEED...]   # issue 11: ART's own trainers, same setting as fashion-mnist
 #
 # ART's trainers are not in the preset's lr table; each takes the lr the rule chose for its counterpart (SAT and
@@ -14,7 +16,7 @@
 # Then `python studies/full_test.py studies/<preset> --out docs/results-<preset>` adds the whole test set.
 set -e
 cd "$(dirname "$0")/.."
-preset="${1:?usage: studies/run-study.sh fashion-mnist|digits|fashion-mnist-art [SEED...]}"
+preset="${1:?usage: studies/run-study.sh fashion-mnist|digits|digits-small|fashion-mnist-art [SEED...]}"
 shift
 seeds="${*:-0 1 2}"
 methods="${METHODS:-natural sat trades ard iad adaad rslad}"
@@ -22,12 +24,13 @@ config="--preset $preset"
 case "$preset" in
     fashion-mnist) sizes="--val-size 1000 --test-size 1000" ;;
     digits) sizes="--val-size 144 --test-size 359" ;;
+    digits-small) config="--preset digits"; sizes="--val-size 144 --test-size 359 --student-option width=4" ;;
     fashion-mnist-art)
         config="--preset fashion-mnist"
         for method in art-madry-pgd art-trades art-awp art-oaat; do config="$config --set method_lr.$method=0.03"; done
         methods="${METHODS:-art-madry-pgd art-trades art-awp art-fbf art-oaat art-defensive-distillation}"
         sizes="--val-size 1000 --test-size 1000" ;;
-    *) echo "unknown study preset $preset (fashion-mnist, digits or fashion-mnist-art)" >&2; exit 2 ;;
+    *) echo "unknown study preset $preset (fashion-mnist, digits, digits-small or fashion-mnist-art)" >&2; exit 2 ;;
 esac
 resume=""
 [ -f "studies/$preset/compare.json" ] && resume="--resume"
