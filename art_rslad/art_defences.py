@@ -26,6 +26,7 @@ import copy
 import json
 import logging
 import math
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -778,6 +779,9 @@ def get_art_trainer(name: str) -> type[ArtTrainerAdapter]:
 
 # ---------------------------------------------------------------------- preprocessing defences
 DefenceGradient = Literal["exact", "bpda"]
+#: The views :func:`evaluate_preprocessing_defence` may run, each with its own resume file: the two gradients, and
+#: ``no`` (gradient-free attacks only) when the defence has neither.
+DEFENCE_VIEWS: tuple[str, ...] = ("exact", "bpda", "no")
 
 
 @dataclass(frozen=True)
@@ -924,6 +928,15 @@ def _merge(reports: dict[str, RobustnessReport], eps: float, n_inputs: int) -> R
     return merged
 
 
+def view_state_path(state_path: str | os.PathLike[str] | None, view: str) -> Path | None:
+    """The resume file of one view (``exact``, ``bpda`` or ``no``) of
+    :func:`evaluate_preprocessing_defence`: ``eval.json`` -> ``eval.<view>.json``."""
+    if state_path is None:
+        return None
+    path = Path(state_path)
+    return path.with_name(f"{path.stem}.{view}{path.suffix or '.json'}")
+
+
 def _gap_warnings(report: RobustnessReport, defence_name: str) -> list[str]:
     accuracy, warnings = report.accuracy, []
     for name, kind in report.kinds.items():
@@ -949,6 +962,7 @@ def evaluate_preprocessing_defence(
     *,
     eps: float,
     attacks: Iterable[str] | str = DEFAULT_ATTACKS,
+    state_path: str | os.PathLike[str] | None = None,
     **kwargs: Any,
 ) -> RobustnessReport:
     """Robustness of ``classifier`` behind ``defence``, white-box both through the defence's exact gradient and by
@@ -967,11 +981,10 @@ def evaluate_preprocessing_defence(
     :param y: Labels (indices or one-hot).
     :param eps: L-inf budget on the scale of clip_values.
     :param attacks: Attack names of :func:`~art_rslad.evaluate_robustness`.
-    :param kwargs: Other arguments of :func:`~art_rslad.evaluate_robustness` (batch_size, seed, surrogate, ...);
-        ``state_path`` is refused (two evaluations run).
+    :param state_path: Resume file stem: each view keeps its own state, ``eval.json`` becoming ``eval.exact.json``
+        and ``eval.bpda.json`` (``eval.no.json`` for the gradient-free fallback), updated after every attack.
+    :param kwargs: Other arguments of :func:`~art_rslad.evaluate_robustness` (batch_size, seed, surrogate, ...).
     """
-    if "state_path" in kwargs:
-        raise ValueError("`state_path` is not supported here: the defence is evaluated twice; drop it.")
     names = [attacks] if isinstance(attacks, str) else list(attacks)
     unknown = [name for name in names if name not in ATTACKS]
     if unknown:
@@ -986,7 +999,8 @@ def evaluate_preprocessing_defence(
             refused.append(f"[{gradient} gradient] not evaluated: {error}")
             continue
         logger.info("%s behind %s, %s gradient", type(classifier.model).__name__, defence_name, gradient)
-        reports[gradient] = evaluate_robustness(view, x, y, eps=eps, attacks=names, **kwargs)
+        reports[gradient] = evaluate_robustness(view, x, y, eps=eps, attacks=names,
+                                                state_path=view_state_path(state_path, gradient), **kwargs)
     if not reports:
         gradient_free = [name for name in names if ATTACKS[name].kind != "white-box"]
         refused.append(f"White-box attacks refused: {defence_name} has no gradient and no gradient estimate.")
@@ -998,7 +1012,8 @@ def evaluate_preprocessing_defence(
             clip_values=classifier.clip_values, channels_first=classifier.channels_first,
             preprocessing_defences=[art_defence], preprocessing=classifier.preprocessing,
             device_type="cpu" if classifier.device.type == "cpu" else "gpu")
-        reports["no"] = evaluate_robustness(numpy_defended, x, y, eps=eps, attacks=gradient_free, **kwargs)
+        reports["no"] = evaluate_robustness(numpy_defended, x, y, eps=eps, attacks=gradient_free,
+                                            state_path=view_state_path(state_path, "no"), **kwargs)
     report = _merge(reports, float(eps), len(x))
     gaps = _gap_warnings(report, defence_name)
     report.warnings = [*refused, *report.warnings, *gaps]

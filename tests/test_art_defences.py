@@ -225,6 +225,12 @@ def test_cli_eval_with_a_defence_reports_both_views(tmp_path):
                  "fashion-mnist", "--nb-images", "8", "--batch-size", "8", "--attacks", "clean", "pgd_sat",
                  "--defence", "feature-squeezing", "--out", str(tmp_path / "eval"), "--quiet"]
     assert main(arguments) == 0
-    accuracy = json.loads((tmp_path / "eval.json").read_text())["accuracy"]
-    assert set(accuracy) == {"clean", "pgd_sat", "pgd_sat_bpda"}
-    assert main([*arguments, "--resume"]) == 2
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    assert set(saved["accuracy"]) == {"clean", "pgd_sat", "pgd_sat_bpda"}
+    assert {path.name for path in tmp_path.glob("eval.*.json")} == {"eval.exact.json", "eval.bpda.json"}
+    assert main(arguments) == 2  # its files exist: refused without --resume
+    (tmp_path / "eval.json").unlink()  # interrupted before the merge: the views' files alone are refused too
+    assert main(arguments) == 2
+    assert main([*arguments, "--resume"]) == 0
+    resumed = json.loads((tmp_path / "eval.json").read_text())
+    assert resumed["accuracy"] == saved["accuracy"] and resumed["seconds"] == saved["seconds"]  # restored, not rerun

@@ -17,7 +17,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from art_rslad.art_defences import PREPROCESSING_DEFENCES, evaluate_preprocessing_defence
+from art_rslad.art_defences import (
+    DEFENCE_VIEWS,
+    PREPROCESSING_DEFENCES,
+    evaluate_preprocessing_defence,
+    view_state_path,
+)
 from art_rslad.cli.train import assignment
 from art_rslad.data import dataset_info, dataset_names, load_dataset
 from art_rslad.distributed import command_world, evaluate_robustness_distributed
@@ -51,7 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="Architecture option of the surrogate, repeatable.")
     parser.add_argument("--defence", choices=list(PREPROCESSING_DEFENCES),
                         help="Evaluate the model behind this ART preprocessing defence, through the defence's exact "
-                             "gradient and by BPDA side by side (docs/art-defences.md); no --resume.")
+                             "gradient and by BPDA side by side (docs/art-defences.md); each view resumes from "
+                             "<out>.exact.json / <out>.bpda.json.")
     parser.add_argument("--n-queries", type=int, default=5000, help="Query budget of square (default: 5000).")
     parser.add_argument("--batch-size", type=int, default=128, help="Batch size (default: 128).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the attacks' random starts (default: 0).")
@@ -68,11 +74,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     if args.nb_images < 1:
         raise ValueError(f"--nb-images must be >= 1, got {args.nb_images}.")
-    if args.defence is not None and args.resume:
-        raise ValueError("--defence evaluates the model twice and cannot --resume; choose another --out.")
     json_path, markdown_path = (args.out.with_name(f"{args.out.name}.{suffix}") for suffix in ("json", "md"))
-    if json_path.exists() and not args.resume:
-        raise FileExistsError(f"{json_path} exists; pass --resume to continue that evaluation or choose another "
+    views = () if args.defence is None else DEFENCE_VIEWS
+    existing = [path for path in (json_path, *(view_state_path(json_path, view) for view in views)) if path.exists()]
+    if existing and not args.resume:
+        raise FileExistsError(f"{existing[0]} exists; pass --resume to continue that evaluation or choose another "
                               "--out.")
     # Joined before any classifier is built (under torchrun on CUDA each rank takes its own GPU); left at the end
     with command_world() as world:
@@ -89,12 +95,12 @@ def run(args: argparse.Namespace) -> int:
                    "n_queries": args.n_queries, "seed": args.seed, "verbose": not args.quiet}
         if args.defence is not None:
             report = evaluate_preprocessing_defence(classifier, args.defence, x[:args.nb_images], y[:args.nb_images],
-                                                    **options)
+                                                    state_path=json_path if world.is_main else None, **options)
             if world.is_main:
                 report.to_json(json_path)
         else:
             report = evaluate_robustness_distributed(classifier, x[:args.nb_images], y[:args.nb_images],
-                                                     state_path=json_path, **options)
+                                                     state_path=json_path if world.is_main else None, **options)
             if world.is_distributed and world.is_main:
                 report.to_json(json_path)  # the merged report; each rank resumes from its own shard's file
     if not world.is_main:
