@@ -7,8 +7,13 @@ whole test set (resumable: each checkpoint's report is saved after every attack 
 test set, AA from the run's own evaluation, mean ± sample std over the seeds, training seconds per epoch, and the
 share of the teacher's AA each method keeps. Only finished runs are read; the notes list the seeds of each method.
 
+``--defend METHOD:DEFENCE`` adds two rows per pair (issue 11): the best checkpoint of each of METHOD's runs behind
+the ART preprocessing defence DEFENCE, attacked through the defence's exact gradient (``sat+jpeg``) and by BPDA
+(``sat+jpeg (BPDA)``), the same columns (AA on the runs' test images), with the gap between the two views in the
+notes: a row whose exact-gradient numbers lie above its BPDA numbers owes them to obfuscated gradients.
+
     OMP_NUM_THREADS=1 .venv/bin/python studies/full_test.py studies/fashion-mnist studies/fashion-mnist-art \
-        --out docs/results-fashion-mnist
+        --defend sat:jpeg sat:feature-squeezing --out docs/results-fashion-mnist
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from art_rslad.art_defences import BPDA_SUFFIX, PREPROCESSING_DEFENCES, evaluate_preprocessing_defence
 from art_rslad.checkpoint import load_checkpoint
 from art_rslad.config import Config
 from art_rslad.data import dataset_info, load_dataset
@@ -46,9 +52,8 @@ def finished_runs(folder: Path) -> dict[str, dict[int, Path]]:
     return {method: dict(sorted(runs[method].items())) for method in order if method in runs}
 
 
-def evaluate_run(run: Path, x: np.ndarray, y: np.ndarray, attacks: Sequence[str],
-                 verbose: bool) -> dict[str, dict[str, float]]:
-    """Accuracy of the run's best and last checkpoints under ``attacks`` on ``x``, merged with the run's AA."""
+def load_student(run: Path, checkpoint: str) -> tuple[Any, Config, dict[str, Any]]:
+    """The run's student classifier with the weights of ``checkpoint``, its config and its run marker."""
     marker = json.loads((run / "run.json").read_text(encoding="utf-8"))
     identity = marker["identity"]
     config = Config.from_dict(identity["config"])
@@ -56,15 +61,38 @@ def evaluate_run(run: Path, x: np.ndarray, y: np.ndarray, attacks: Sequence[str]
     torch.manual_seed(config.seed)
     model = create_model(config.student, info.nb_classes, input_shape=info.input_shape,
                          **identity["student_options"])
-    classifier = make_classifier(model, config.dataset, device="cpu")
+    model.load_state_dict(load_checkpoint(run / f"{checkpoint}.pt")["model_state"])
+    return make_classifier(model, config.dataset, device="cpu"), config, marker
+
+
+def evaluate_run(run: Path, x: np.ndarray, y: np.ndarray, attacks: Sequence[str],
+                 verbose: bool) -> dict[str, dict[str, float]]:
+    """Accuracy of the run's best and last checkpoints under ``attacks`` on ``x``, merged with the run's AA."""
     accuracy = {}
     for checkpoint in CHECKPOINTS:
-        model.load_state_dict(load_checkpoint(run / f"{checkpoint}.pt")["model_state"])
+        classifier, config, marker = load_student(run, checkpoint)
         report = evaluate_robustness(classifier, x, y, eps=config.eps, attacks=tuple(attacks),
                                      batch_size=config.batch_size, seed=config.seed,
                                      state_path=run / f"full_{checkpoint}.json", verbose=verbose)
         accuracy[checkpoint] = {**report.accuracy, "autoattack": marker["accuracy"][checkpoint]["autoattack"]}
     return accuracy
+
+
+def evaluate_defended(run: Path, defence: str, x: np.ndarray, y: np.ndarray, nb_autoattack: int,
+                      verbose: bool) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """The best checkpoint of ``run`` behind ``defence``: ``({"exact": accuracy, "bpda": accuracy}, warnings)``,
+    clean to CW_inf on ``x`` and AA on its first ``nb_autoattack`` inputs, each view resumable from the run folder."""
+    classifier, config, _ = load_student(run, "best")
+    options = {"eps": config.eps, "batch_size": config.batch_size, "seed": config.seed, "verbose": verbose}
+    full = evaluate_preprocessing_defence(classifier, defence, x, y, attacks=FULL_ATTACKS,
+                                          state_path=run / f"full_best_{defence}.json", **options)
+    autoattack = evaluate_preprocessing_defence(classifier, defence, x[:nb_autoattack], y[:nb_autoattack],
+                                                attacks=("autoattack",),
+                                                state_path=run / f"autoattack_best_{defence}.json", **options)
+    accuracy = {**full.accuracy, **autoattack.accuracy}
+    views = {view: {name: accuracy[name if name == "clean" or view == "exact" else name + BPDA_SUFFIX]
+                    for name in (*FULL_ATTACKS, "autoattack")} for view in ("exact", "bpda")}
+    return views, [*full.warnings, *autoattack.warnings]
 
 
 def train_seconds(run: Path) -> list[float]:
@@ -86,12 +114,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "ART's trainers'); their methods go into one table.")
     parser.add_argument("--out", type=Path, required=True, help="Stem of the table: <out>.md, <out>.json, <out>.png.")
     parser.add_argument("--nb-images", type=int, help="Test images of the full evaluation (default: all).")
+    parser.add_argument("--defend", nargs="+", default=[], metavar="METHOD:DEFENCE",
+                        help="Also evaluate METHOD's best checkpoints behind an ART preprocessing defence "
+                             f"({', '.join(PREPROCESSING_DEFENCES)}), by exact gradient and by BPDA.")
     parser.add_argument("--verbose", action="store_true", help="Progress bars.")
     args = parser.parse_args(argv)
+    defended = [tuple(pair.split(":", 1)) for pair in args.defend]
+    for pair in defended:
+        if len(pair) != 2 or pair[1] not in PREPROCESSING_DEFENCES:
+            parser.error(f"--defend takes METHOD:DEFENCE with DEFENCE one of {', '.join(PREPROCESSING_DEFENCES)}; "
+                         f"got {':'.join(pair)!r}.")
 
     runs = {method: seeds for folder in args.compare_dirs for method, seeds in finished_runs(folder).items()}
     if not runs:
         raise SystemExit(f"No finished run in {', '.join(map(str, args.compare_dirs))}.")
+    for method, defence in defended:
+        if method not in runs:
+            parser.error(f"--defend {method}:{defence}: no finished run of {method!r}; methods: {', '.join(runs)}.")
     first = next(iter(next(iter(runs.values())).values()))
     identity = json.loads((first / "run.json").read_text(encoding="utf-8"))["identity"]
     config = Config.from_dict(identity["config"])
@@ -105,10 +144,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         results[method] = {name: [accuracy[name] for accuracy in per_seed] for name in CHECKPOINTS}
         seconds[method] = float(np.mean([value for run in seeds.values() for value in train_seconds(run)]))
 
+    defence_notes: list[str] = []
+    defence_warnings: dict[str, list[str]] = {}
+    masked_rows: list[str] = []  # the exact-gradient views, left out of the teacher's-AA shares
+    for method, defence in defended:
+        nb_autoattack = min(len(x), identity["test_size"])
+        per_seed = [evaluate_defended(run, defence, x, y, nb_autoattack, args.verbose)
+                    for run in runs[method].values()]
+        rows = {"exact": f"{method}+{defence}", "bpda": f"{method}+{defence} (BPDA)"}
+        for view, row in rows.items():
+            results[row] = {"best": [views[view] for views, _ in per_seed]}
+            seconds[row] = seconds[method]
+        masked_rows.append(rows["exact"])
+        defence_warnings[rows["exact"]] = [warning for _, warnings in per_seed for warning in warnings]
+        gaps = {name: 100 * float(np.mean([views["exact"][name] - views["bpda"][name] for views, _ in per_seed]))
+                for name in (*FULL_ATTACKS[1:], "autoattack")}
+        defence_notes.append(
+            f"{rows['exact']}: {method}'s best checkpoints behind {PREPROCESSING_DEFENCES[defence].description}, "
+            f"attacked through the defence's exact gradient; (BPDA): through ART's gradient estimate (AA on the first "
+            f"{nb_autoattack:,} test images). Exact minus "
+            "BPDA (points): " + ", ".join(f"{name} {gap:+.1f}" for name, gap in gaps.items()) + ". "
+            + ("The exact-gradient numbers owe their height to obfuscated gradients; only the BPDA row is a "
+               "robustness claim." if max(gaps.values()) > 1 else "The two views agree: the defence does not mask "
+               "gradients here."))
+
     teacher = teacher_numbers(config.teacher.source)
     teacher_aa, teacher_aa_images = teacher["autoattack"]
     kept = {method: float(np.mean([accuracy["autoattack"] for accuracy in per_checkpoint["best"]])) / teacher_aa
-            for method, per_checkpoint in results.items()}
+            for method, per_checkpoint in results.items() if method not in masked_rows}
     notes = [
         f"{config.dataset}, eps {config.eps:g}; student {config.student} {identity['student_options']}; "
         f"teacher {config.teacher.source}. Clean to CW_inf on the first {len(x):,} test images, AA (standard) on "
@@ -118,11 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Teacher: " + ", ".join(f"{name} {100 * value:.2f} ({images:,} images)"
                                 for name, (value, images) in teacher.items()) + ".",
         "Share of the teacher's AA kept by the best checkpoint (mean AA / teacher AA on the first "
-        f"{teacher_aa_images:,} images): " + ", ".join(f"{method} {100 * share:.1f}%" for method, share in kept.items())
-        + ".",
+        f"{teacher_aa_images:,} images; exact-gradient rows of defences left out): "
+        + ", ".join(f"{method} {100 * share:.1f}%" for method, share in kept.items()) + ".",
         "Training seconds per epoch (mean over epochs and seeds, validation excluded, one CPU thread): "
         + ", ".join(f"{method} {value:.1f}" for method, value in seconds.items()) + ".",
     ]
+    notes += defence_notes
     if "sat" in results:
         sat_aa = float(np.mean([accuracy["autoattack"] for accuracy in results["sat"]["best"]]))
         notes.append(f"SAT's best checkpoint is {100 * (teacher_aa - sat_aa):.1f} points of AA below the teacher "
@@ -135,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary: dict[str, Any] = {"command": command,
                                "table": table.to_dict(), "teacher": teacher, "aa_kept": kept,
                                "train_seconds_per_epoch": seconds, "nb_full_test": len(x),
+                               "defence_warnings": defence_warnings,
                                "nb_autoattack": identity["test_size"]}
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     plot_table_bars(table, args.out.with_suffix(".png"), checkpoint="best")
