@@ -101,6 +101,16 @@ def train_seconds(run: Path) -> list[float]:
     return [float(record.get("train_seconds", record["seconds"])) for record in map(json.loads, filter(None, lines))]
 
 
+def run_hours(run: Path) -> tuple[float, float]:
+    """(training with validation, evaluation of best and last on the compare's test images) of a run, in hours, as
+    its metrics.jsonl and eval_*.json logged them; a last checkpoint that is the best one was evaluated once."""
+    lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    training = sum(float(record["seconds"]) for record in map(json.loads, filter(None, lines)))
+    files = {(run / f"eval_{name}.json").read_bytes() for name in CHECKPOINTS}
+    evaluation = sum(sum(json.loads(data)["seconds"].values()) for data in files)
+    return training / 3600, evaluation / 3600
+
+
 def teacher_numbers(source: str) -> dict[str, tuple[float, int]]:
     """``{attack: (accuracy, images)}`` from the card of a shipped teacher."""
     card, _ = zoo_card(source.removeprefix("zoo:"))
@@ -187,6 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         + ", ".join(f"{method} {value:.1f}" for method, value in seconds.items()) + ".",
     ]
     notes += defence_notes
+    hours = np.array([run_hours(run) for seeds in runs.values() for run in seeds.values()])
+    notes.append(f"Compute of the {len(hours)} runs, as logged (one CPU thread each, on a machine shared with other "
+                 f"jobs): {hours[:, 0].sum():.1f} h of training with validation and {hours[:, 1].sum():.1f} h of "
+                 "evaluation by the compare (mostly AA), before this script's full-test-set attacks.")
     if "sat" in results:
         sat_aa = float(np.mean([accuracy["autoattack"] for accuracy in results["sat"]["best"]]))
         notes.append(f"SAT's best checkpoint is {100 * (teacher_aa - sat_aa):.1f} points of AA below the teacher "
