@@ -114,9 +114,11 @@ class Config:
                              f"{self.augmentation!r}.")
         if self.teacher.method not in ("trades", "sat"):
             raise ValueError(f"Config key `teacher.method` must be 'trades' or 'sat', got {self.teacher.method!r}.")
+        from art_rslad.trainers import TRAINERS  # every method train and compare run, ART's trainers included
+
         for method, lr in self.method_lr.items():
-            if method not in METHODS:
-                raise ValueError(f"Config key `method_lr.{method}`: unknown method; known: {', '.join(METHODS)}.")
+            if method not in TRAINERS:
+                raise ValueError(f"Config key `method_lr.{method}`: unknown method; known: {', '.join(TRAINERS)}.")
             if not lr > 0:
                 raise ValueError(f"Config key `method_lr.{method}` must be > 0, got {lr}.")
 

@@ -8,8 +8,9 @@
 #                                                  # SAT falls below the teacher (design decision 13)
 #   studies/run-study.sh fashion-mnist-art [SEED...]   # issue 11: ART's own trainers, same setting as fashion-mnist
 #
-# ART's trainers are not in the preset's lr table; each takes the lr the rule chose for its counterpart (SAT and
-# TRADES: 0.03); defensive distillation trains naturally at the preset's default lr, and FBF sets its own lr.
+# ART's trainers are not in the preset's lr table; studies/fashion-mnist-art.toml is the fashion-mnist preset where
+# each takes the lr the rule chose for its counterpart (SAT and TRADES: 0.03); defensive distillation trains
+# naturally at the preset's default lr, and FBF sets its own lr.
 # Resumable: run it again after any interruption and it continues from the finished runs and the last checkpoints
 # in studies/<preset>. Seeds default to 0 1 2; two processes on different seeds use both cores. METHODS=... in the
 # environment replaces the method list (e.g. ART's trainers for issue 11, added to the same folder and table).
@@ -26,8 +27,7 @@ case "$preset" in
     digits) sizes="--val-size 144 --test-size 359" ;;
     digits-small) config="--preset digits"; sizes="--val-size 144 --test-size 359 --student-option width=4" ;;
     fashion-mnist-art)
-        config="--preset fashion-mnist"
-        for method in art-madry-pgd art-trades art-awp art-oaat; do config="$config --set method_lr.$method=0.03"; done
+        config="--config studies/fashion-mnist-art.toml"   # the fashion-mnist preset plus ART's trainers' lr
         methods="${METHODS:-art-madry-pgd art-trades art-awp art-fbf art-oaat art-defensive-distillation}"
         sizes="--val-size 1000 --test-size 1000" ;;
     *) echo "unknown study preset $preset (fashion-mnist, digits, digits-small or fashion-mnist-art)" >&2; exit 2 ;;

@@ -114,3 +114,21 @@ def test_defaults_are_a_valid_config() -> None:
     config = Config()
     assert isinstance(config.teacher, TeacherConfig)
     assert Config.from_dict(config.to_dict()) == config
+
+
+def test_method_lr_takes_every_trainer_the_runs_know() -> None:
+    config = Config.from_dict({"method_lr": {"natural": 0.05, "art-madry-pgd": 0.03, "art-defensive-distillation": 1}})
+    assert config.lr_for("art-madry-pgd") == 0.03 and config.lr_for("natural") == 0.05
+    with pytest.raises(ValueError, match=r"`method_lr.art-sat`: unknown method; known: .*art-madry-pgd"):
+        Config.from_dict({"method_lr": {"art-sat": 0.1}})
+
+
+def test_art_study_config_is_the_fashion_mnist_preset_with_arts_trainers_lr() -> None:
+    study = Config.from_file(Path(__file__).parents[1] / "studies" / "fashion-mnist-art.toml")
+    preset = get_preset("fashion-mnist")
+    art_lr = {method: lr for method, lr in study.method_lr.items() if method.startswith("art-")}
+    assert art_lr == dict.fromkeys(("art-madry-pgd", "art-trades", "art-awp", "art-oaat"), preset.lr_for("sat"))
+    assert {k: v for k, v in study.method_lr.items() if k not in art_lr} == preset.method_lr
+    assert study.method_lr_note.startswith(f"sat, trades, ard, iad, adaad, rslad: {preset.method_lr_note}")
+    different = {key for key, value in study.to_dict().items() if value != preset.to_dict()[key]}
+    assert different == {"name", "method_lr", "method_lr_note"}
