@@ -255,20 +255,31 @@ def plot_table_bars(table: ComparisonTable, path: str | Path, checkpoint: str = 
     if not rows:
         raise ValueError(f"The table has no rows for `checkpoint` {checkpoint!r}; it has "
                          f"{sorted({row.checkpoint for row in table.rows})}.")
-    figure = _canvas(max(6.4, 1.1 * len(table.attacks) + 2), 4.0)
+    crowded = len(rows) > 4  # labels turn upright and the figure widens, so values stay readable
+    figure = _canvas(max(6.4, len(table.attacks) * (0.5 + 0.17 * len(rows) if crowded else 1.1) + 3), 4.5)
     axes = figure.add_subplot()
     positions = np.arange(len(table.attacks))
     width = 0.8 / len(rows)
+    colours = [figure_colour(index, len(rows)) for index in range(len(rows))]
     for index, row in enumerate(rows):
         means = [100 * row.cells[name].mean if name in row.cells else np.nan for name in table.attacks]
         stds = [100 * row.cells[name].std if name in row.cells else 0.0 for name in table.attacks]
         bars = axes.bar(positions + (index - (len(rows) - 1) / 2) * width, means, width, label=row.method,
-                        yerr=stds if any(stds) else None, capsize=3)
-        axes.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+                        yerr=stds if any(stds) else None, capsize=2 if crowded else 3, color=colours[index])
+        axes.bar_label(bars, fmt="%.1f", fontsize=6 if crowded else 7, padding=2, rotation=90 if crowded else 0)
     axes.set_xticks(positions, [attack_label(name) for name in table.attacks])
     axes.set_ylabel("accuracy (%)")
-    axes.set_ylim(0, 100)
+    axes.set_ylim(0, 110 if crowded else 100)
+    axes.set_yticks(range(0, 101, 20))
     axes.set_title(title or f"Accuracy under attack, {checkpoint} checkpoint")
     axes.grid(axis="y", alpha=0.3)
-    axes.legend()
+    axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     return _save(figure, path)
+
+
+def figure_colour(index: int, count: int) -> Any:
+    """Colour of the ``index``-th of ``count`` series: matplotlib's default cycle up to 10, tab20 beyond, so that
+    no two methods share a colour."""
+    from matplotlib import colormaps
+
+    return colormaps["tab10" if count <= 10 else "tab20"](index % 20)
