@@ -101,14 +101,17 @@ def train_seconds(run: Path) -> list[float]:
     return [float(record.get("train_seconds", record["seconds"])) for record in map(json.loads, filter(None, lines))]
 
 
-def run_hours(run: Path) -> tuple[float, float]:
-    """(training with validation, evaluation of best and last on the compare's test images) of a run, in hours, as
-    its metrics.jsonl and eval_*.json logged them; a last checkpoint that is the best one was evaluated once."""
+def run_hours(run: Path) -> tuple[float, float, float]:
+    """(training with validation, the compare's evaluation of best and last, this script's full-test-set attacks)
+    of a run, in hours, as its metrics.jsonl, eval_*.json and full_*.json logged them; a last checkpoint that is
+    the best one was evaluated once by the compare."""
     lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     training = sum(float(record["seconds"]) for record in map(json.loads, filter(None, lines)))
-    files = {(run / f"eval_{name}.json").read_bytes() for name in CHECKPOINTS}
-    evaluation = sum(sum(json.loads(data)["seconds"].values()) for data in files)
-    return training / 3600, evaluation / 3600
+    compare_files = {(run / f"eval_{name}.json").read_bytes() for name in CHECKPOINTS}
+    evaluation = sum(sum(json.loads(data)["seconds"].values()) for data in compare_files)
+    full = sum(sum(json.loads((run / f"full_{name}.json").read_text(encoding="utf-8"))["seconds"].values())
+               for name in CHECKPOINTS)
+    return training / 3600, evaluation / 3600, full / 3600
 
 
 def teacher_numbers(source: str) -> dict[str, tuple[float, int]]:
@@ -199,8 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes += defence_notes
     hours = np.array([run_hours(run) for seeds in runs.values() for run in seeds.values()])
     notes.append(f"Compute of the {len(hours)} runs, as logged (one CPU thread each, on a machine shared with other "
-                 f"jobs): {hours[:, 0].sum():.1f} h of training with validation and {hours[:, 1].sum():.1f} h of "
-                 "evaluation by the compare (mostly AA), before this script's full-test-set attacks.")
+                 f"jobs): {hours[:, 0].sum():.1f} h of training with validation, {hours[:, 1].sum():.1f} h of "
+                 f"evaluation by the compare (mostly AA) and {hours[:, 2].sum():.1f} h of this script's attacks on "
+                 "the whole test set.")
     if "sat" in results:
         sat_aa = float(np.mean([accuracy["autoattack"] for accuracy in results["sat"]["best"]]))
         notes.append(f"SAT's best checkpoint is {100 * (teacher_aa - sat_aa):.1f} points of AA below the teacher "
