@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                 report.to_json(json_path)
         else:
             report = evaluate_robustness_distributed(classifier, x[:args.nb_images], y[:args.nb_images],
-                                                     state_path=json_path if world.is_main else None, **options)
+                                                     state_path=json_path, **options)
             if world.is_distributed and world.is_main:
                 report.to_json(json_path)  # the merged report; each rank resumes from its own shard's file
     if not world.is_main:
