@@ -931,6 +931,8 @@ def _merge(reports: dict[str, RobustnessReport], eps: float, n_inputs: int) -> R
 def view_state_path(state_path: str | os.PathLike[str] | None, view: str) -> Path | None:
     """The resume file of one view (``exact``, ``bpda`` or ``no``) of
     :func:`evaluate_preprocessing_defence`: ``eval.json`` -> ``eval.<view>.json``."""
+    if view not in DEFENCE_VIEWS:
+        raise ValueError(f"`view` must be one of {', '.join(DEFENCE_VIEWS)}, got {view!r}.")
     if state_path is None:
         return None
     path = Path(state_path)
