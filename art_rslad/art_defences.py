@@ -54,8 +54,9 @@ from torch import nn
 
 from art_rslad.attacks import InputGradientClassifier, InputGradientPGD, SoftLabelKLLoss
 from art_rslad.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, save_atomic
+from art_rslad.distributed import evaluate_robustness_distributed
 from art_rslad.estimators import check_classifier, clip_range, forward_logits, model_modes
-from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS, RobustnessReport, evaluate_robustness
+from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS, RobustnessReport
 from art_rslad.evaluation.checks import ACCURACY_TOLERANCE
 
 logger = logging.getLogger(__name__)
@@ -975,7 +976,8 @@ def evaluate_preprocessing_defence(
     warning names every attack whose exact-gradient accuracy lies above its BPDA accuracy (obfuscated gradients),
     and each view's own integrity warnings are kept, prefixed with the view. A view whose gradient does not exist
     is skipped with a warning; with neither, only the attacks that need no gradient run (white-box numbers are
-    refused, not faked).
+    refused, not faked). Under torchrun each view is sharded over the ranks like
+    :func:`~art_rslad.distributed.evaluate_robustness_distributed`, and every rank returns the merged report.
 
     :param classifier: The undefended student (logits, clip_values).
     :param defence: A name from :data:`PREPROCESSING_DEFENCES` or an ART preprocessor.
@@ -984,7 +986,8 @@ def evaluate_preprocessing_defence(
     :param eps: L-inf budget on the scale of clip_values.
     :param attacks: Attack names of :func:`~art_rslad.evaluate_robustness`.
     :param state_path: Resume file stem: each view keeps its own state, ``eval.json`` becoming ``eval.exact.json``
-        and ``eval.bpda.json`` (``eval.no.json`` for the gradient-free fallback), updated after every attack.
+        and ``eval.bpda.json`` (``eval.no.json`` for the gradient-free fallback), updated after every attack
+        (under torchrun one per rank and view: ``eval.exact.rank0of2.json``, ...).
     :param kwargs: Other arguments of :func:`~art_rslad.evaluate_robustness` (batch_size, seed, surrogate, ...).
     """
     names = [attacks] if isinstance(attacks, str) else list(attacks)
@@ -1001,8 +1004,8 @@ def evaluate_preprocessing_defence(
             refused.append(f"[{gradient} gradient] not evaluated: {error}")
             continue
         logger.info("%s behind %s, %s gradient", type(classifier.model).__name__, defence_name, gradient)
-        reports[gradient] = evaluate_robustness(view, x, y, eps=eps, attacks=names,
-                                                state_path=view_state_path(state_path, gradient), **kwargs)
+        reports[gradient] = evaluate_robustness_distributed(view, x, y, eps=eps, attacks=names,
+                                                            state_path=view_state_path(state_path, gradient), **kwargs)
     if not reports:
         gradient_free = [name for name in names if ATTACKS[name].kind != "white-box"]
         refused.append(f"White-box attacks refused: {defence_name} has no gradient and no gradient estimate.")
@@ -1014,8 +1017,8 @@ def evaluate_preprocessing_defence(
             clip_values=classifier.clip_values, channels_first=classifier.channels_first,
             preprocessing_defences=[art_defence], preprocessing=classifier.preprocessing,
             device_type="cpu" if classifier.device.type == "cpu" else "gpu")
-        reports["no"] = evaluate_robustness(numpy_defended, x, y, eps=eps, attacks=gradient_free,
-                                            state_path=view_state_path(state_path, "no"), **kwargs)
+        reports["no"] = evaluate_robustness_distributed(numpy_defended, x, y, eps=eps, attacks=gradient_free,
+                                                        state_path=view_state_path(state_path, "no"), **kwargs)
     report = _merge(reports, float(eps), len(x))
     gaps = _gap_warnings(report, defence_name)
     report.warnings = [*refused, *report.warnings, *gaps]

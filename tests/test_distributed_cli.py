@@ -141,3 +141,18 @@ def test_eval_under_torchrun_shards_the_inputs_and_merges_them(trained: tuple[Pa
     assert sorted(path.name for path in tmp_path.glob("two*")) == [
         "two.json", "two.md", "two.rank0of2.json", "two.rank1of2.json"]
     assert result.stdout.count("Saved ") == 1
+
+
+def test_eval_of_a_defence_under_torchrun_shards_each_view(trained: tuple[Path, str], tmp_path: Path) -> None:
+    """Behind an ART defence, both gradient views are sharded: one process's per-input results, one merged file."""
+    arguments = [str(trained[0] / "best.pt"), *MODEL, "--nb-images", "21", "--attacks", "clean", "fgsm",
+                 "--defence", "feature-squeezing"]
+    assert main(["eval", *arguments, "--out", str(tmp_path / "one")]) == 0
+    result = torchrun("eval", *arguments, "--out", str(tmp_path / "two"))
+    succeeded(result)
+    one, two = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("one", "two"))
+    assert two["n_inputs"] == 21 and two["correct"] == one["correct"] and "fgsm_bpda" in two["correct"]
+    assert sorted(path.name for path in tmp_path.glob("two*")) == [
+        "two.bpda.rank0of2.json", "two.bpda.rank1of2.json", "two.exact.rank0of2.json", "two.exact.rank1of2.json",
+        "two.json", "two.md"]
+    assert result.stdout.count("Saved ") == 1

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                    "n_queries": args.n_queries, "seed": args.seed, "verbose": not args.quiet}
         if args.defence is not None:
             report = evaluate_preprocessing_defence(classifier, args.defence, x[:args.nb_images], y[:args.nb_images],
-                                                    state_path=json_path if world.is_main else None, **options)
+                                                    state_path=json_path, **options)
             if world.is_main:
                 report.to_json(json_path)
         else:
