@@ -13,7 +13,7 @@ the ART preprocessing defence DEFENCE, attacked through the defence's exact grad
 notes: a row whose exact-gradient numbers lie above its BPDA numbers owes them to obfuscated gradients.
 
     OMP_NUM_THREADS=1 .venv/bin/python studies/full_test.py studies/fashion-mnist studies/fashion-mnist-art \
-        --defend sat:jpeg sat:feature-squeezing --out docs/results-fashion-mnist
+        --defend sat:jpeg sat:feature-squeezing --out docs/results-art-peers
 """
 
 from __future__ import annotations
