@@ -181,8 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             + ("The exact-gradient numbers owe their height to obfuscated gradients; only the BPDA row is a "
                "robustness claim." if max(gaps.values()) > 1 else "The two views agree: the defence does not mask "
                "gradients here.")
-            + (f" BPDA's AA lies {loose:.1f} points below its PGD_SAT (AA ends with Square, which needs no gradient): "
-               "ART's gradient estimate is loose here too, so AA is the column to read." if loose > 1 else ""))
+            + (f" BPDA's AA lies {loose:.1f} points below its PGD_SAT: AutoAttack's APGD and Square (which needs no "
+               "gradient) find what PGD through ART's gradient estimate misses, so AA is the column to read."
+               if loose > 1 else ""))
 
     teacher = teacher_numbers(config.teacher.source)
     teacher_aa, teacher_aa_images = teacher["autoattack"]
