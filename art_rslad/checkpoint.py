@@ -9,6 +9,7 @@ that says what is wrong with the file.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import tempfile
@@ -37,6 +38,12 @@ def _write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, target)
+    except (OSError, RuntimeError) as error:  # torch's writer reports a full disk as a RuntimeError
+        Path(temporary).unlink(missing_ok=True)
+        kept = f"the previous {target.name} is intact" if target.exists() else f"no {target.name} was written"
+        code = error.errno if isinstance(error, OSError) and error.errno else errno.EIO
+        raise OSError(code, f"Could not write {target} ({error}); {kept}. Free disk space (or choose another "
+                      "folder) and try again.") from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -64,11 +71,12 @@ def load_file(path: str | os.PathLike[str], map_location: str | torch.device | N
         raise ValueError(
             f"{source} was refused without being unpickled (weights_only=True): it is corrupt, or it holds objects "
             "other than tensors and plain containers. Save a plain state dict: torch.save(model.state_dict(), "
-            f"path). ({str(error).splitlines()[0]})"
+            "path)."
         ) from error
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, AttributeError, TypeError, KeyError,
             ValueError) as error:
-        raise ValueError(f"{source} is corrupt or truncated and cannot be read as a torch file ({error}).") from error
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{source} is corrupt or truncated and cannot be read as a torch file ({reason}).") from error
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
