@@ -34,6 +34,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import pyautoattack
+import pyautoattack.state
 import torch
 from art.estimators.classification import PyTorchClassifier
 
@@ -92,9 +94,6 @@ def _robustbench_import_names() -> Iterator[None]:
     """Register ``autoattack`` (as pyautoattack) and ``pkg_resources`` where missing; remove them afterwards."""
     added: dict[str, types.ModuleType] = {}
     if importlib.util.find_spec("autoattack") is None:
-        import pyautoattack
-        import pyautoattack.state
-
         added = {"autoattack": pyautoattack, "autoattack.state": pyautoattack.state}
     if importlib.util.find_spec("pkg_resources") is None:
         added["pkg_resources"] = _pkg_resources_stand_in()
