@@ -50,7 +50,7 @@ INSTALL_HINT = "pip install 'art-rslad[robustbench]'"
 MODEL_DIR_ENV = "ART_RSLAD_ROBUSTBENCH_DIR"
 LEADERBOARD_URL = "https://robustbench.github.io"
 
-# The teachers of Zi et al. (ICCV 2021) as teacher sources; presets import this.
+# The teachers of Zi et al. (ICCV 2021) as teacher sources (the CIFAR presets name the same two).
 PAPER_TEACHERS: dict[str, str] = {
     "cifar10": f"{SOURCE_PREFIX}Zhang2019Theoretically",
     "cifar100": f"{SOURCE_PREFIX}Gowal2020Uncovering",
