@@ -8,7 +8,8 @@ torchvision's checksums), and last torchvision's download. CIFAR batches and SVH
 this module (CIFAR's pickles through an unpickler that only builds numpy arrays); torchvision only fetches them.
 
 :func:`dataset_info` gives each dataset's input shape, class count, default L-inf ``eps`` and the paper's
-augmentation; :func:`train_val_split` holds out the validation split (10%, fixed by the seed; design decision 6);
+augmentation; :func:`train_val_split` holds out the validation split (10%, fixed by the seed; see
+docs/decisions.md, "Validation split and the best checkpoint");
 :func:`make_data_loader` and :func:`make_data_generator` feed trainers, with RandomCrop(padding 4) + horizontal
 flip for CIFAR as in the paper.
 """
@@ -23,13 +24,11 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-
-if TYPE_CHECKING:
-    from art.data_generators import PyTorchDataGenerator
+from art.data_generators import PyTorchDataGenerator
+from torchvision.datasets import CIFAR10, CIFAR100, MNIST, SVHN, FashionMNIST
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ class DatasetInfo:
 
     @property
     def eps_step(self) -> float:
-        """Training PGD step size, eps / 4 (design decision 6)."""
+        """Training PGD step size, eps / 4 (see docs/decisions.md, "Step sizes scale with eps")."""
         return self.eps / 4
 
 
@@ -167,8 +166,6 @@ def _to_unit_float(images: np.ndarray) -> np.ndarray:
 
 def _load_idx(name: str, split: str, root: str | os.PathLike[str] | None) -> tuple[np.ndarray, np.ndarray]:
     """MNIST or Fashion-MNIST through torchvision (raw idx files, no checksum on load)."""
-    from torchvision.datasets import MNIST, FashionMNIST
-
     fashion = name == "fashion-mnist"
     dataset_class = FashionMNIST if fashion else MNIST
     folder, download = _find_root(root, _has_raw_idx(dataset_class.__name__),
@@ -220,8 +217,6 @@ def _load_cifar(name: str, split: str, root: str | os.PathLike[str] | None) -> t
     files = train_files if split == "train" else test_files
     folder, download = _find_root(root, lambda base: all((base / folder_name / f).is_file() for f in files))
     if download:
-        from torchvision.datasets import CIFAR10, CIFAR100
-
         try:
             (CIFAR10 if name == "cifar10" else CIFAR100)(str(folder), train=split == "train", download=True)
         except (RuntimeError, OSError) as error:
@@ -233,13 +228,11 @@ def _load_cifar(name: str, split: str, root: str | os.PathLike[str] | None) -> t
 
 
 def _load_svhn(name: str, split: str, root: str | os.PathLike[str] | None) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.io import loadmat
+    from scipy.io import loadmat  # optional dependency, needed only for SVHN's .mat files
 
     file_name = f"{split}_32x32.mat"
     folder, download = _find_root(root, lambda base: (base / file_name).is_file())
     if download:
-        from torchvision.datasets import SVHN
-
         try:
             SVHN(str(folder), split=split, download=True)
         except (RuntimeError, OSError) as error:
@@ -255,7 +248,7 @@ _DIGITS_TEST_FRACTION = 0.2
 
 def _load_digits(name: str, split: str, root: str | os.PathLike[str] | None) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 8x8 digits (1,797 images, values 0-16), split 80/20 by a fixed permutation (seed 0)."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # optional dependency (scikit-learn), needed only for this dataset
 
     digits = load_digits()
     x = (digits.images.astype(np.float32) / 16.0)[:, None, :, :]
@@ -300,7 +293,8 @@ def train_val_split(
 
     :param x: Training inputs, first axis the samples.
     :param y: Training labels, same length as ``x``.
-    :param val_fraction: Fraction held out, in (0, 1); 0.1 by design decision 6.
+    :param val_fraction: Fraction held out, in (0, 1); 0.1 by default (see docs/decisions.md, "Validation split
+        and the best checkpoint").
     :param seed: Seed of the permutation.
     :return: ``(x_train, y_train, x_val, y_val)``.
     """
@@ -414,7 +408,5 @@ def make_data_generator(
     :param shuffle: Reshuffle each epoch.
     :param seed: Seed of the shuffling and the augmentation.
     """
-    from art.data_generators import PyTorchDataGenerator
-
     loader = make_data_loader(x, y, batch_size, augmentation=augmentation, shuffle=shuffle, seed=seed)
     return PyTorchDataGenerator(loader, size=len(x), batch_size=batch_size)

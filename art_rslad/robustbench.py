@@ -34,6 +34,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import pyautoattack
+import pyautoattack.state
 import torch
 from art.estimators.classification import PyTorchClassifier
 
@@ -48,7 +50,7 @@ INSTALL_HINT = "pip install 'art-rslad[robustbench]'"
 MODEL_DIR_ENV = "ART_RSLAD_ROBUSTBENCH_DIR"
 LEADERBOARD_URL = "https://robustbench.github.io"
 
-# The teachers of Zi et al. (ICCV 2021) as teacher sources; presets import this.
+# The teachers of Zi et al. (ICCV 2021) as teacher sources (the CIFAR presets name the same two).
 PAPER_TEACHERS: dict[str, str] = {
     "cifar10": f"{SOURCE_PREFIX}Zhang2019Theoretically",
     "cifar100": f"{SOURCE_PREFIX}Gowal2020Uncovering",
@@ -92,9 +94,6 @@ def _robustbench_import_names() -> Iterator[None]:
     """Register ``autoattack`` (as pyautoattack) and ``pkg_resources`` where missing; remove them afterwards."""
     added: dict[str, types.ModuleType] = {}
     if importlib.util.find_spec("autoattack") is None:
-        import pyautoattack
-        import pyautoattack.state
-
         added = {"autoattack": pyautoattack, "autoattack.state": pyautoattack.state}
     if importlib.util.find_spec("pkg_resources") is None:
         added["pkg_resources"] = _pkg_resources_stand_in()

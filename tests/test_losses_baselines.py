@@ -1,4 +1,4 @@
-"""The baselines' losses against the formulas of methods.md, computed by hand on fixed tensors."""
+"""The baselines' losses against their papers' formulas, computed by hand on fixed tensors."""
 
 from __future__ import annotations
 

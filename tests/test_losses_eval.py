@@ -1,4 +1,4 @@
-"""cw_margin_loss against the CW_inf formula of methods.md on fixed tensors."""
+"""cw_margin_loss against the CW margin formula max(z_y - max_{j != y} z_j + kappa, 0) on fixed tensors."""
 
 from __future__ import annotations
 

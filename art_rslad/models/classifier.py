@@ -6,6 +6,8 @@ import torch
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
+from art_rslad.data import dataset_info
+
 
 def resolve_device(device: str | None = None) -> str:
     """``"cuda"`` when ``device`` is None and CUDA is available, else ``"cpu"``; checks an explicit choice.
@@ -43,8 +45,6 @@ def make_classifier(
     :param weight_decay: SGD weight decay (L2).
     :param device: ``"cpu"``, ``"cuda"`` (or ``"cuda:<index>"``); None picks CUDA when available.
     """
-    from art_rslad.data import dataset_info
-
     info = dataset_info(dataset)
     for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
         if not value >= 0:

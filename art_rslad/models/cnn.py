@@ -4,7 +4,7 @@ Both downsample with stride-2 4x4 convolutions rather than stride-1 convolutions
 gradient of a full-resolution convolution with few channels dominates the cost of every attack step, and the
 robust accuracy on Fashion-MNIST depends more on the width of the dense layers than on full-resolution features.
 Neither is an ``nn.Sequential`` at the top level: ART's TRADES and FBF trainers read ``model_outputs[0]``, which
-for a Sequential is the first layer's output (art-notes.md).
+for a Sequential is the first layer's output (ART returns every layer's output for an ``nn.Sequential``).
 """
 
 from __future__ import annotations
