@@ -65,8 +65,13 @@ def wrap_student(student: PyTorchClassifier, teacher: PyTorchClassifier | None, 
 
     First checks that all ranks agree (:func:`check_agreement` on :func:`training_config`), then wraps; DDP's
     constructor broadcasts rank 0's student weights, and :func:`sync_buffers` its buffers, to the other ranks.
-    Buffers are not broadcast at every forward: the loop calls :func:`sync_buffers` after every step instead. The
-    teacher stays unwrapped.
+    Buffers are not broadcast at every forward: the loop calls :func:`sync_buffers` after every step instead.
+
+    :param student: The student classifier (its model is wrapped; the classifier itself stays plain).
+    :param teacher: The teacher, whose weights every rank must share; it stays unwrapped.
+    :param world: This process's world.
+    :param run_config: The run's settings, compared across ranks.
+    :param scheduler: The run's learning-rate scheduler (its type is compared).
     """
     if not world.is_distributed:
         return None
