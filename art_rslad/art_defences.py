@@ -54,10 +54,10 @@ from torch import nn
 
 from art_rslad.attacks import InputGradientClassifier, InputGradientPGD, SoftLabelKLLoss
 from art_rslad.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, save_atomic
-from art_rslad.distributed import evaluate_robustness_distributed
 from art_rslad.estimators import check_classifier, clip_range, forward_logits, model_modes
 from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS, RobustnessReport
 from art_rslad.evaluation.checks import ACCURACY_TOLERANCE
+from art_rslad.evaluation.sharded import evaluate_robustness_distributed
 
 logger = logging.getLogger(__name__)
 

@@ -49,7 +49,8 @@ from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.checkpoint import load_checkpoint, write_text_atomic
 from art_rslad.config import Config
-from art_rslad.distributed import World, check_agreement, current_world, evaluate_robustness_distributed, on_main
+from art_rslad.distributed import World, check_agreement, current_world, on_main
+from art_rslad.evaluation.sharded import evaluate_robustness_distributed
 from art_rslad.report import CHECKPOINTS, ComparisonTable, build_table, plot_curves, plot_table_bars
 
 logger = logging.getLogger(__name__)

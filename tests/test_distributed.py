@@ -27,7 +27,8 @@ from art_rslad import distributed
 from art_rslad.attacks import InputGradientClassifier, InputGradientPGD, SoftLabelKLLoss
 from art_rslad.checkpoint import load_checkpoint
 from art_rslad.evaluation import evaluate_robustness
-from art_rslad.trainers import AdversarialTrainerRSLAD
+from art_rslad.evaluation.sharded import evaluate_robustness_distributed
+from art_rslad.trainers import AdversarialTrainerRSLAD, base, ddp
 from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.sat import AdversarialTrainerSAT
 
@@ -117,7 +118,7 @@ def _generator(batch_size: int, world: distributed.World) -> PyTorchDataGenerato
     x, y, _, _ = _data()
     dataset = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
     if world.is_distributed:
-        return distributed.distributed_generator(dataset, batch_size, seed=5)
+        return ddp.distributed_generator(dataset, batch_size, seed=5)
     sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=1, rank=0, seed=5)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler)
     return PyTorchDataGenerator(loader, size=len(dataset), batch_size=batch_size)
@@ -222,9 +223,8 @@ def _worker(rank: int, folder: Path, port: int) -> None:
     result["resume"] = (_weights(uninterrupted), _weights(resumed), uninterrupted.history[-1], resumed.history[-1])
 
     # Distributed evaluation (every rank passes all inputs).
-    report = distributed.evaluate_robustness_distributed(_eval_model(folder / "eval_model.pt"), x[:EVAL_INPUTS],
-                                                         y[:EVAL_INPUTS], eps=EPS,
-                                                         attacks=("clean", "fgsm"), batch_size=4, verbose=False)
+    report = evaluate_robustness_distributed(_eval_model(folder / "eval_model.pt"), x[:EVAL_INPUTS], y[:EVAL_INPUTS],
+                                             eps=EPS, attacks=("clean", "fgsm"), batch_size=4, verbose=False)
     result["evaluation"] = report.to_dict()
 
     # Bad input: every rank must raise the same clear error, and nothing may be written.
@@ -240,9 +240,9 @@ def _worker(rank: int, folder: Path, port: int) -> None:
         "checkpoint": _error(lambda: _train_fixed("rslad", BATCH, checkpoint_dir=bad,
                                                   resume_from=folder / "sat" / "last.pt")),
         "generator": _error(lambda: _trainer("sat", student).fit_generator(_generator(BATCH, distributed.World()))),
-        "eval_models": _error(lambda: distributed.evaluate_robustness_distributed(
+        "eval_models": _error(lambda: evaluate_robustness_distributed(
             _student(seed=rank), x_val, y_val, eps=EPS, attacks=("clean",), verbose=False)),
-        "eval_too_few": _error(lambda: distributed.evaluate_robustness_distributed(
+        "eval_too_few": _error(lambda: evaluate_robustness_distributed(
             student, x_val[:1], y_val[:1], eps=EPS, attacks=("clean",), verbose=False)),
     }
     result["bad_written"] = bad.exists()
@@ -294,6 +294,24 @@ def test_eval_slices_cover_every_input_once(nb_samples: int, world_size: int) ->
     assert np.array_equal(covered, np.arange(nb_samples))
 
 
+def test_fit_resolves_the_world_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Any] = []
+
+    def counted(device: Any = None) -> distributed.World:
+        calls.append(device)
+        return distributed.current_world(device)
+
+    monkeypatch.setattr(base, "current_world", counted)
+    x, y, x_val, y_val = _data()
+    trainer = _trainer("sat", _student())
+    trainer.fit(x, y, validation_data=(x_val, y_val), batch_size=BATCH, nb_epochs=2)
+    assert len(calls) == 1 and len(trainer.history) == 2 and "val_pgd" in trainer.history[-1]
+    trainer.validate(x_val, y_val)  # outside fit: resolved by validate itself
+    assert len(calls) == 2
+    trainer.fit_generator(_generator(BATCH, distributed.World()), nb_epochs=2, validation_data=(x_val, y_val))
+    assert len(calls) == 3
+
+
 def test_one_process_world_changes_nothing() -> None:
     world = distributed.current_world(torch.device("cpu"))
     order = torch.arange(5)
@@ -330,7 +348,7 @@ def test_an_error_that_cannot_travel_to_other_ranks_becomes_a_runtime_error_nami
 
 def test_sync_batchnorm_refused_on_cpu() -> None:
     with pytest.raises(ValueError, match="GPUs only"):
-        distributed.convert_sync_batchnorm(_student(NormStudent))
+        ddp.convert_sync_batchnorm(_student(NormStudent))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="SyncBatchNorm needs CUDA")
@@ -338,11 +356,11 @@ def test_sync_batchnorm_on_cuda_keeps_parameters() -> None:
     torch.manual_seed(0)
     student = make_classifier(NormStudent(), input_shape=SHAPE, device_type="gpu")
     before = {key: value.clone() for key, value in student.model.state_dict().items()}
-    distributed.convert_sync_batchnorm(student)
+    ddp.convert_sync_batchnorm(student)
     assert isinstance(student.model.norm, torch.nn.SyncBatchNorm)
     _assert_close(before, student.model.state_dict())
     with pytest.raises(ValueError, match="no BatchNorm"):
-        distributed.convert_sync_batchnorm(make_classifier(Student(), input_shape=SHAPE, device_type="gpu"))
+        ddp.convert_sync_batchnorm(make_classifier(Student(), input_shape=SHAPE, device_type="gpu"))
 
 
 # ------------------------------------------------------------------------------------------- two ranks
@@ -412,6 +430,8 @@ def test_distributed_evaluation_gives_the_per_input_results_of_one_process(sessi
         assert result["evaluation"]["n_inputs"] == EVAL_INPUTS
         assert result["evaluation"]["correct"] == {name: flags.tolist() for name, flags in one_process.correct.items()}
         assert result["evaluation"]["worst_case_accuracy"] == pytest.approx(one_process.worst_case_accuracy)
+        assert result["evaluation"]["labels"] == y[:EVAL_INPUTS].tolist()  # both shards' labels, in input order
+        assert result["evaluation"]["worst_class"] == one_process.to_dict()["worst_class"]
 
 
 @pytest.mark.parametrize(("case", "expected"), [

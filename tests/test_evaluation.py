@@ -14,6 +14,7 @@ from pyautoattack import AutoAttack
 from art_rslad.evaluation import (
     ATTACKS,
     AttackContext,
+    AttackResult,
     CWMarginLoss,
     RobustnessReport,
     consistency_warnings,
@@ -97,6 +98,19 @@ def test_report_bounds_and_accuracy_never_above_clean(full_report: RobustnessRep
     assert full_report.worst_case_accuracy <= min(accuracy.values())
 
 
+def test_report_keeps_the_labels_for_class_wise_accuracy(
+    trained: tuple[PyTorchClassifier, np.ndarray, np.ndarray], full_report: RobustnessReport
+) -> None:
+    _, _, y = trained
+    assert full_report.labels is not None and full_report.labels.tolist() == y.tolist()
+    for name in ALL_ATTACKS:
+        by_class = full_report.per_class_accuracy(name)
+        counts = np.bincount(y)
+        # the class accuracies weighted by the class sizes give back the overall accuracy
+        assert np.nansum(np.asarray(by_class) * counts) / len(y) == pytest.approx(full_report.accuracy[name])
+        assert full_report.to_dict()["worst_class"][name]["accuracy"] == pytest.approx(np.nanmin(by_class))
+
+
 def test_undefended_model_drops_to_near_zero_under_pgd(full_report: RobustnessReport) -> None:
     assert full_report.accuracy["pgd_sat"] <= 0.1
     assert full_report.accuracy["autoattack"] <= full_report.accuracy["pgd_sat"] + 0.05
@@ -154,12 +168,11 @@ def test_autoattack_through_the_report_equals_pyautoattack_directly(
 
 
 def test_worst_case_is_the_per_input_and_over_attacks() -> None:
-    report = RobustnessReport(eps=0.1, n_inputs=4, correct={
-        "clean": np.array([True, True, True, False]),
-        "pgd_sat": np.array([True, False, True, False]),
-        "square": np.array([False, True, True, False]),
-    }, kinds={"clean": "clean", "pgd_sat": "white-box", "square": "black-box"},
-        seconds={"clean": 0.0, "pgd_sat": 1.0, "square": 2.0})
+    report = RobustnessReport(eps=0.1, n_inputs=4)
+    for name, kind, seconds, flags in [("clean", "clean", 0.0, [True, True, True, False]),
+                                       ("pgd_sat", "white-box", 1.0, [True, False, True, False]),
+                                       ("square", "black-box", 2.0, [False, True, True, False])]:
+        report.add(AttackResult(name=name, kind=kind, correct=np.array(flags), seconds=seconds, max_perturbation=0.1))
     assert report.robust_to_all.tolist() == [False, False, True, False]
     assert report.worst_case_accuracy == 0.25
     assert min(report.accuracy.values()) == 0.5  # the worst case is below every single attack

@@ -1,7 +1,8 @@
 """Robustness evaluation the way the RSLAD paper does it: white-box and black-box attacks in one report.
 
 ``evaluate_robustness(classifier, x, y, eps=8/255)`` runs the attacks named in :data:`ATTACKS` (default: the
-paper's white-box table) and returns a :class:`RobustnessReport`. See ``docs/evaluation.md``.
+paper's white-box table) and returns a :class:`RobustnessReport`, one :class:`AttackResult` per attack;
+:func:`evaluate_robustness_distributed` shards it over the processes of a torchrun run. See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from art_rslad.evaluation.registry import (
     pgd_attack,
     pgd_step_sizes,
 )
-from art_rslad.evaluation.report import RobustnessReport
+from art_rslad.evaluation.report import AttackResult, RobustnessReport
+from art_rslad.evaluation.sharded import evaluate_robustness_distributed, merge_reports
 
 __all__ = [
     "ATTACKS",
     "DEFAULT_ATTACKS",
     "AttackContext",
+    "AttackResult",
     "AttackSpec",
     "CWMarginLoss",
     "PreparedAttack",
@@ -31,6 +34,8 @@ __all__ = [
     "check_model",
     "consistency_warnings",
     "evaluate_robustness",
+    "evaluate_robustness_distributed",
+    "merge_reports",
     "pgd_attack",
     "pgd_step_sizes",
 ]

@@ -19,14 +19,12 @@ from tqdm.auto import tqdm
 from art_rslad.estimators import check_classifier, clip_range, model_modes
 from art_rslad.evaluation.checks import check_model, consistency_warnings
 from art_rslad.evaluation.registry import ATTACKS, DEFAULT_ATTACKS, AttackContext, PreparedAttack
-from art_rslad.evaluation.report import RobustnessReport
+from art_rslad.evaluation.report import AttackResult, RobustnessReport
 
 logger = logging.getLogger(__name__)
 
 #: Slack for float32 round-off when checking x against clip_values and x' against the eps ball.
 _BOUND_TOLERANCE = 1e-5
-#: The per-attack tables of a RobustnessReport.
-_TABLES = ("correct", "kinds", "seconds", "max_perturbation", "settings", "messages")
 
 
 def _attack_names(attacks: Iterable[str] | str, surrogate: object) -> tuple[str, ...]:
@@ -109,10 +107,9 @@ def _restore(state_path: Path | None, fresh: RobustnessReport, names: tuple[str,
         raise ValueError(f"`state_path` {state_path} holds an evaluation of other inputs or settings; delete it "
                          "or choose another state_path.")
     for name in names:
-        if name in saved.correct:
+        if name in saved.results:
             logger.info("%s: restored from %s", name, state_path)
-            for table in _TABLES:
-                getattr(fresh, table)[name] = getattr(saved, table)[name]
+            fresh.add(saved.results[name])
     return fresh
 
 
@@ -185,7 +182,8 @@ def evaluate_robustness(
                             n_queries=n_queries, surrogate=surrogate, verbose=verbose)
     path = None if state_path is None else Path(state_path)
     fingerprint = _fingerprint(x, labels, {"eps": float(eps), "seed": seed, "n_queries": n_queries})
-    report = _restore(path, RobustnessReport(eps=float(eps), n_inputs=len(x), fingerprint=fingerprint), names)
+    fresh = RobustnessReport(eps=float(eps), n_inputs=len(x), labels=labels, fingerprint=fingerprint)
+    report = _restore(path, fresh, names)
 
     white_box = any(ATTACKS[name].kind == "white-box" for name in names)
     models = [model.model for model in (classifier, surrogate) if isinstance(model, PyTorchClassifier)]
@@ -195,7 +193,7 @@ def evaluate_robustness(
                                                     batch_size=batch_size, seed=seed)
         report.checks["seconds"] = perf_counter() - start
         for name in names:
-            if name in report.correct:
+            if name in report.results:
                 continue
             spec = ATTACKS[name]
             start = perf_counter()
@@ -206,20 +204,18 @@ def evaluate_robustness(
                 prepared.messages.append(f"{name} left the eps ball: max |x' - x| = {max_perturbation:.6g}.")
             if outside:
                 prepared.messages.append(f"{name} produced inputs outside clip_values.")
-            report.correct[name] = correct
-            report.kinds[name] = spec.kind
-            report.seconds[name] = perf_counter() - start
-            report.max_perturbation[name] = max_perturbation
-            report.settings[name] = prepared.settings
-            report.messages[name] = prepared.messages
-            logger.info("%s: %.2f%% (%.1f s)", name, 100 * correct.mean(), report.seconds[name])
+            result = AttackResult(name=name, kind=spec.kind, correct=correct, seconds=perf_counter() - start,
+                                  max_perturbation=max_perturbation, settings=prepared.settings,
+                                  messages=prepared.messages)
+            report.add(result)
+            logger.info("%s: %.2f%% (%.1f s)", name, 100 * result.accuracy, result.seconds)
             if path is not None:
                 report.to_json(path)
 
-    for table in _TABLES:  # restored attacks were filled in first: put every table in the order asked for
-        setattr(report, table, {name: getattr(report, table)[name] for name in names})
-    report.warnings = [*model_warnings, *(message for name in names for message in report.messages[name]),
-                       *consistency_warnings(report.accuracy, report.kinds)]
+    # restored attacks were filled in first: put the results in the order asked for
+    report.results = {name: report.results[name] for name in names}
+    messages = [message for result in report.results.values() for message in result.messages]
+    report.warnings = [*model_warnings, *messages, *consistency_warnings(report.accuracy, report.kinds)]
     for warning in report.warnings:
         logger.warning(warning)
     if path is not None:

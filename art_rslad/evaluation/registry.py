@@ -1,7 +1,7 @@
 """The paper's evaluation attacks, one builder per name in :data:`ATTACKS`.
 
 Every attack is an L-inf attack with budget ``eps`` on the scale of the classifier's ``clip_values``. Steps and
-step sizes are the paper's at eps = 8/255 and scale with eps (design decision 6):
+step sizes are the paper's at eps = 8/255 and scale with eps (see docs/decisions.md, "Step sizes scale with eps"):
 
 ========================  ===================================================================================
 name                      attack

@@ -4,16 +4,47 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from art_rslad.checkpoint import write_text_atomic
 
-#: Version of the layout written by :meth:`RobustnessReport.to_dict`.
+#: Version of the layout written by :meth:`RobustnessReport.to_dict` (labels and worst classes are optional entries
+#: of format 1: a report without them is written byte for byte as before).
 REPORT_FORMAT = 1
+
+
+@dataclass
+class AttackResult:
+    """What one attack found.
+
+    :param name: Attack name (a key of :data:`~art_rslad.evaluation.ATTACKS`, or a defence view's variant of one).
+    :param kind: ``clean``, ``white-box``, ``black-box`` or ``transfer``.
+    :param correct: Boolean array (n_inputs,): whether the classifier was right on the attacked input. Kept per
+        input so that shards of a distributed evaluation can be gathered, and so that the worst case is exact.
+    :param seconds: Wall-clock seconds (crafting and predicting).
+    :param max_perturbation: Largest ``|x' - x|`` over all inputs.
+    :param settings: The attack's parameters (steps, step size, loss, library).
+    :param messages: Warnings raised while it ran (e.g. pyautoattack's own checks).
+    """
+
+    name: str
+    kind: str
+    correct: np.ndarray
+    seconds: float
+    max_perturbation: float
+    settings: dict[str, Any] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        """Accuracy in [0, 1] (NaN on no inputs)."""
+        return float(np.mean(self.correct)) if len(self.correct) else float("nan")
 
 
 @dataclass
@@ -22,14 +53,9 @@ class RobustnessReport:
 
     :param eps: L-inf budget of the attacks, on the scale of the classifier's clip_values.
     :param n_inputs: Number of inputs evaluated.
-    :param correct: Attack name -> boolean array (n_inputs,): whether the classifier was right on the attacked
-        input. Kept per input so that shards of a distributed evaluation can be gathered, and so that the worst
-        case is exact.
-    :param kinds: Attack name -> ``clean``, ``white-box``, ``black-box`` or ``transfer``.
-    :param seconds: Attack name -> wall-clock seconds (crafting and predicting).
-    :param max_perturbation: Attack name -> largest ``|x' - x|`` over all inputs.
-    :param settings: Attack name -> the attack's parameters (steps, step size, loss, library).
-    :param messages: Attack name -> warnings raised while it ran (e.g. pyautoattack's own checks).
+    :param results: Attack name -> its :class:`AttackResult`, in the order run (add one with :meth:`add`).
+    :param labels: The true class index of every input (n_inputs,), for the class-wise accuracy; None when unknown
+        (reports written before they were kept).
     :param checks: Values measured by the integrity checks (see :mod:`art_rslad.evaluation.checks`).
     :param warnings: Every integrity warning, in words.
     :param fingerprint: Hash of the inputs, labels and settings; a resumed evaluation must match it.
@@ -37,32 +63,67 @@ class RobustnessReport:
 
     eps: float
     n_inputs: int
-    correct: dict[str, np.ndarray] = field(default_factory=dict)
-    kinds: dict[str, str] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
-    max_perturbation: dict[str, float] = field(default_factory=dict)
-    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    messages: dict[str, list[str]] = field(default_factory=dict)
+    results: dict[str, AttackResult] = field(default_factory=dict)
+    labels: np.ndarray | None = None
     checks: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     fingerprint: str = ""
 
+    def add(self, result: AttackResult) -> None:
+        """Add (or replace) the result of one attack on the report's inputs."""
+        if result.correct.shape != (self.n_inputs,):
+            raise ValueError(f"`result` {result.name!r} holds {result.correct.shape} flags, not one per input of "
+                             f"this report ({self.n_inputs}).")
+        self.results[result.name] = result
+
+    # ----------------------------------------------------------------- per attack, read-only views
     @property
     def attacks(self) -> list[str]:
         """Names of the attacks run, in order."""
-        return list(self.correct)
+        return list(self.results)
 
     @property
     def accuracy(self) -> dict[str, float]:
         """Attack name -> accuracy in [0, 1]."""
-        return {name: float(np.mean(flags)) if len(flags) else float("nan") for name, flags in self.correct.items()}
+        return {name: result.accuracy for name, result in self.results.items()}
 
+    @property
+    def correct(self) -> Mapping[str, np.ndarray]:
+        """Attack name -> per-input correctness (boolean array)."""
+        return MappingProxyType({name: result.correct for name, result in self.results.items()})
+
+    @property
+    def kinds(self) -> Mapping[str, str]:
+        """Attack name -> ``clean``, ``white-box``, ``black-box`` or ``transfer``."""
+        return MappingProxyType({name: result.kind for name, result in self.results.items()})
+
+    @property
+    def seconds(self) -> Mapping[str, float]:
+        """Attack name -> wall-clock seconds."""
+        return MappingProxyType({name: result.seconds for name, result in self.results.items()})
+
+    @property
+    def max_perturbation(self) -> Mapping[str, float]:
+        """Attack name -> largest ``|x' - x|``."""
+        return MappingProxyType({name: result.max_perturbation for name, result in self.results.items()})
+
+    @property
+    def settings(self) -> Mapping[str, dict[str, Any]]:
+        """Attack name -> the attack's parameters."""
+        return MappingProxyType({name: result.settings for name, result in self.results.items()})
+
+    @property
+    def messages(self) -> Mapping[str, list[str]]:
+        """Attack name -> warnings raised while it ran."""
+        return MappingProxyType({name: result.messages for name, result in self.results.items()})
+
+    # ----------------------------------------------------------------- worst case and classes
     @property
     def robust_to_all(self) -> np.ndarray:
         """Per input: correct under every attack run (the AND over attacks, clean included)."""
         flags = np.ones(self.n_inputs, dtype=bool)
-        for correct in self.correct.values():
-            flags &= correct
+        for result in self.results.values():
+            flags &= result.correct
         return flags
 
     @property
@@ -70,24 +131,63 @@ class RobustnessReport:
         """Accuracy of the per-input worst case over all attacks run."""
         return float(np.mean(self.robust_to_all)) if self.n_inputs else float("nan")
 
+    def per_class_accuracy(self, attack: str) -> list[float]:
+        """Accuracy in [0, 1] under ``attack`` of the inputs of each class, by class index.
+
+        The list runs from class 0 to the largest label present; a class without inputs has NaN.
+
+        :param attack: An attack name of this report.
+        """
+        if self.labels is None:
+            raise ValueError("This report does not know the inputs' labels (a report written before they were "
+                             "kept): evaluate again with evaluate_robustness, which keeps them, for class-wise "
+                             "accuracy.")
+        if attack not in self.results:
+            raise ValueError(f"`attack` {attack!r} is not in this report; it holds {', '.join(self.results)}.")
+        correct = self.results[attack].correct
+        nb_classes = int(self.labels.max()) + 1 if len(self.labels) else 0
+        totals = np.bincount(self.labels, minlength=nb_classes)
+        hits = np.bincount(self.labels, weights=correct.astype(np.float64), minlength=nb_classes)
+        return [float(hit / total) if total else float("nan") for hit, total in zip(hits, totals, strict=True)]
+
+    @property
+    def worst_class(self) -> dict[str, dict[str, Any]]:
+        """Attack name -> ``{"class": k, "accuracy": a}``, the class with the lowest accuracy under it (the lowest
+        index on ties); empty when the labels are unknown."""
+        if self.labels is None or not len(self.labels):
+            return {}
+        worst = {}
+        for name in self.results:
+            by_class = np.asarray(self.per_class_accuracy(name))
+            index = int(np.nanargmin(by_class))
+            worst[name] = {"class": index, "accuracy": float(by_class[index])}
+        return worst
+
+    # ----------------------------------------------------------------- files
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dictionary; ``correct`` and ``robust_to_all`` as lists of booleans."""
+        """A JSON-ready dictionary; ``correct`` and ``robust_to_all`` as lists of booleans; ``worst_class`` and
+        ``labels`` only when the labels are known."""
+        classes = {"worst_class": self.worst_class} if self.labels is not None else {}
+        labels = {"labels": self.labels.tolist()} if self.labels is not None else {}
+        results = self.results.values()
         return {
             "format": REPORT_FORMAT,
             "eps": self.eps,
             "n_inputs": self.n_inputs,
             "accuracy": self.accuracy,
             "worst_case_accuracy": self.worst_case_accuracy,
-            "kinds": self.kinds,
-            "seconds": self.seconds,
-            "max_perturbation": self.max_perturbation,
-            "settings": self.settings,
-            "messages": self.messages,
+            **classes,
+            "kinds": {result.name: result.kind for result in results},
+            "seconds": {result.name: result.seconds for result in results},
+            "max_perturbation": {result.name: result.max_perturbation for result in results},
+            "settings": {result.name: result.settings for result in results},
+            "messages": {result.name: result.messages for result in results},
             "checks": self.checks,
             "warnings": self.warnings,
             "fingerprint": self.fingerprint,
-            "correct": {name: flags.tolist() for name, flags in self.correct.items()},
+            "correct": {result.name: result.correct.tolist() for result in results},
             "robust_to_all": self.robust_to_all.tolist(),
+            **labels,
         }
 
     @classmethod
@@ -96,19 +196,21 @@ class RobustnessReport:
         if data.get("format") != REPORT_FORMAT:
             raise ValueError(f"`data` is not a robustness report of format {REPORT_FORMAT} "
                              f"(got format {data.get('format')!r}).")
-        return cls(
+        report = cls(
             eps=float(data["eps"]),
             n_inputs=int(data["n_inputs"]),
-            correct={name: np.asarray(flags, dtype=bool) for name, flags in data["correct"].items()},
-            kinds=dict(data["kinds"]),
-            seconds={name: float(value) for name, value in data["seconds"].items()},
-            max_perturbation={name: float(value) for name, value in data["max_perturbation"].items()},
-            settings=dict(data["settings"]),
-            messages={name: list(value) for name, value in data["messages"].items()},
+            labels=np.asarray(data["labels"], dtype=np.int64) if "labels" in data else None,
             checks=dict(data["checks"]),
             warnings=list(data["warnings"]),
             fingerprint=str(data["fingerprint"]),
         )
+        for name, flags in data["correct"].items():
+            report.add(AttackResult(
+                name=name, kind=str(data["kinds"][name]), correct=np.asarray(flags, dtype=bool),
+                seconds=float(data["seconds"][name]), max_perturbation=float(data["max_perturbation"][name]),
+                settings=dict(data["settings"][name]), messages=list(data["messages"][name]),
+            ))
+        return report
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
         """The report as JSON text; also written to ``path`` (atomically) when given."""
@@ -123,17 +225,27 @@ class RobustnessReport:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def to_markdown(self) -> str:
-        """A table (attack, kind, accuracy, seconds), the worst case, and the warnings."""
+        """A table (attack, kind, accuracy, the worst class when the labels are known, seconds), the worst case,
+        and the warnings."""
+        worst_class = None if self.labels is None else self.worst_class
+        by_class = [] if worst_class is None else ["worst class: accuracy (%)"]
         lines = [
             f"Robust accuracy at L-inf eps = {self.eps:.4g} on {self.n_inputs} inputs",
             "",
-            "| attack | kind | accuracy (%) | seconds |",
-            "|---|---|---:|---:|",
+            _row(["attack", "kind", "accuracy (%)", *by_class, "seconds"]),
+            "|" + "|".join(["---", "---", "---:", *("---:" for _ in by_class), "---:"]) + "|",
         ]
-        for name, accuracy in self.accuracy.items():
-            lines.append(f"| {name} | {self.kinds[name]} | {100 * accuracy:.2f} | {self.seconds[name]:.1f} |")
-        lines.append(f"| **worst case over all attacks** | per input | {100 * self.worst_case_accuracy:.2f} "
-                     f"| {sum(self.seconds.values()):.1f} |")
+        for name, result in self.results.items():
+            worst = [] if worst_class is None else [f"{worst_class[name]['class']}: "
+                                                    f"{100 * worst_class[name]['accuracy']:.2f}"]
+            lines.append(_row([name, result.kind, f"{100 * result.accuracy:.2f}", *worst, f"{result.seconds:.1f}"]))
+        total = sum(result.seconds for result in self.results.values())
+        lines.append(_row(["**worst case over all attacks**", "per input", f"{100 * self.worst_case_accuracy:.2f}",
+                           *("" for _ in by_class), f"{total:.1f}"]))
         if self.warnings:
             lines += ["", "Warnings:", *(f"- {warning}" for warning in self.warnings)]
         return "\n".join(lines) + "\n"
+
+
+def _row(cells: list[str]) -> str:
+    return "|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|"

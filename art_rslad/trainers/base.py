@@ -27,7 +27,6 @@ from art.defences.trainer import Trainer
 from art.estimators.classification import PyTorchClassifier
 from tqdm.auto import tqdm
 
-from art_rslad import distributed
 from art_rslad.attacks import (
     InputGradientClassifier,
     InputGradientPGD,
@@ -37,7 +36,9 @@ from art_rslad.attacks import (
     model_forward,
 )
 from art_rslad.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, save_atomic
+from art_rslad.distributed import World, current_world
 from art_rslad.estimators import check_classifier, clip_range, forward_logits, model_modes
+from art_rslad.trainers.ddp import generator_batches, set_generator_epoch, sync_buffers, wrap_student
 
 logger = logging.getLogger(__name__)
 
@@ -271,7 +272,7 @@ class AdversarialTrainerBase(Trainer):
         :param checkpoint_interval: Also write ``last.pt`` every this many batches (0: at each epoch's end).
         """
         x, y = self._check_data(x, y)
-        world = distributed.current_world(self._classifier.device)
+        world = current_world(self._classifier.device)
         world.check_fits(len(x), "x")
         x_all, y_all = torch.from_numpy(x), torch.from_numpy(y)
         probs_all = self._precompute_teacher_probs(x_all, batch_size) if self.teacher is not None else None
@@ -291,7 +292,7 @@ class AdversarialTrainerBase(Trainer):
                        # 9 significant digits: the same data sums alike on every CPU; no float64 copy of the data
                        "x_sum": float(f"{float(x_all.sum(dtype=torch.float64)):.9g}")}
         self._run(batches, nb_batches, batch_size, nb_epochs, validation_data, scheduler, fingerprint,
-                  checkpoint_dir, resume_from, checkpoint_interval)
+                  checkpoint_dir, resume_from, checkpoint_interval, world)
 
     def fit_generator(  # type: ignore[override]
         self,
@@ -315,11 +316,12 @@ class AdversarialTrainerBase(Trainer):
             raise ValueError(f"`generator` must be an ART DataGenerator, got {type(generator).__name__}.")
         if generator.size is None or generator.size <= 0:
             raise ValueError("`generator` must report its dataset size (DataGenerator.size > 0).")
-        nb_batches = distributed.generator_batches(generator, distributed.current_world(self._classifier.device))
+        world = current_world(self._classifier.device)
+        nb_batches = generator_batches(generator, world)
         device = self._classifier.device
 
         def batches(epoch: int, start: int) -> Iterator[Batch]:
-            distributed.set_generator_epoch(generator, epoch)
+            set_generator_epoch(generator, epoch)
             for index in range(nb_batches):
                 x_batch, y_batch = generator.get_batch()
                 if index < start:
@@ -333,7 +335,7 @@ class AdversarialTrainerBase(Trainer):
 
         fingerprint = {"samples": int(generator.size)}
         self._run(batches, nb_batches, generator.batch_size, nb_epochs, validation_data, scheduler, fingerprint,
-                  checkpoint_dir, resume_from, checkpoint_interval)
+                  checkpoint_dir, resume_from, checkpoint_interval, world)
 
     # ----------------------------------------------------------------- the loop
     def _precompute_teacher_probs(self, x_all: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -381,6 +383,7 @@ class AdversarialTrainerBase(Trainer):
         checkpoint_dir: str | Path | None,
         resume_from: str | Path | None,
         checkpoint_interval: int,
+        world: World,
     ) -> None:
         if int(nb_epochs) != nb_epochs or nb_epochs < 1:
             raise ValueError(f"`nb_epochs` must be a positive integer, got {nb_epochs}.")
@@ -393,11 +396,10 @@ class AdversarialTrainerBase(Trainer):
         if validation_data is not None:
             validation_data = self._check_data(*validation_data, name="validation_data")
         self.nb_epochs = int(nb_epochs)
-        world = distributed.current_world(self._classifier.device)
         run_config = {**self.hyperparameters(), "batch_size": int(batch_size), "nb_epochs": int(nb_epochs),
                       "model": type(self._classifier.model).__name__,
                       "data": {**fingerprint, **world.data_fingerprint()}}
-        self._ddp = distributed.wrap_student(self, world, run_config, scheduler)
+        self._ddp = wrap_student(self._classifier, self.teacher, world, run_config, scheduler)
         folder = None if checkpoint_dir is None or not world.is_main else Path(checkpoint_dir)
         show_progress = self.verbose and world.is_main
         start_epoch, start_batch, totals = 0, 0, [0.0, 0.0, 0]
@@ -419,7 +421,7 @@ class AdversarialTrainerBase(Trainer):
             try:
                 for batch in bar:
                     batch_loss, batch_correct = self._train_step(batch)
-                    distributed.sync_buffers(self._ddp)  # all ranks continue with rank 0's BatchNorm statistics
+                    sync_buffers(self._ddp)  # all ranks continue with rank 0's BatchNorm statistics
                     loss_sum = loss_sum + batch_loss
                     correct = correct + batch_correct
                     seen += len(batch.y)
@@ -448,7 +450,7 @@ class AdversarialTrainerBase(Trainer):
             if scheduler is not None:
                 scheduler.step()
             if validation_data is not None:
-                record.update(self.validate(*validation_data, batch_size=batch_size))
+                record.update(self._validate(*validation_data, batch_size, world))
                 if record["val_pgd"] > self.best_metric:
                     self.best_metric, self.best_epoch = record["val_pgd"], epoch + 1
                     self.best_state_dict = {k: v.detach().clone() for k, v in
@@ -471,9 +473,13 @@ class AdversarialTrainerBase(Trainer):
 
         The validation attack is reseeded every call, so the numbers do not depend on when it runs.
         """
+        return self._validate(x, y, batch_size, current_world(self._classifier.device))
+
+    def _validate(self, x: np.ndarray, y: np.ndarray, batch_size: int, world: World) -> dict[str, float]:
+        """:meth:`validate` in ``world`` (the run's, resolved once per fit)."""
         device = self._classifier.device
         self._val_attack.generator.manual_seed(self.seed)
-        world, nb_inputs = distributed.current_world(device), len(x)
+        nb_inputs = len(x)
         rows = world.eval_slice(nb_inputs)  # each rank validates its own block; the counts are summed below
         x, y = x[rows], y[rows]
         clean = robust = 0
