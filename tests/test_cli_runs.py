@@ -12,7 +12,7 @@ import torch
 from test_runs import tiny_config
 
 from art_rslad.cli import main
-from art_rslad.runs import demo
+from art_rslad.experiments.demo import demo
 from art_rslad.trainers.base import AdversarialTrainerBase
 
 TINY = ["--train-size", "48", "--val-size", "16", "--test-size", "16", "--attacks", "clean", "fgsm",
