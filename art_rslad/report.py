@@ -1,4 +1,4 @@
-"""The paper's comparison table (best and last checkpoint x attacks, mean ± std over seeds) and its figures.
+"""The paper's comparison table (best and last checkpoint x attacks, mean ± std over seeds), its notes and figures.
 
 Pure functions of plain numbers, so a table can be rebuilt from the JSON files of finished runs::
 
@@ -6,6 +6,9 @@ Pure functions of plain numbers, so a table can be rebuilt from the JSON files o
     print(table.to_markdown())
     plot_table_bars(table, "final_table.png")
     plot_curves({"rslad": [history_seed0, history_seed1]}, "robust_accuracy_per_epoch.png")
+
+The notes under a table (:func:`settings_notes`, :func:`training_time_note`, :func:`fixed_settings_notes`) are
+built from plain data too: a config as a dict, histories as lists of per-epoch records.
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no global backend change), so they work
 without a display and leave a user's matplotlib state alone.
@@ -21,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 #: The columns of the paper's white-box table, in its order.
 PAPER_ATTACKS: tuple[str, ...] = ("clean", "fgsm", "pgd_sat", "pgd_trades", "cw_inf", "autoattack")
@@ -178,10 +185,62 @@ def build_table(
     return ComparisonTable(tuple(attacks), rows, list(notes))
 
 
-def _canvas(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def settings_notes(config: Mapping[str, Any], milestones: Sequence[int], methods: Sequence[str], *,
+                   teacher_source: str | None, train_size: int | None, nb_test: int, processes: int = 1) -> list[str]:
+    """The notes that say how a table's runs were made: data, budget, student, teacher, optimiser, per-method lr,
+    and what best and last mean.
 
+    :param config: The runs' config as a dict (``Config.to_dict()``).
+    :param milestones: The epochs after which the lr dropped (the config's milestones scaled to its epochs).
+    :param methods: The table's methods, whose learning rates are listed.
+    :param teacher_source: Where the teacher came from (None: no teacher).
+    :param train_size: Training images per run (None: all).
+    :param nb_test: Test images evaluated.
+    :param processes: Processes that trained each run (the batch is per process).
+    """
+    batch = f"{config['batch_size']}" + (f" per process x {processes} processes" if processes > 1 else "")
+    method_lr = config["method_lr"]
+    return [
+        f"Accuracy (%) on the first {nb_test} {config['dataset']} test images, L-inf eps {config['eps']:.4g}. "
+        f"Student {config['student']}; teacher {teacher_source or 'none'}; {config['nb_epochs']} epochs, batch "
+        f"{batch}, SGD momentum {config['momentum']}, weight decay {config['weight_decay']}, lr x"
+        f"{config['lr_gamma']} after epochs {list(milestones)}; training PGD eps_step {config['eps_step']:.4g}, "
+        f"{config['max_iter']} steps; {train_size or 'all'} training images.",
+        "Learning rate per method: " + ", ".join(
+            f"{m} {method_lr.get(m, config['lr']):g}" + ("" if m in method_lr else
+                                                         " (the config's lr; not in method_lr)")
+            for m in methods)
+        + (f" ({config['method_lr_note']})" if config["method_lr_note"] else "") + ".",
+        "best = the epoch with the highest PGD-10 accuracy on a validation split held out of the training set "
+        "(never the test set); last = the final epoch.",
+    ]
+
+
+def training_time_note(histories: Mapping[str, Sequence[Sequence[Mapping[str, float]]]]) -> str:
+    """Mean training seconds per epoch of each method (validation and checkpoints excluded), over epochs and seeds.
+
+    :param histories: ``histories[method]`` is a list with one trainer history per seed.
+    """
+    def mean_seconds(runs: Sequence[Sequence[Mapping[str, float]]]) -> float:
+        values = [record.get("train_seconds", record["seconds"]) for history in runs for record in history]
+        return float(np.mean(values)) if values else float("nan")
+
+    return "Training seconds per epoch (mean over epochs and seeds; validation excluded): " + ", ".join(
+        f"{method} {mean_seconds(runs):.1f}" for method, runs in histories.items()) + "."
+
+
+def fixed_settings_notes(fixed: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """One note per method that runs as ART designed it: the shared settings its ART class fixes itself and so
+    ignores (a scheduler, an optimizer), with what it does instead.
+
+    :param fixed: Method -> its trainer's ``fixed_settings`` (setting -> what the ART class does instead); methods
+        with none give no note.
+    """
+    return [f"{method} runs as ART designed it: " + "; ".join(f"{key}: {why}" for key, why in settings.items()) + "."
+            for method, settings in fixed.items() if settings]
+
+
+def _canvas(width: float, height: float) -> Any:
     figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     return figure
@@ -231,8 +290,6 @@ def plot_curves(
     if not plotted:
         raise ValueError(f"No history holds the metric {metric!r}; per-epoch keys are e.g. "
                          f"{', '.join(CURVE_LABELS)} (validation metrics need validation data).")
-    from matplotlib.ticker import MaxNLocator
-
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("epoch")
     axes.set_ylabel(CURVE_LABELS.get(metric, metric))
@@ -280,6 +337,4 @@ def plot_table_bars(table: ComparisonTable, path: str | Path, checkpoint: str = 
 def figure_colour(index: int, count: int) -> Any:
     """Colour of the ``index``-th of ``count`` series: matplotlib's default cycle up to 10, tab20 beyond, so that
     no two methods share a colour."""
-    from matplotlib import colormaps
-
     return colormaps["tab10" if count <= 10 else "tab20"](index % 20)

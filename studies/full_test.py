@@ -7,7 +7,7 @@ whole test set (resumable: each checkpoint's report is saved after every attack 
 test set, AA from the run's own evaluation, mean ± sample std over the seeds, training seconds per epoch, and the
 share of the teacher's AA each method keeps. Only finished runs are read; the notes list the seeds of each method.
 
-``--defend METHOD:DEFENCE`` adds two rows per pair (issue 11): the best checkpoint of each of METHOD's runs behind
+``--defend METHOD:DEFENCE`` adds two rows per pair: the best checkpoint of each of METHOD's runs behind
 the ART preprocessing defence DEFENCE, attacked through the defence's exact gradient (``sat+jpeg``) and by BPDA
 (``sat+jpeg (BPDA)``), the same columns (AA on the runs' test images), with the gap between the two views in the
 notes: a row whose exact-gradient numbers lie above its BPDA numbers owes them to obfuscated gradients.
@@ -30,12 +30,12 @@ import torch
 
 from art_rslad.art_defences import BPDA_SUFFIX, PREPROCESSING_DEFENCES, evaluate_preprocessing_defence
 from art_rslad.checkpoint import load_checkpoint
-from art_rslad.config import Config
 from art_rslad.data import dataset_info, load_dataset
 from art_rslad.evaluation import evaluate_robustness
+from art_rslad.experiments.config import Config
+from art_rslad.experiments.teachers import zoo_card
 from art_rslad.models import create_model, make_classifier
 from art_rslad.report import CHECKPOINTS, build_table, plot_table_bars
-from art_rslad.teachers import zoo_card
 
 FULL_ATTACKS = ("clean", "fgsm", "pgd_sat", "pgd_trades", "cw_inf")
 
@@ -120,7 +120,8 @@ def teacher_numbers(source: str) -> dict[str, tuple[float, int]]:
     return {name: (float(metric["accuracy"]), int(metric["nb_images"])) for name, metric in card.metrics.items()}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[tuple[str, str]]]:
+    """The options (``args.runs``: the finished runs, by method and seed), and the pairs of ``--defend``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("compare_dirs", type=Path, nargs="+",
                         help="Folders of art-rslad compares with the same data and teacher (e.g. our methods' and "
@@ -137,13 +138,80 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(pair) != 2 or pair[1] not in PREPROCESSING_DEFENCES:
             parser.error(f"--defend takes METHOD:DEFENCE with DEFENCE one of {', '.join(PREPROCESSING_DEFENCES)}; "
                          f"got {':'.join(pair)!r}.")
-
-    runs = {method: seeds for folder in args.compare_dirs for method, seeds in finished_runs(folder).items()}
-    if not runs:
+    args.runs = {method: seeds for folder in args.compare_dirs for method, seeds in finished_runs(folder).items()}
+    if not args.runs:
         raise SystemExit(f"No finished run in {', '.join(map(str, args.compare_dirs))}.")
     for method, defence in defended:
-        if method not in runs:
-            parser.error(f"--defend {method}:{defence}: no finished run of {method!r}; methods: {', '.join(runs)}.")
+        if method not in args.runs:
+            parser.error(f"--defend {method}:{defence}: no finished run of {method!r}; methods: "
+                         f"{', '.join(args.runs)}.")
+    return args, defended  # type: ignore[return-value]
+
+
+def defence_rows(method: str, defence: str, runs: dict[int, Path], x: np.ndarray, y: np.ndarray,
+                 nb_autoattack: int, verbose: bool) -> tuple[dict[str, list[dict[str, float]]], list[str], str]:
+    """The two rows of ``method`` behind ``defence`` (exact gradient first, then BPDA; per-seed accuracy), their
+    warnings and their note."""
+    per_seed = [evaluate_defended(run, defence, x, y, nb_autoattack, verbose) for run in runs.values()]
+    rows = {"exact": f"{method}+{defence}", "bpda": f"{method}+{defence} (BPDA)"}
+    results = {row: [views[view] for views, _ in per_seed] for view, row in rows.items()}
+    warnings = [warning for _, found in per_seed for warning in found]
+    gaps = {name: 100 * float(np.mean([views["exact"][name] - views["bpda"][name] for views, _ in per_seed]))
+            for name in (*FULL_ATTACKS[1:], "autoattack")}
+    loose = 100 * float(np.mean([views["bpda"]["pgd_sat"] - views["bpda"]["autoattack"] for views, _ in per_seed]))
+    note = (
+        f"{rows['exact']}: {method}'s best checkpoints behind {PREPROCESSING_DEFENCES[defence].description}, "
+        f"attacked through the defence's exact gradient; (BPDA): through ART's gradient estimate (AA on the first "
+        f"{nb_autoattack:,} test images). Exact minus "
+        "BPDA (points): " + ", ".join(f"{name} {gap:+.1f}" for name, gap in gaps.items()) + ". "
+        + ("The exact-gradient numbers owe their height to obfuscated gradients; only the BPDA row is a "
+           "robustness claim." if max(gaps.values()) > 1 else "The two views agree: the defence does not mask "
+           "gradients here.")
+        + (f" BPDA's AA lies {loose:.1f} points below its PGD_SAT: AutoAttack's APGD and Square (which needs no "
+           "gradient) find what PGD through ART's gradient estimate misses, so AA is the column to read."
+           if loose > 1 else ""))
+    return results, warnings, note
+
+
+def table_notes(config: Config, identity: dict[str, Any], runs: dict[str, dict[int, Path]], nb_full: int,
+                results: dict[str, dict[str, list[dict[str, float]]]], seconds: dict[str, float],
+                masked_rows: Sequence[str], defence_notes: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
+    """The notes under the table, and the teacher's numbers and the share of its AA each row keeps."""
+    teacher = teacher_numbers(config.teacher.source)
+    teacher_aa, teacher_aa_images = teacher["autoattack"]
+    kept = {method: float(np.mean([accuracy["autoattack"] for accuracy in per_checkpoint["best"]])) / teacher_aa
+            for method, per_checkpoint in results.items() if method not in masked_rows}
+    notes = [
+        f"{config.dataset}, eps {config.eps:g}; student {config.student} {identity['student_options']}; "
+        f"teacher {config.teacher.source}. Clean to CW_inf on the first {nb_full:,} test images, AA (standard) on "
+        f"the first {identity['test_size']:,} (the runs' own evaluation).",
+        "Seeds: " + "; ".join(f"{method} {', '.join(map(str, seeds))}" for method, seeds in runs.items())
+        + ". Mean ± sample std over seeds.",
+        "Teacher: " + ", ".join(f"{name} {100 * value:.2f} ({images:,} images)"
+                                for name, (value, images) in teacher.items()) + ".",
+        "Share of the teacher's AA kept by the best checkpoint (mean AA / teacher AA on the first "
+        f"{teacher_aa_images:,} images; exact-gradient rows of defences left out): "
+        + ", ".join(f"{method} {100 * share:.1f}%" for method, share in kept.items()) + ".",
+        "Training seconds per epoch (mean over epochs and seeds, validation excluded, one CPU thread): "
+        + ", ".join(f"{method} {value:.1f}" for method, value in seconds.items()) + ".",
+        *defence_notes,
+    ]
+    hours = np.array([run_hours(run) for seeds in runs.values() for run in seeds.values()])
+    notes.append(f"Compute of the {len(hours)} runs, as logged (one CPU thread each, on a machine shared with other "
+                 f"jobs): {hours[:, 0].sum():.1f} h of training with validation, {hours[:, 1].sum():.1f} h of "
+                 f"evaluation by the compare (mostly AA) and {hours[:, 2].sum():.1f} h of this script's attacks on "
+                 "the whole test set.")
+    if "sat" in results:
+        sat_aa = float(np.mean([accuracy["autoattack"] for accuracy in results["sat"]["best"]]))
+        notes.append(f"SAT's best checkpoint is {100 * (teacher_aa - sat_aa):.1f} points of AA below the teacher "
+                     "(the paper's claim, about students too small to learn robustness alone, is tested only where "
+                     "this gap is clear; 7 in its CIFAR-10 table).")
+    return notes, {"teacher": teacher, "aa_kept": kept}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, defended = parse_args(argv)
+    runs = args.runs
     first = next(iter(next(iter(runs.values())).values()))
     identity = json.loads((first / "run.json").read_text(encoding="utf-8"))["identity"]
     config = Config.from_dict(identity["config"])
@@ -161,68 +229,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     defence_warnings: dict[str, list[str]] = {}
     masked_rows: list[str] = []  # the exact-gradient views, left out of the teacher's-AA shares
     for method, defence in defended:
-        nb_autoattack = min(len(x), identity["test_size"])
-        per_seed = [evaluate_defended(run, defence, x, y, nb_autoattack, args.verbose)
-                    for run in runs[method].values()]
-        rows = {"exact": f"{method}+{defence}", "bpda": f"{method}+{defence} (BPDA)"}
-        for view, row in rows.items():
-            results[row] = {"best": [views[view] for views, _ in per_seed]}
+        rows, warnings, note = defence_rows(method, defence, runs[method], x, y,
+                                            min(len(x), identity["test_size"]), args.verbose)
+        exact_row = next(iter(rows))
+        for row, per_seed in rows.items():
+            results[row] = {"best": per_seed}
             seconds[row] = seconds[method]
-        masked_rows.append(rows["exact"])
-        defence_warnings[rows["exact"]] = [warning for _, warnings in per_seed for warning in warnings]
-        gaps = {name: 100 * float(np.mean([views["exact"][name] - views["bpda"][name] for views, _ in per_seed]))
-                for name in (*FULL_ATTACKS[1:], "autoattack")}
-        loose = 100 * float(np.mean([views["bpda"]["pgd_sat"] - views["bpda"]["autoattack"] for views, _ in per_seed]))
-        defence_notes.append(
-            f"{rows['exact']}: {method}'s best checkpoints behind {PREPROCESSING_DEFENCES[defence].description}, "
-            f"attacked through the defence's exact gradient; (BPDA): through ART's gradient estimate (AA on the first "
-            f"{nb_autoattack:,} test images). Exact minus "
-            "BPDA (points): " + ", ".join(f"{name} {gap:+.1f}" for name, gap in gaps.items()) + ". "
-            + ("The exact-gradient numbers owe their height to obfuscated gradients; only the BPDA row is a "
-               "robustness claim." if max(gaps.values()) > 1 else "The two views agree: the defence does not mask "
-               "gradients here.")
-            + (f" BPDA's AA lies {loose:.1f} points below its PGD_SAT: AutoAttack's APGD and Square (which needs no "
-               "gradient) find what PGD through ART's gradient estimate misses, so AA is the column to read."
-               if loose > 1 else ""))
+        masked_rows.append(exact_row)
+        defence_warnings[exact_row] = warnings
+        defence_notes.append(note)
 
-    teacher = teacher_numbers(config.teacher.source)
-    teacher_aa, teacher_aa_images = teacher["autoattack"]
-    kept = {method: float(np.mean([accuracy["autoattack"] for accuracy in per_checkpoint["best"]])) / teacher_aa
-            for method, per_checkpoint in results.items() if method not in masked_rows}
-    notes = [
-        f"{config.dataset}, eps {config.eps:g}; student {config.student} {identity['student_options']}; "
-        f"teacher {config.teacher.source}. Clean to CW_inf on the first {len(x):,} test images, AA (standard) on "
-        f"the first {identity['test_size']:,} (the runs' own evaluation).",
-        "Seeds: " + "; ".join(f"{method} {', '.join(map(str, seeds))}" for method, seeds in runs.items())
-        + ". Mean ± sample std over seeds.",
-        "Teacher: " + ", ".join(f"{name} {100 * value:.2f} ({images:,} images)"
-                                for name, (value, images) in teacher.items()) + ".",
-        "Share of the teacher's AA kept by the best checkpoint (mean AA / teacher AA on the first "
-        f"{teacher_aa_images:,} images; exact-gradient rows of defences left out): "
-        + ", ".join(f"{method} {100 * share:.1f}%" for method, share in kept.items()) + ".",
-        "Training seconds per epoch (mean over epochs and seeds, validation excluded, one CPU thread): "
-        + ", ".join(f"{method} {value:.1f}" for method, value in seconds.items()) + ".",
-    ]
-    notes += defence_notes
-    hours = np.array([run_hours(run) for seeds in runs.values() for run in seeds.values()])
-    notes.append(f"Compute of the {len(hours)} runs, as logged (one CPU thread each, on a machine shared with other "
-                 f"jobs): {hours[:, 0].sum():.1f} h of training with validation, {hours[:, 1].sum():.1f} h of "
-                 f"evaluation by the compare (mostly AA) and {hours[:, 2].sum():.1f} h of this script's attacks on "
-                 "the whole test set.")
-    if "sat" in results:
-        sat_aa = float(np.mean([accuracy["autoattack"] for accuracy in results["sat"]["best"]]))
-        notes.append(f"SAT's best checkpoint is {100 * (teacher_aa - sat_aa):.1f} points of AA below the teacher "
-                     "(design decision 13: the paper's claim is tested only where this gap is clear; 7 in its "
-                     "CIFAR-10 table).")
+    notes, teacher = table_notes(config, identity, runs, len(x), results, seconds, masked_rows, defence_notes)
     table = build_table(results, attacks=(*FULL_ATTACKS, "autoattack"), notes=notes)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(table.to_markdown(), encoding="utf-8")
     command = "python studies/full_test.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    summary: dict[str, Any] = {"command": command,
-                               "table": table.to_dict(), "teacher": teacher, "aa_kept": kept,
+    summary: dict[str, Any] = {"command": command, "table": table.to_dict(), **teacher,
                                "train_seconds_per_epoch": seconds, "nb_full_test": len(x),
-                               "defence_warnings": defence_warnings,
-                               "nb_autoattack": identity["test_size"]}
+                               "defence_warnings": defence_warnings, "nb_autoattack": identity["test_size"]}
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     plot_table_bars(table, args.out.with_suffix(".png"), checkpoint="best")
     print(table.to_markdown())

@@ -1,19 +1,19 @@
 #!/bin/sh
-# The reproduction study of issue 8: every method, 3 seeds, the preset's shipped teacher and tuned per-method
+# The reproduction study: every method, 3 seeds, the preset's shipped teacher and tuned per-method
 # learning rates, evaluated by `art-rslad compare` (clean, FGSM, PGD_SAT, PGD_TRADES, CW_inf, standard AA).
 #
 #   studies/run-study.sh fashion-mnist [SEED...]   # Fashion-MNIST, eps 0.1, AA on the first 1,000 test images
 #   studies/run-study.sh digits [SEED...]          # scikit-learn's digits, eps 0.1, the whole 359-image test split
 #   studies/run-study.sh digits-small [SEED...]    # digits with a 4x narrower student (cnn-small width 4), where
-#                                                  # SAT falls below the teacher (design decision 13)
-#   studies/run-study.sh fashion-mnist-art [SEED...]   # issue 11: ART's own trainers, same setting as fashion-mnist
+#                                                  # SAT falls clearly below the teacher, as the paper's claim needs
+#   studies/run-study.sh fashion-mnist-art [SEED...]   # ART's own trainers, same setting as fashion-mnist
 #
 # ART's trainers are not in the preset's lr table; studies/fashion-mnist-art.toml is the fashion-mnist preset where
 # each takes the lr the rule chose for its counterpart (SAT and TRADES: 0.03); defensive distillation trains
 # naturally at the preset's default lr, and FBF sets its own lr.
 # Resumable: run it again after any interruption and it continues from the finished runs and the last checkpoints
 # in studies/<preset>. Seeds default to 0 1 2; two processes on different seeds use both cores. METHODS=... in the
-# environment replaces the method list (e.g. ART's trainers for issue 11, added to the same folder and table).
+# environment replaces the method list (e.g. ART's trainers, added to the same folder and table).
 # Then `python studies/full_test.py studies/<preset> --out docs/results-<preset>` adds the whole test set.
 set -e
 cd "$(dirname "$0")/.."

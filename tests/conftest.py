@@ -12,6 +12,7 @@ import torch
 from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.data import load_dataset
+from art_rslad.experiments.teachers import load_teacher
 
 # Tiny tensors run fastest on one thread, and two threads competing with other processes run many times slower.
 torch.set_num_threads(1)
@@ -76,6 +77,4 @@ def classifier_factory() -> Callable[..., PyTorchClassifier]:
 @pytest.fixture(scope="session")
 def robust_teacher() -> PyTorchClassifier:
     """The shipped robust Fashion-MNIST teacher (TRADES, eps 0.1; its card in art_rslad/zoo)."""
-    from art_rslad.teachers import load_teacher
-
     return load_teacher("zoo:fashion-mnist-cnn-large", "fashion-mnist", device="cpu")

@@ -12,8 +12,9 @@ import torch
 from test_runs import tiny_config
 
 from art_rslad.cli import main
-from art_rslad.runs import demo
+from art_rslad.experiments.demo import demo
 from art_rslad.trainers.base import AdversarialTrainerBase
+from art_rslad.trainers.registry import METHODS
 
 TINY = ["--train-size", "48", "--val-size", "16", "--test-size", "16", "--attacks", "clean", "fgsm",
         "--student-option", "width=2", "--student-option", "image_size=8", "--checkpoint-interval", "0", "--quiet"]
@@ -95,3 +96,12 @@ def test_demo_end_to_end_at_toy_size(tmp_path: Path) -> None:
     assert [row.method for row in result.table.rows] == ["sat", "sat", "rslad", "rslad"]
     assert "autoattack" in result.table.attacks and len(result.table.attacks) == 6
     assert all(path.is_file() for path in result.figures)
+
+
+def test_list_shows_the_registered_methods(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    printed = capsys.readouterr().out
+    assert "Methods (name, family, teacher, paper):" in printed
+    rslad = next(line for line in printed.splitlines() if line.split()[:1] == ["rslad"])
+    assert rslad.split()[1:3] == ["distillation", "teacher"] and "Zi et al., ICCV 2021" in rslad
+    assert all(any(line.split()[:1] == [name] for line in printed.splitlines()) for name in METHODS)

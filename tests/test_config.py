@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from art_rslad.config import METHODS, Config, TeacherConfig, dumps_toml, get_preset, preset_names
+from art_rslad.experiments.config import Config, TeacherConfig, dumps_toml, get_preset, preset_lr_methods, preset_names
 
 
 def test_presets_exist() -> None:
@@ -31,7 +31,7 @@ def test_paper_presets_carry_the_papers_recipe(name: str) -> None:
     assert config.milestones_for() == [215, 260, 285] and config.lr_gamma == 0.1
     assert (config.eps, config.eps_step, config.max_iter) == (8 / 255, 2 / 255, 10)
     assert config.augmentation == "crop-flip"
-    assert set(config.method_lr) == set(METHODS) and config.method_lr_note
+    assert set(config.method_lr) == set(preset_lr_methods()) and config.method_lr_note
 
 
 @pytest.mark.parametrize("name", ["fashion-mnist", "digits"])

@@ -20,7 +20,7 @@ from test_runs import tiny_config
 
 from art_rslad.checkpoint import load_checkpoint
 from art_rslad.cli import main
-from art_rslad.runs import RUN_FILES
+from art_rslad.experiments.folders import RUN_FILES
 
 WORLD_SIZE = 2
 SIZES = ["--train-size", "256", "--val-size", "64", "--test-size", "64"]

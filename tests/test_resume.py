@@ -14,7 +14,7 @@ from conftest import make_classifier
 from test_runs import run, tiny_teacher
 
 from art_rslad.checkpoint import load_checkpoint
-from art_rslad.runs import load_run
+from art_rslad.experiments.folders import load_run
 from art_rslad.trainers import AdversarialTrainerRSLAD
 from art_rslad.trainers.base import AdversarialTrainerBase
 

@@ -12,11 +12,17 @@ import pytest
 import torch
 
 from art_rslad.checkpoint import load_checkpoint, write_text_atomic
-from art_rslad.config import Config, TeacherConfig
+from art_rslad.data import load_dataset
+from art_rslad.evaluation import evaluate_robustness
+from art_rslad.experiments.compare import compare
+from art_rslad.experiments.config import Config, TeacherConfig
+from art_rslad.experiments.folders import load_run
+from art_rslad.experiments.teachers import load_teacher
+from art_rslad.experiments.train import RunSettings, train_run
 from art_rslad.models import create_model, make_classifier
-from art_rslad.runs import apply_overrides, compare, load_run, train_run
-from art_rslad.teachers import load_teacher
+from art_rslad.report import fixed_settings_notes
 from art_rslad.trainers.base import AdversarialTrainerBase
+from art_rslad.trainers.registry import METHODS
 
 ATTACKS = ("clean", "fgsm", "pgd_sat")
 STUDENT = {"width": 2, "image_size": 8}
@@ -36,11 +42,15 @@ def tiny_teacher() -> Any:
     return make_classifier(create_model("cnn-small", 10, width=4, image_size=8), "digits")
 
 
-def run(folder: Path, **kwargs: Any) -> Any:
-    options = {"method": "sat", "attacks": ATTACKS, "student_options": STUDENT, "checkpoint_interval": 0,
-               "verbose": False, **SIZES, **kwargs}
-    config = options.pop("config", tiny_config())
-    return train_run(config, folder, **options)
+def settings(**changes: Any) -> RunSettings:
+    """Tiny sizes, three attacks, no progress bars."""
+    return RunSettings(**{"attacks": ATTACKS, "student_options": STUDENT, "checkpoint_interval": 0,
+                          "verbose": False, **SIZES, **changes})
+
+
+def run(folder: Path, method: str = "sat", config: Config | None = None, teacher: Any = None,
+        **changes: Any) -> Any:
+    return train_run(config or tiny_config(), folder, method, settings(**changes), teacher=teacher)
 
 
 def test_run_folder_holds_everything_a_user_needs(tmp_path: Path) -> None:
@@ -106,6 +116,28 @@ def test_resuming_a_finished_run_trains_nothing(tmp_path: Path, monkeypatch: pyt
     assert run(tmp_path / "run", resume=True).accuracy == first.accuracy
 
 
+def test_a_reworded_lr_note_still_resumes_the_run_it_describes(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    first = run(tmp_path / "run", config=tiny_config(method_lr_note="chosen by the rule (old wording)"))
+    monkeypatch.setattr(AdversarialTrainerBase, "_train_step", lambda *args: pytest.fail("trained again"))
+    again = run(tmp_path / "run", config=tiny_config(method_lr_note="chosen by the rule"), resume=True)
+    assert again.accuracy == first.accuracy
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["identity"]["config"]["method_lr_note"]
+    assert recorded == "chosen by the rule (old wording)"
+
+
+def test_the_best_and_last_weights_evaluated_are_those_of_the_checkpoints(tmp_path: Path) -> None:
+    result = run(tmp_path / "run", config=tiny_config(nb_epochs=3))
+    folder = result.out_dir
+    for name in ("best", "last"):
+        classifier = make_classifier(create_model("cnn-small", 10, **STUDENT), "digits")
+        classifier.model.load_state_dict(load_checkpoint(folder / f"{name}.pt")["model_state"])
+        x, y = load_dataset("digits", "test")
+        from_disk = evaluate_robustness(classifier, x[:16], y[:16], eps=0.1, attacks=ATTACKS, batch_size=16, seed=0,
+                                        verbose=False)
+        assert from_disk.accuracy == result.accuracy[name], name
+
+
 def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_save = torch.save
     saves = {"last": 0}
@@ -130,8 +162,7 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatc
 
 
 def test_compare_tabulates_and_resumes_after_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    options: dict[str, Any] = {"seeds": [0, 1], "attacks": ATTACKS, "student_options": STUDENT,
-                               "checkpoint_interval": 0, "verbose": False, "teacher": tiny_teacher(), **SIZES}
+    teacher = tiny_teacher()
     config = tiny_config(nb_epochs=1)
     original = AdversarialTrainerBase._train_step
     steps = {"count": 0}
@@ -145,11 +176,11 @@ def test_compare_tabulates_and_resumes_after_a_crash(tmp_path: Path, monkeypatch
     with monkeypatch.context() as patch:
         patch.setattr(AdversarialTrainerBase, "_train_step", counting_step)
         with pytest.raises(RuntimeError, match="killed"):
-            compare(config, ["sat", "rslad"], tmp_path, **options)
+            compare(config, tmp_path, ["sat", "rslad"], [0, 1], settings(), teacher=teacher)
         with pytest.raises(FileExistsError, match="--resume"):
-            compare(config, ["sat", "rslad"], tmp_path, **options)
+            compare(config, tmp_path, ["sat", "rslad"], [0, 1], settings(), teacher=teacher)
         steps["count"] = 100
-        result = compare(config, ["sat", "rslad"], tmp_path, resume=True, **options)
+        result = compare(config, tmp_path, ["sat", "rslad"], [0, 1], settings(resume=True), teacher=teacher)
     assert steps["count"] - 100 == 2 * 3  # only the two unfinished runs trained (3 batches of 16 each)
     assert [(row.method, row.checkpoint) for row in result.table.rows] == [
         ("sat", "best"), ("sat", "last"), ("rslad", "best"), ("rslad", "last")]
@@ -165,26 +196,25 @@ def test_compare_tabulates_and_resumes_after_a_crash(tmp_path: Path, monkeypatch
 
 def test_compare_names_unknown_methods(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"unknown or no methods \['madry'\]; known methods: .*rslad"):
-        compare(tiny_config(), ["rslad", "madry"], tmp_path)
+        compare(tiny_config(), tmp_path, ["rslad", "madry"])
 
 
 def test_overrides_reach_nested_keys_and_name_bad_ones() -> None:
-    config = apply_overrides(tiny_config(), ["nb_epochs=3", "method_lr.rslad=0.2", "teacher.source=zoo:x",
-                                             "lr_milestones=[1,2]"])
+    config = tiny_config().with_overrides(["nb_epochs=3", "method_lr.rslad=0.2", "teacher.source=zoo:x",
+                                           "lr_milestones=[1,2]"])
     assert (config.nb_epochs, config.method_lr["rslad"], config.teacher.source, config.lr_milestones) == (
         3, 0.2, "zoo:x", (1, 2))
     with pytest.raises(ValueError, match="nb_epoch"):
-        apply_overrides(tiny_config(), ["nb_epoch=3"])
+        tiny_config().with_overrides(["nb_epoch=3"])
     with pytest.raises(ValueError, match="key=value"):
-        apply_overrides(tiny_config(), ["nb_epochs"])
+        tiny_config().with_overrides(["nb_epochs"])
     with pytest.raises(ValueError, match="`nb_epochs` must be int"):
-        apply_overrides(tiny_config(), ["nb_epochs=two"])
+        tiny_config().with_overrides(["nb_epochs=two"])
 
 
 def test_compare_notes_say_what_arts_own_trainers_fix() -> None:
-    from art_rslad.runs import _fixed_by_art_notes
-
-    notes = _fixed_by_art_notes(["sat", "art-fbf", "rslad"])
+    fixed = {name: getattr(METHODS[name].trainer, "fixed_settings", {}) for name in ("sat", "art-fbf", "rslad")}
+    notes = fixed_settings_notes(fixed)
     assert len(notes) == 1 and notes[0].startswith("art-fbf runs as ART designed it:")
 
 

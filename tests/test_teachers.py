@@ -11,12 +11,11 @@ import pytest
 import torch
 from art.estimators.classification import PyTorchClassifier
 
-import art_rslad.teachers as teachers
+import art_rslad.experiments.teachers as teachers
 from art_rslad.cli import main
-from art_rslad.config import TeacherConfig, get_preset
 from art_rslad.data import load_dataset
-from art_rslad.models import create_model
-from art_rslad.teachers import (
+from art_rslad.experiments.config import TeacherConfig, get_preset
+from art_rslad.experiments.teachers import (
     ModelCard,
     evaluate_teacher,
     list_zoo,
@@ -26,13 +25,14 @@ from art_rslad.teachers import (
     train_teacher,
     zoo_card,
 )
+from art_rslad.models import create_model
 
 ZOO_TEACHER = "fashion-mnist-cnn-large"
 
 
 @pytest.fixture
 def tiny_fashion(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Replace the dataset seen by art_rslad.teachers with 96 training and 32 test images of two blobs."""
+    """Replace the dataset seen by art_rslad.experiments.teachers with 96 training and 32 test images of two blobs."""
 
     def fake(name: str, split: str = "train", root: object = None) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(0 if split == "train" else 1)

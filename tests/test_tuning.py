@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from art_rslad.config import get_preset
+from art_rslad.experiments.config import get_preset
+from art_rslad.experiments.tune import select_learning_rates
 from art_rslad.trainers.base import AdversarialTrainerBase
-from art_rslad.tuning import select_learning_rates
 
 
 def test_rule_picks_the_best_validation_lr_and_resumes(tmp_path, monkeypatch) -> None:

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import argparse
 
-from art_rslad.cli.train import add_run_options, config_from_args, guarded, run_options
+from art_rslad.cli.train import add_run_options, config_from_args, guarded, run_settings
 from art_rslad.distributed import command_world
-from art_rslad.runs import compare
-from art_rslad.trainers import TRAINERS
+from art_rslad.experiments.compare import compare
+from art_rslad.trainers.registry import method_names
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--methods", nargs="+", required=True, metavar="METHOD",
-                        help=f"Training methods, from: {', '.join(sorted(TRAINERS))}.")
+                        help=f"Training methods, from: {', '.join(sorted(method_names()))}.")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="SEED", help="Seeds (default: 0).")
     add_run_options(parser)
     return parser
@@ -39,10 +39,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    settings = run_settings(args)
 
     def body() -> int:
         with command_world() as world:  # torchrun's process group, or one process
-            result = compare(config, args.methods, args.out, seeds=args.seeds, **run_options(args))
+            result = compare(config, args.out, args.methods, args.seeds, settings)
         if world.is_main:
             print(result.table.to_markdown())
             print("Figures: " + ", ".join(str(path) for path in result.figures))

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from art_rslad.cli.train import guarded
-from art_rslad.runs import demo
+from art_rslad.experiments.demo import demo
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

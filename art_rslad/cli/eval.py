@@ -27,8 +27,8 @@ from art_rslad.cli.train import assignment
 from art_rslad.data import dataset_info, dataset_names, load_dataset
 from art_rslad.distributed import command_world
 from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS, evaluate_robustness_distributed
+from art_rslad.experiments.teachers import load_teacher
 from art_rslad.models import list_models, resolve_device
-from art_rslad.teachers import load_teacher
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -1,17 +1,19 @@
-"""``art-rslad list``: the registered models (with parameter counts), datasets, presets and shipped teachers."""
+"""``art-rslad list``: the registered training methods, models (with parameter counts), datasets, presets and
+shipped teachers."""
 
 from __future__ import annotations
 
 import argparse
 
-from art_rslad.config import get_preset, preset_names
 from art_rslad.data import dataset_info, dataset_names
+from art_rslad.experiments.config import get_preset, preset_names
+from art_rslad.experiments.teachers import list_zoo, zoo_card
 from art_rslad.models import get_entry, list_models, model_parameter_count
-from art_rslad.teachers import list_zoo, zoo_card
+from art_rslad.trainers.registry import METHODS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("list", help="List models, datasets, presets and shipped teachers.",
+    parser = subparsers.add_parser("list", help="List methods, models, datasets, presets and shipped teachers.",
                                    description=__doc__)
     parser.add_argument("--nb-classes", type=int, default=10,
                         help="Class count used for the parameter counts (default: 10).")
@@ -19,6 +21,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    print("Methods (name, family, teacher, paper):")
+    for method in METHODS.values():
+        teacher = "teacher" if method.needs_teacher else "-"
+        print(f"  {method.name:<28} {method.family:<22} {teacher:<8} {method.paper}")
     print(f"Models (parameters at nb_classes={args.nb_classes}):")
     for name in list_models():
         entry = get_entry(name)

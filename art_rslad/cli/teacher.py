@@ -12,10 +12,16 @@ import dataclasses
 import shlex
 from pathlib import Path
 
-from art_rslad.config import Config, get_preset, preset_names
 from art_rslad.data import dataset_info
+from art_rslad.experiments.config import Config, get_preset, preset_names
+from art_rslad.experiments.teachers import (
+    TEACHER_METHODS,
+    evaluate_teacher,
+    load_teacher,
+    save_teacher,
+    train_teacher,
+)
 from art_rslad.models import list_models, resolve_device
-from art_rslad.teachers import TEACHER_METHODS, evaluate_teacher, load_teacher, save_teacher, train_teacher
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

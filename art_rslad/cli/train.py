@@ -26,15 +26,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from art_rslad.config import Config, get_preset, preset_names
 from art_rslad.distributed import command_world
 from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS
-from art_rslad.runs import apply_overrides, parse_assignment, train_run
-from art_rslad.trainers import TRAINERS
+from art_rslad.experiments.config import Config, get_preset, parse_assignment, preset_names
+from art_rslad.experiments.train import RunSettings, train_run
+from art_rslad.trainers.registry import method_names
 
 
 def assignment(text: str) -> tuple[str, Any]:
-    """argparse type of KEY=VALUE options (:func:`~art_rslad.runs.parse_assignment`)."""
+    """argparse type of KEY=VALUE options (:func:`~art_rslad.experiments.config.parse_assignment`)."""
     try:
         return parse_assignment(text)
     except ValueError as error:
@@ -73,15 +73,15 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> Config:
     """The preset or config file with the ``--set`` overrides applied."""
     config = Config.from_file(args.config) if args.config is not None else get_preset(args.preset)
-    return apply_overrides(config, args.overrides)
+    return config.with_overrides(args.overrides)
 
 
-def run_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments of :func:`~art_rslad.runs.train_run` and :func:`~art_rslad.runs.compare` from the options."""
-    return {"resume": args.resume, "overwrite": args.overwrite, "train_size": args.train_size,
-            "val_size": args.val_size, "test_size": args.test_size, "attacks": args.attacks,
-            "student_options": dict(args.student_option), "checkpoint_interval": args.checkpoint_interval,
-            "device": args.device, "data_root": args.data_root, "verbose": not args.quiet}
+def run_settings(args: argparse.Namespace) -> RunSettings:
+    """The :class:`~art_rslad.experiments.train.RunSettings` of ``train`` and ``compare`` from the options."""
+    return RunSettings(train_size=args.train_size, val_size=args.val_size, test_size=args.test_size,
+                       attacks=tuple(args.attacks), student_options=dict(args.student_option),
+                       checkpoint_interval=args.checkpoint_interval, device=args.device, data_root=args.data_root,
+                       resume=args.resume, overwrite=args.overwrite, verbose=not args.quiet)
 
 
 def guarded(command: str, body: Callable[[], int]) -> int:
@@ -104,8 +104,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "train", help="Train a student with one method (rslad, sat, trades, ...); checkpoints, evaluation, card.",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--method", default="rslad", choices=sorted(TRAINERS), metavar="METHOD",
-                        help=f"Training method: {', '.join(sorted(TRAINERS))} (default: rslad).")
+    parser.add_argument("--method", default="rslad", choices=sorted(method_names()), metavar="METHOD",
+                        help=f"Training method: {', '.join(sorted(method_names()))} (default: rslad).")
     parser.add_argument("--teacher", help="Teacher source, overriding the config's teacher.source "
                                           "('zoo:<name>', 'robustbench:<name>' or a state-dict path).")
     add_run_options(parser)
@@ -117,9 +117,11 @@ def run(args: argparse.Namespace) -> int:
     if args.teacher is not None:
         config = dataclasses.replace(config, teacher=dataclasses.replace(config.teacher, source=args.teacher))
 
+    settings = run_settings(args)
+
     def body() -> int:
         with command_world() as world:  # torchrun's process group, or one process
-            result = train_run(config, args.out, method=args.method, **run_options(args))
+            result = train_run(config, args.out, args.method, settings)
         if world.is_main:
             print((result.out_dir / "results.md").read_text(encoding="utf-8"))
             print(f"Run folder: {result.out_dir} (student.pt + student.json, figures/, run.log)")

@@ -1,4 +1,4 @@
-"""``art-rslad tune``: choose each method's learning rate by one rule on the validation split (design decision 1).
+"""``art-rslad tune``: choose each method's learning rate by one rule on the validation split.
 
 Example::
 
@@ -6,7 +6,8 @@ Example::
 
 Prints the validation PGD-10 accuracy of every (method, lr) and the chosen lr per method, as ``--set`` options
 to paste into ``art-rslad train`` / ``compare``; everything is also in ``<out>/tuning.json``. Interrupted tunings
-continue where they stopped when run again with the same options.
+continue where they stopped when run again with the same options. Why one rule for every method: see
+docs/decisions.md, "Learning rate per method".
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from art_rslad.config import Config, get_preset, preset_names
-from art_rslad.runs import apply_overrides
-from art_rslad.tuning import DEFAULT_GRID, RULE, select_learning_rates
+from art_rslad.experiments.config import Config, get_preset, preset_names
+from art_rslad.experiments.tune import DEFAULT_GRID, RULE, select_learning_rates
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -43,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     config = Config.from_file(args.config) if args.config is not None else get_preset(args.preset)
-    config = apply_overrides(config, args.overrides)
+    config = config.with_overrides(args.overrides)
     result = select_learning_rates(config, args.methods, args.out, grid=args.grid, nb_epochs=args.epochs,
                                    train_size=args.train_size, val_size=args.val_size, device=args.device,
                                    verbose=not args.quiet)

@@ -1,10 +1,11 @@
-"""Per-method learning rates chosen by one rule on the validation split (design decision 1).
+"""Per-method learning rates chosen by one rule on the validation split (see docs/decisions.md, "Learning rate
+per method").
 
 Loss scale acts as a learning rate: RSLAD's official reduction is a tenth of a batch-mean KL, ARD's tau^2 * KL is
 larger. A comparison is fair only if every method gets a learning rate chosen the same way: :data:`RULE`.
 
-Every short run is a :func:`art_rslad.runs.train_run` in ``out_dir/<method>/lr-<lr>``, so an interrupted tuning
-resumes where it stopped. ``art-rslad tune`` is the command line over :func:`select_learning_rates`.
+Every short run is a :func:`art_rslad.experiments.train.train_run` in ``out_dir/<method>/lr-<lr>``, so an
+interrupted tuning resumes where it stopped. ``art-rslad tune`` is the command line over :func:`select_learning_rates`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 
 from art.estimators.classification import PyTorchClassifier
 
-from art_rslad.config import METHODS, Config
-from art_rslad.runs import load_config_teacher, train_run
+from art_rslad.experiments.config import Config, preset_lr_methods
+from art_rslad.experiments.train import RunSettings, load_config_teacher, train_run
+from art_rslad.trainers.registry import METHODS, get_method
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ def select_learning_rates(
     """Choose each method's learning rate by the rule of the module docstring.
 
     :param config: The preset to tune (dataset, student, teacher, optimiser, eps; its ``nb_epochs`` is replaced).
-    :param methods: Keys of :data:`art_rslad.trainers.TRAINERS`.
+    :param methods: Names of :data:`art_rslad.trainers.registry.METHODS`.
     :param out_dir: Folder of the short runs and of ``tuning.json`` (the result, rewritten after every run).
     :param grid: Learning rates tried for every method.
     :param nb_epochs: Epochs of each short run.
@@ -59,19 +61,10 @@ def select_learning_rates(
     :param verbose: Progress bars.
     :return: ``{"rule": ..., "chosen": {method: lr}, "val_pgd": {method: {lr: accuracy}}, "settings": {...}}``.
     """
-    from art_rslad.trainers import TRAINERS
-
-    grid = sorted(float(lr) for lr in grid)
-    if not grid or any(lr <= 0 for lr in grid) or len(set(grid)) != len(grid):
-        raise ValueError(f"`grid` must hold distinct positive learning rates, got {grid}.")
-    unknown = [method for method in methods if method.lower() not in TRAINERS]
-    if unknown or not methods:
-        raise ValueError(f"`methods`: unknown or no methods {unknown}; known methods: {', '.join(sorted(TRAINERS))}.")
-    if int(nb_epochs) != nb_epochs or nb_epochs < 1:
-        raise ValueError(f"`nb_epochs` must be a positive integer, got {nb_epochs}.")
+    grid = _check_input(grid, methods, nb_epochs)
     folder = Path(out_dir)
     options = {key.lower(): dict(value) for key, value in (trainer_options or {}).items()}
-    if teacher is None and any(TRAINERS[method.lower()].needs_teacher for method in methods):
+    if teacher is None and any(get_method(method).needs_teacher for method in methods):
         teacher = load_config_teacher(config, device)
     short = dataclasses.replace(config, nb_epochs=int(nb_epochs))
     settings = {"preset": config.name, "grid": grid, "nb_epochs": int(nb_epochs), "train_size": train_size,
@@ -85,11 +78,11 @@ def select_learning_rates(
         scores[method] = {}
         for lr in grid:
             run_dir = folder / method / f"lr-{lr:g}"
-            run = train_run(
-                _with_lr(short, method, lr), run_dir, method=method, resume=(run_dir / "run.json").is_file(),
-                teacher=teacher, train_size=train_size, val_size=val_size, test_size=100, attacks=("clean",),
-                trainer_options=options.get(method), checkpoint_interval=0, device=device, verbose=verbose,
-            )
+            run_settings = RunSettings(train_size=train_size, val_size=val_size, test_size=100, attacks=("clean",),
+                                       checkpoint_interval=0, device=device, verbose=verbose,
+                                       resume=(run_dir / "run.json").is_file())
+            run = train_run(_with_lr(short, method, lr), run_dir, method, run_settings, teacher=teacher,
+                            trainer_options=options.get(method))
             scores[method][f"{lr:g}"] = max(record["val_pgd"] for record in run.history)
             logger.info("tune %s lr %g: best validation PGD-10 accuracy %.4f", method, lr, scores[method][f"{lr:g}"])
         chosen[method] = max(grid, key=lambda lr, m=method: (scores[m][f"{lr:g}"], -lr))
@@ -99,11 +92,24 @@ def select_learning_rates(
     return result
 
 
+def _check_input(grid: Sequence[float], methods: Sequence[str], nb_epochs: int) -> list[float]:
+    """The grid, sorted; a ValueError names a bad grid, method or epoch count."""
+    lrs = sorted(float(lr) for lr in grid)
+    if not lrs or any(lr <= 0 for lr in lrs) or len(set(lrs)) != len(lrs):
+        raise ValueError(f"`grid` must hold distinct positive learning rates, got {lrs}.")
+    unknown = [method for method in methods if method.lower() not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"`methods`: unknown or no methods {unknown}; known methods: {', '.join(METHODS)}.")
+    if int(nb_epochs) != nb_epochs or nb_epochs < 1:
+        raise ValueError(f"`nb_epochs` must be a positive integer, got {nb_epochs}.")
+    return lrs
+
+
 def _with_lr(config: Config, method: str, lr: float) -> Config:
     """``config`` in which ``method`` trains at ``lr``, stripped of the other methods' lrs and the lr note.
 
     A short run then depends only on its own lr: it stays valid (and resumable) after the preset's chosen lrs
     are written back.
     """
-    return dataclasses.replace(config, lr=lr, method_lr={method: lr} if method in METHODS else {},
+    return dataclasses.replace(config, lr=lr, method_lr={method: lr} if method in preset_lr_methods() else {},
                                method_lr_note="")

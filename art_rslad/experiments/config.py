@@ -2,10 +2,12 @@
 
 ``get_preset("cifar10-resnet18")`` is the RSLAD paper's CIFAR-10 recipe; ``get_preset("fashion-mnist")`` the
 CPU-sized one. ``Config.from_file(path)`` reads ``.toml`` or ``.json``; ``config.save(path)`` writes either.
-Unknown keys and wrongly typed values raise a ValueError that names the key.
+Unknown keys and wrongly typed values raise a ValueError that names the key; ``config.with_overrides(["lr=0.1",
+"teacher.nb_epochs=3"])`` is a copy with ``key=value`` overrides applied (what ``--set`` does on the command line).
 
-Design decision 1: a preset carries, per method, the learning rate chosen once by the validation rule
-(:attr:`Config.method_lr`), and :attr:`Config.method_lr_note` says how those values were chosen.
+A preset carries, per method, the learning rate chosen once by the validation rule (:attr:`Config.method_lr`), and
+:attr:`Config.method_lr_note` says how those values were chosen (see docs/decisions.md, "Learning rate per method").
+Method names come from the one registry of methods, :mod:`art_rslad.trainers.registry`.
 """
 
 from __future__ import annotations
@@ -16,11 +18,42 @@ import math
 import os
 import re
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-METHODS: tuple[str, ...] = ("sat", "trades", "ard", "iad", "rslad", "adaad")
+from art_rslad.trainers.registry import METHODS, method_names
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the optional backport, else TOML files cannot be read
+    try:
+        import tomli as tomllib  # type: ignore[no-redef]
+    except ModuleNotFoundError:
+        tomllib = None  # type: ignore[assignment]
+
+#: The registry's family whose methods can train a teacher (``teacher.method``).
+TEACHER_FAMILY = "adversarial training"
+#: The registry's families whose methods a preset gives a learning rate of their own (``method_lr``).
+PRESET_LR_FAMILIES: tuple[str, ...] = ("adversarial training", "distillation")
+
+
+def preset_lr_methods() -> list[str]:
+    """The methods a preset's ``method_lr`` covers: the registry's adversarial training and distillation methods."""
+    return [name for family in PRESET_LR_FAMILIES for name in method_names(family)]
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``"key=value"`` -> ``(key, value)``, the value read as JSON where it parses (numbers, lists, ``true``) and
+    as a string otherwise."""
+    key, separator, raw = text.partition("=")
+    if not separator or not key.strip():
+        raise ValueError(f"{text!r} must look like key=value, e.g. nb_epochs=2.")
+    try:
+        return key.strip(), json.loads(raw)
+    except json.JSONDecodeError:
+        return key.strip(), raw
 
 
 @dataclass
@@ -29,7 +62,8 @@ class TeacherConfig:
 
     :param model: Registry name of the teacher's architecture.
     :param source: ``"zoo:<name>"``, ``"robustbench:<name>"`` or a state-dict path; empty to train one.
-    :param method: Adversarial training method of a trained teacher: ``"trades"`` or ``"sat"``.
+    :param method: Adversarial training method of a trained teacher (the registry's "adversarial training"
+        family: ``"trades"`` or ``"sat"``).
     :param nb_epochs: Epochs of teacher training.
     :param lr: SGD learning rate of teacher training.
     :param beta: TRADES' robustness weight.
@@ -57,7 +91,8 @@ class Config:
     :param momentum: SGD momentum.
     :param weight_decay: SGD weight decay.
     :param lr_milestones: Epochs after which the learning rate is multiplied by ``lr_gamma``, stated for a run of
-        ``lr_schedule_epochs`` epochs; :meth:`milestones_for` scales them to shorter runs (design decision 5).
+        ``lr_schedule_epochs`` epochs; :meth:`milestones_for` scales them to shorter runs
+        (see docs/decisions.md, "Scaled schedules").
     :param lr_schedule_epochs: Length of the run the milestones refer to.
     :param lr_gamma: Learning-rate factor at each milestone.
     :param eps: L-inf budget of the training attack, on the [0, 1] scale.
@@ -112,13 +147,13 @@ class Config:
         if self.augmentation not in ("none", "crop", "crop-flip"):
             raise ValueError(f"Config key `augmentation` must be 'none', 'crop' or 'crop-flip', got "
                              f"{self.augmentation!r}.")
-        if self.teacher.method not in ("trades", "sat"):
-            raise ValueError(f"Config key `teacher.method` must be 'trades' or 'sat', got {self.teacher.method!r}.")
-        from art_rslad.trainers import TRAINERS  # every method train and compare run, ART's trainers included
-
-        for method, lr in self.method_lr.items():
-            if method not in TRAINERS:
-                raise ValueError(f"Config key `method_lr.{method}`: unknown method; known: {', '.join(TRAINERS)}.")
+        teacher_methods = method_names(TEACHER_FAMILY)
+        if self.teacher.method not in teacher_methods:
+            raise ValueError(f"Config key `teacher.method` must be one of {', '.join(map(repr, teacher_methods))}, "
+                             f"got {self.teacher.method!r}.")
+        for method, lr in self.method_lr.items():  # every registered method, ART's trainers included
+            if method not in METHODS:
+                raise ValueError(f"Config key `method_lr.{method}`: unknown method; known: {', '.join(METHODS)}.")
             if not lr > 0:
                 raise ValueError(f"Config key `method_lr.{method}` must be > 0, got {lr}.")
 
@@ -135,6 +170,25 @@ class Config:
         epochs = self.nb_epochs if nb_epochs is None else nb_epochs
         scaled = {round(milestone * epochs / self.lr_schedule_epochs) for milestone in self.lr_milestones}
         return sorted(milestone for milestone in scaled if 0 < milestone < epochs)
+
+    def with_overrides(self, overrides: Sequence[str]) -> Config:
+        """A copy with ``key=value`` overrides applied (dotted keys reach nested tables).
+
+        Values are read by :func:`parse_assignment` and checked by :meth:`from_dict`, so a wrong key or type raises
+        a ValueError naming it. Examples: ``nb_epochs=2``, ``method_lr.rslad=0.1``,
+        ``teacher.source=zoo:fashion-mnist-cnn-large``, ``lr_milestones=[100,150]``.
+        """
+        data = self.to_dict()
+        for override in overrides:
+            key, value = parse_assignment(override)
+            *parents, leaf = key.split(".")
+            table = data
+            for parent in parents:
+                if not isinstance(table.get(parent), dict):
+                    raise ValueError(f"Override {override!r}: `{parent}` is not a table of the config.")
+                table = table[parent]
+            table[leaf] = value
+        return Config.from_dict(data)
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -177,13 +231,8 @@ class Config:
 
 
 def _loads_toml(text: str) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ModuleNotFoundError as error:
-            raise ValueError("Reading TOML on Python 3.10 needs `pip install tomli`; or use a .json config.") from error
+    if tomllib is None:
+        raise ValueError("Reading TOML on Python 3.10 needs `pip install tomli`; or use a .json config.")
     return tomllib.loads(text)
 
 
@@ -279,14 +328,14 @@ def dumps_toml(data: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------- presets
 _PAPER_NOTE = ("The paper's lr 0.1 for every method with each method's official loss scale (not tuned here; "
                "under this 300-epoch recipe the official code uses one lr for all).")
-#: Chosen by `art-rslad tune` (art_rslad.tuning.RULE); the scores are in studies/tune-<preset>/tuning.json.
+#: Chosen by `art-rslad tune` (art_rslad.experiments.tune.RULE); the scores are in studies/tune-<preset>/tuning.json.
 _FASHION_MNIST_LR = {"sat": 0.03, "trades": 0.03, "ard": 0.3, "iad": 0.03, "adaad": 1.0, "rslad": 1.0}
 _DIGITS_LR = {"sat": 0.03, "trades": 0.03, "ard": 1.0, "iad": 0.03, "adaad": 1.0, "rslad": 1.0}
 
 
 def _tuned_note(preset: str, nb_epochs: int, train: str, val_size: int) -> str:
     return (
-        "Chosen by the validation rule (design decision 1): for each method the lr in {0.01, 0.03, 0.1, 0.3, 1} "
+        "Chosen by the validation rule: for each method the lr in {0.01, 0.03, 0.1, 0.3, 1} "
         f"whose {nb_epochs}-epoch run on {train} training images had the highest PGD-10 accuracy on {val_size:,} "
         f"validation images; command: art-rslad tune --preset {preset} --methods sat trades ard iad adaad rslad "
         f"--epochs {nb_epochs} --train-size 10000 --val-size {val_size} --out studies/tune-{preset}. RSLAD and "
@@ -301,7 +350,7 @@ def _paper_preset(dataset: str, student: str, teacher: str, teacher_source: str)
                               beta=6.0),
         nb_epochs=300, batch_size=128, lr=0.1, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=8 / 255, eps_step=2 / 255, max_iter=10, seed=0,
-        val_fraction=0.1, augmentation="crop-flip", method_lr=dict.fromkeys(METHODS, 0.1),
+        val_fraction=0.1, augmentation="crop-flip", method_lr=dict.fromkeys(preset_lr_methods(), 0.1),
         method_lr_note=_PAPER_NOTE,
     )
 
@@ -350,4 +399,5 @@ def get_preset(name: str) -> Config:
     return presets[name]
 
 
-__all__ = ["METHODS", "Config", "TeacherConfig", "dumps_toml", "get_preset", "preset_names"]
+__all__ = ["PRESET_LR_FAMILIES", "TEACHER_FAMILY", "Config", "TeacherConfig", "dumps_toml", "get_preset",
+           "parse_assignment", "preset_lr_methods", "preset_names"]

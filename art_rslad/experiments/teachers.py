@@ -25,18 +25,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import art
 import numpy as np
 import torch
 from art.estimators.classification import PyTorchClassifier
 
-from art_rslad.config import Config
+import art_rslad
+from art_rslad import robustbench
 from art_rslad.data import dataset_info, load_dataset, make_data_generator, train_val_split
+from art_rslad.evaluation import evaluate_robustness
+from art_rslad.experiments.config import TEACHER_FAMILY, Config
 from art_rslad.models import count_parameters, create_model, load_weights, make_classifier
+from art_rslad.trainers.registry import get_method, method_names
 
 logger = logging.getLogger(__name__)
 
-ZOO_DIR = Path(__file__).resolve().parent / "zoo"
-TEACHER_METHODS: tuple[str, ...] = ("trades", "sat")
+ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"
+#: Methods that can train a teacher: the registry's "adversarial training" family.
+TEACHER_METHODS: tuple[str, ...] = tuple(method_names(TEACHER_FAMILY))
 CARD_FORMAT = "art-rslad-model-card"
 
 
@@ -51,10 +57,6 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages that shape a model's numbers."""
-    import art
-
-    import art_rslad
-
     return {"art_rslad": art_rslad.__version__, "art": art.__version__, "torch": str(torch.__version__),
             "numpy": np.__version__, "python": platform.python_version()}
 
@@ -176,9 +178,8 @@ def load_teacher(
         card, weights = zoo_card(source[len("zoo:"):])
         return _classifier_from_card(card, weights, dataset, device)
     if source.startswith("robustbench:"):
-        from art_rslad.robustbench import load_robustbench_teacher
-
-        return load_robustbench_teacher(source[len("robustbench:"):], dataset, model_dir=model_dir, device=device)
+        return robustbench.load_robustbench_teacher(source[len("robustbench:"):], dataset, model_dir=model_dir,
+                                                    device=device)
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"Teacher source {source!r} is neither 'zoo:<name>', 'robustbench:<name>' nor an "
@@ -194,6 +195,20 @@ def load_teacher(
     return _as_teacher(load_weights(network, path), dataset, device)
 
 
+def _teacher_trainer(config: Config, device: str | None, verbose: bool) -> tuple[PyTorchClassifier, Any]:
+    """The seeded teacher classifier and the trainer of ``config.teacher.method``."""
+    teacher = config.teacher
+    info = dataset_info(config.dataset)
+    torch.manual_seed(config.seed)
+    model = create_model(teacher.model, info.nb_classes, input_shape=info.input_shape)
+    classifier = make_classifier(model, config.dataset, lr=teacher.lr, momentum=config.momentum,
+                                 weight_decay=config.weight_decay, device=device)
+    attack_settings = {"eps": config.eps, "eps_step": config.eps_step, "max_iter": config.max_iter,
+                       "seed": config.seed, "verbose": verbose}
+    options = {"beta": teacher.beta} if teacher.method == "trades" else {}
+    return classifier, get_method(teacher.method).trainer(classifier, **options, **attack_settings)
+
+
 def train_teacher(
     config: Config,
     *,
@@ -207,10 +222,10 @@ def train_teacher(
     """Adversarially train ``config.teacher.model`` on ``config.dataset`` with TRADES (KL inner maximisation) or SAT.
 
     A validation split (``config.val_fraction`` of the training set, fixed by the seed) is held out; ``nb_val`` of those
-    images are attacked after every epoch and the epoch with the highest PGD-10 accuracy is returned (design
-    decision 6). The lr drops by ``config.lr_gamma`` at the paper's milestones scaled to
-    ``config.teacher.nb_epochs``. With ``run_dir``, checkpoints are written there; ``resume`` continues from its
-    ``last.pt``.
+    images are attacked after every epoch and the epoch with the highest PGD-10 accuracy is returned (see
+    docs/decisions.md, "Validation split and the best checkpoint"). The lr drops by ``config.lr_gamma`` at the
+    paper's milestones scaled to ``config.teacher.nb_epochs``. With ``run_dir``, checkpoints are written there;
+    ``resume`` continues from its ``last.pt``.
 
     :param config: Dataset, attack budget, optimiser and the ``teacher`` section (model, method, nb_epochs, lr, beta).
     :param device: ``"cpu"``, ``"cuda"`` or None (CUDA when available).
@@ -221,27 +236,14 @@ def train_teacher(
     :param verbose: Progress bars.
     :return: The trained classifier (best epoch, eval mode) and a summary for the model card's ``training``.
     """
-    from art_rslad.trainers.sat import AdversarialTrainerSAT
-    from art_rslad.trainers.trades import AdversarialTrainerTRADES
-
     teacher = config.teacher
     if teacher.method not in TEACHER_METHODS:
         raise ValueError(f"`teacher.method` must be one of {TEACHER_METHODS}, got {teacher.method!r}.")
     if nb_val < 1:
         raise ValueError(f"`nb_val` must be a positive integer, got {nb_val}.")
-    info = dataset_info(config.dataset)
     x, y = load_dataset(config.dataset, "train", root=data_root)
     x_train, y_train, x_val, y_val = train_val_split(x, y, config.val_fraction, config.seed)
-    torch.manual_seed(config.seed)
-    model = create_model(teacher.model, info.nb_classes, input_shape=info.input_shape)
-    classifier = make_classifier(model, config.dataset, lr=teacher.lr, momentum=config.momentum,
-                                 weight_decay=config.weight_decay, device=device)
-    attack_settings = {"eps": config.eps, "eps_step": config.eps_step, "max_iter": config.max_iter,
-                       "seed": config.seed, "verbose": verbose}
-    if teacher.method == "trades":
-        trainer = AdversarialTrainerTRADES(classifier, beta=teacher.beta, **attack_settings)
-    else:
-        trainer = AdversarialTrainerSAT(classifier, **attack_settings)
+    classifier, trainer = _teacher_trainer(config, device, verbose)
     milestones = config.milestones_for(teacher.nb_epochs)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(classifier.optimizer, milestones, gamma=config.lr_gamma)
     folder = None if run_dir is None else Path(run_dir)
@@ -286,8 +288,6 @@ def evaluate_teacher(
 
     :return: Attack name -> ``{"accuracy": float, "nb_images": int}``.
     """
-    from art_rslad.evaluation import evaluate_robustness
-
     budget = dataset_info(dataset).eps if eps is None else eps
     x_test, y_test = load_dataset(dataset, "test", root=data_root)
     metrics: dict[str, dict[str, Any]] = {}

@@ -1,0 +1,171 @@
+"""Several methods over seeds with the same teacher, student, data and budget: the Python API under
+``art-rslad compare``::
+
+    from art_rslad.experiments.compare import compare
+    from art_rslad.experiments.config import get_preset
+
+    study = compare(get_preset("fashion-mnist"), "runs/study", ["sat", "rslad"], seeds=[0, 1, 2])
+    print(study.table.to_markdown())
+
+Each (method, seed) is a :func:`~art_rslad.experiments.train.train_run` in ``out_dir/runs/<method>/seed-<seed>``;
+a compare whose process died resumes (``RunSettings(resume=True)``): finished runs are read back and unfinished
+ones continue from their checkpoints and saved evaluations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from art.estimators.classification import PyTorchClassifier
+
+from art_rslad.distributed import check_agreement, current_world, on_main
+from art_rslad.experiments.config import Config
+from art_rslad.experiments.folders import (
+    COMPARE_FILES,
+    COMPARE_FORMAT,
+    FIGURES,
+    RunResult,
+    log_to,
+    prepare_folder,
+    run_folder,
+    write_json,
+)
+from art_rslad.experiments.train import (
+    RunSettings,
+    load_config_teacher,
+    run_notes,
+    shared_datasets,
+    teacher_fingerprint,
+    train_run,
+)
+from art_rslad.report import (
+    CHECKPOINTS,
+    ComparisonTable,
+    build_table,
+    fixed_settings_notes,
+    plot_curves,
+    plot_table_bars,
+    training_time_note,
+)
+from art_rslad.trainers.registry import METHODS, get_method
+
+logger = logging.getLogger(__name__)
+
+History = Sequence[Mapping[str, float]]
+
+
+@dataclass
+class CompareResult:
+    """What :func:`compare` produced.
+
+    :param out_dir: The compare folder.
+    :param runs: (method, seed) -> the run's result.
+    :param table: The paper's table over methods and checkpoints, mean ± std over seeds.
+    :param figures: Paths of the PNG figures.
+    """
+
+    out_dir: Path
+    runs: dict[tuple[str, int], RunResult]
+    table: ComparisonTable
+    figures: list[Path] = field(default_factory=list)
+
+
+def _check_methods_and_seeds(methods: Sequence[str], seeds: Sequence[int]) -> tuple[list[str], list[int]]:
+    methods = [method.lower() for method in methods]
+    unknown = [method for method in methods if method not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"`methods`: unknown or no methods {unknown}; known methods: {', '.join(METHODS)}.")
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"`methods` lists a method twice: {methods}.")
+    seeds = [int(seed) for seed in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"`seeds` must be a non-empty list of distinct integers, got {seeds}.")
+    return methods, seeds
+
+
+def compare(config: Config, out_dir: str | os.PathLike[str], methods: Sequence[str], seeds: Sequence[int] = (0,),
+            settings: RunSettings | None = None, *, teacher: PyTorchClassifier | None = None) -> CompareResult:
+    """Train and evaluate every (method, seed) with the same teacher, student, data and budget; tabulate.
+
+    Each run is a :func:`~art_rslad.experiments.train.train_run` in ``out_dir/runs/<method>/seed-<seed>`` with
+    ``config.seed`` set to the seed and the method's lr from the preset. ``settings.resume`` continues a compare
+    whose process died: finished runs are read back, unfinished ones resume from their checkpoints and saved
+    evaluations; methods and seeds may be added on resume, the other settings must match.
+
+    :param config: Shared settings (its ``seed`` is replaced by each of ``seeds``).
+    :param out_dir: The compare folder.
+    :param methods: Names of :data:`art_rslad.trainers.registry.METHODS`, e.g. ``["sat", "trades", "rslad"]``.
+    :param seeds: Seeds; the table shows mean ± std over them.
+    :param settings: Sizes, attacks, student options, device, resume or overwrite, shared by every run.
+    :param teacher: The teacher (default: loaded once from ``config.teacher.source`` when a method needs one).
+    """
+    settings = RunSettings() if settings is None else settings
+    methods, seeds = _check_methods_and_seeds(methods, seeds)
+    folder = Path(out_dir)
+    shared = {"config": dataclasses.replace(config, seed=0).to_dict(), **settings.recorded(),
+              "teacher_source": config.teacher.source}
+    world = current_world()  # joins torchrun's group first: on CUDA each rank then builds models on its own GPU
+    if teacher is None and any(get_method(method).needs_teacher for method in methods):
+        teacher = load_config_teacher(config, settings.device)
+    if world.is_distributed:  # ranks started with other settings or teacher weights: nothing is written
+        check_agreement(world, {**shared, "teacher": None if teacher is None else teacher_fingerprint(teacher)})
+    started = on_main(world, _start_compare, folder, shared, methods, seeds, settings)
+    runs: dict[tuple[str, int], RunResult] = {}
+    with log_to(folder / "compare.log") if world.is_main else contextlib.nullcontext(), shared_datasets():
+        for seed in seeds:
+            for method in methods:
+                run_dir = run_folder(folder, method, seed)
+                logger.info("compare: %s, seed %d -> %s", method, seed, run_dir)
+                run_settings = dataclasses.replace(settings, resume=(method, seed) in started, overwrite=False)
+                runs[(method, seed)] = train_run(dataclasses.replace(config, seed=seed), run_dir, method,
+                                                 run_settings, teacher=teacher)
+        histories = {method: [runs[(method, seed)].history for seed in seeds] for method in methods}
+        table = build_table(
+            {method: {name: [runs[(method, seed)].accuracy[name] for seed in seeds] for name in CHECKPOINTS}
+             for method in methods},
+            attacks=settings.attacks,
+            notes=[*run_notes(config, methods, config.teacher.source, settings.train_size,
+                              min(result.nb_test for result in runs.values())),
+                   f"Seeds: {', '.join(map(str, seeds))}; mean ± sample std over seeds.",
+                   training_time_note(histories),
+                   *fixed_settings_notes({method: _fixed_settings(method) for method in methods})],
+        )
+        figures = on_main(world, _write_comparison, folder, table, histories)
+        logger.info("Comparison written to %s", folder / "comparison.md")
+    return CompareResult(folder, runs, table, figures)
+
+
+def _fixed_settings(method: str) -> dict[str, str]:
+    """The shared settings that the trainer of ``method`` (one of ART's own) fixes itself; empty for ours."""
+    return dict(getattr(get_method(method).trainer, "fixed_settings", None) or {})
+
+
+def _start_compare(folder: Path, shared: dict[str, Any], methods: Sequence[str], seeds: Sequence[int],
+                   settings: RunSettings) -> set[tuple[str, int]]:
+    """Prepare the compare ``folder`` and write compare.json; return the (method, seed) pairs whose run folder
+    already holds a run (they resume)."""
+    saved = prepare_folder(folder, "compare.json", shared, resume=settings.resume, overwrite=settings.overwrite,
+                           argument="out_dir", owned=COMPARE_FILES) or {}
+    write_json(folder / "compare.json", {"format": COMPARE_FORMAT, "identity": saved.get("identity", shared),
+                                         "methods": list(dict.fromkeys([*saved.get("methods", []), *methods])),
+                                         "seeds": sorted({*saved.get("seeds", []), *seeds})})
+    return {(method, seed) for method in methods for seed in seeds
+            if (run_folder(folder, method, seed) / "run.json").is_file()}
+
+
+def _write_comparison(folder: Path, table: ComparisonTable, histories: Mapping[str, Sequence[History]]) -> list[Path]:
+    """comparison.md / .json and the compare's figures; return the figures' paths."""
+    table.save(folder, "comparison")
+    return [plot_curves(histories, folder / FIGURES / "robust_accuracy_per_epoch.png"),
+            *(plot_table_bars(table, folder / FIGURES / f"final_table_{name}.png", checkpoint=name)
+              for name in CHECKPOINTS)]
+
+
+__all__ = ["CompareResult", "compare"]

@@ -1,0 +1,96 @@
+"""The README's demo, the Python API under ``art-rslad demo``: RSLAD against SAT on Fashion-MNIST in minutes."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+from art.estimators.classification import PyTorchClassifier
+
+from art_rslad.experiments.compare import CompareResult, compare
+from art_rslad.experiments.config import Config, get_preset
+from art_rslad.experiments.teachers import list_zoo, load_teacher
+from art_rslad.experiments.train import RunSettings, shared_datasets, train_run
+
+logger = logging.getLogger(__name__)
+
+#: The methods the demo distils and trains: the paper's method and its plain adversarial-training baseline.
+DEMO_METHODS: tuple[str, ...] = ("sat", "rslad")
+
+
+def demo_teacher(
+    config: Config,
+    out_dir: str | os.PathLike[str],
+    *,
+    train_size: int = 10_000,
+    nb_epochs: int = 5,
+    val_size: int = 500,
+    test_size: int = 200,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str | None = None,
+    verbose: bool = True,
+) -> tuple[PyTorchClassifier, str]:
+    """The demo's teacher: the shipped model named by ``config.teacher.source`` when it is in the zoo, otherwise a
+    quick one trained here (``config.teacher.method`` on the first ``train_size`` images, ``nb_epochs`` epochs) as a
+    run in ``out_dir`` (validated on ``val_size`` images, evaluated clean and under PGD_SAT on ``test_size``).
+
+    :return: The teacher and its source (the zoo name, or the path of the trained weights with their card).
+    """
+    source = config.teacher.source
+    if source.startswith("zoo:") and source[len("zoo:"):] in list_zoo():
+        logger.info("Teacher: the shipped %s", source)
+        return load_teacher(source, config.dataset, device=device), source
+    logger.info("No shipped teacher %r here: training a quick %s teacher (%s, %d images, %d epochs) in %s",
+                source, config.teacher.method, config.teacher.model, train_size, nb_epochs, out_dir)
+    teacher_config = dataclasses.replace(config, student=config.teacher.model, nb_epochs=nb_epochs,
+                                         method_lr={config.teacher.method: config.teacher.lr})
+    options = {"beta": config.teacher.beta} if config.teacher.method == "trades" else {}
+    folder = Path(out_dir)
+    settings = RunSettings(train_size=train_size, val_size=val_size, test_size=test_size,
+                           attacks=("clean", "pgd_sat"), device=device, verbose=verbose,
+                           resume=resume and (folder / "run.json").is_file(), overwrite=overwrite)
+    result = train_run(teacher_config, folder, config.teacher.method, settings, trainer_options=options)
+    weights = result.out_dir / "student.pt"
+    return load_teacher(str(weights), config.dataset, device=device), str(weights)
+
+
+def demo(
+    out_dir: str | os.PathLike[str] = "art-rslad-demo",
+    *,
+    train_size: int = 10_000,
+    nb_epochs: int = 5,
+    val_size: int = 500,
+    test_size: int = 200,
+    teacher_train_size: int = 10_000,
+    teacher_nb_epochs: int = 5,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str | None = None,
+    verbose: bool = True,
+) -> CompareResult:
+    """On Fashion-MNIST, distil an RSLAD student and train a SAT student from the same start, then evaluate both
+    checkpoints of each under every white-box attack of the paper, AutoAttack included.
+
+    Uses the ``fashion-mnist`` preset (its per-method learning rates) with ``nb_epochs`` epochs on the first
+    ``train_size`` training images, the shipped teacher (or a quick one, see :func:`demo_teacher`), and the first
+    ``test_size`` test images. The compare lands in ``out_dir/compare`` (table and figures), a trained teacher in
+    ``out_dir/teacher`` (``teacher_train_size`` images, ``teacher_nb_epochs`` epochs; only without a shipped one).
+    """
+    folder = Path(out_dir)
+    config = dataclasses.replace(get_preset("fashion-mnist"), nb_epochs=nb_epochs)
+    with shared_datasets():
+        teacher, source = demo_teacher(config, folder / "teacher", train_size=teacher_train_size,
+                                       nb_epochs=teacher_nb_epochs, val_size=val_size, test_size=test_size,
+                                       resume=resume, overwrite=overwrite, device=device, verbose=verbose)
+        config = dataclasses.replace(config, teacher=dataclasses.replace(config.teacher, source=source))
+        compare_dir = folder / "compare"
+        settings = RunSettings(train_size=train_size, val_size=val_size, test_size=test_size, device=device,
+                               verbose=verbose, resume=resume and (compare_dir / "compare.json").is_file(),
+                               overwrite=overwrite)
+        return compare(config, compare_dir, DEMO_METHODS, [config.seed], settings, teacher=teacher)
+
+
+__all__ = ["DEMO_METHODS", "demo", "demo_teacher"]

@@ -1,0 +1,200 @@
+"""Run folders: what a run and a compare write, how a folder is prepared, resumed or overwritten, and read back.
+
+A run folder holds ``run.json`` (what the run is and how far it got), ``config.toml``, ``run.log``,
+``metrics.jsonl`` (one JSON line per epoch), ``last.pt`` and ``best.pt`` (atomic, self-describing checkpoints;
+"best" is the epoch with the highest PGD-10 accuracy on a validation split held out of the training set, never
+the test set), ``eval_best.json`` and ``eval_last.json`` (robustness reports), ``results.md``, the trained
+student ``student.pt`` (best checkpoint, plain state dict) with its model card ``student.json``, and
+``figures/``. A compare folder holds ``compare.json``, one run folder per (method, seed) under ``runs/``,
+``comparison.md`` / ``comparison.json`` (the paper's table, mean ± std over seeds), ``compare.log`` and
+``figures/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from art_rslad.checkpoint import write_text_atomic
+from art_rslad.experiments.config import Config
+from art_rslad.report import CHECKPOINTS
+
+RUN_FORMAT = "art-rslad-run"
+COMPARE_FORMAT = "art-rslad-compare"
+#: Files a run writes into its folder (``overwrite=True`` removes exactly these, and ``figures/``).
+RUN_FILES: tuple[str, ...] = ("run.json", "config.toml", "run.log", "metrics.jsonl", "last.pt", "best.pt",
+                              "eval_best.json", "eval_last.json", "results.md", "student.pt", "student.json")
+COMPARE_FILES: tuple[str, ...] = ("compare.json", "comparison.md", "comparison.json", "compare.log")
+FIGURES = "figures"
+RUNS = "runs"
+#: Keys of a recorded identity that only say in words how a setting was chosen (the preset's note on its learning
+#: rates): a resume does not compare their wording, and the folder keeps the one it recorded.
+PROSE_KEYS: tuple[tuple[str, ...], ...] = (("config", "method_lr_note"),)
+
+
+@dataclass
+class RunResult:
+    """What a finished :func:`~art_rslad.experiments.train.train_run` produced (everything also lies in
+    :attr:`out_dir`).
+
+    :param out_dir: The run folder.
+    :param method: Training method (a name of :data:`art_rslad.trainers.registry.METHODS`).
+    :param config: The run's configuration.
+    :param history: Per-epoch records (loss, training accuracy, lr, validation clean and PGD-10 accuracy, seconds).
+    :param best_epoch: The epoch (1-based) with the highest validation PGD-10 accuracy.
+    :param accuracy: Checkpoint (``best``, ``last``) -> attack name -> test accuracy in [0, 1].
+    :param nb_test: Number of test images evaluated.
+    """
+
+    out_dir: Path
+    method: str
+    config: Config
+    history: list[dict[str, float]]
+    best_epoch: int
+    accuracy: dict[str, dict[str, float]]
+    nb_test: int
+
+    @property
+    def checkpoints(self) -> dict[str, Path]:
+        """Checkpoint name -> path of the self-describing training checkpoint."""
+        return {name: self.out_dir / f"{name}.pt" for name in CHECKPOINTS}
+
+
+def run_folder(compare_dir: Path, method: str, seed: int) -> Path:
+    """The folder of the (method, seed) run inside a compare folder."""
+    return compare_dir / RUNS / method / f"seed-{seed}"
+
+
+def check_writable(folder: Path, argument: str) -> None:
+    """Create ``folder`` and write a probe file into it; a ValueError names ``argument`` when that fails."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"`{argument}` {folder} cannot be written ({error.strerror or error}); choose another "
+                         "folder or fix its permissions.") from error
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; a ValueError says the folder holds no usable run otherwise."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} cannot be read as JSON ({error}); the folder does not hold a usable run.") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} does not hold a JSON object.")
+    return data
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    write_text_atomic(json.dumps(data, indent=2) + "\n", path)
+
+
+def _differences(saved: Any, wanted: Any, prefix: str = "") -> list[str]:
+    """Human-readable differences between two JSON-like values, by dotted key."""
+    if isinstance(saved, dict) and isinstance(wanted, dict):
+        lines = []
+        for key in sorted(set(saved) | set(wanted), key=str):
+            lines += _differences(saved.get(key), wanted.get(key), f"{prefix}{key}.")
+        return lines
+    return [] if saved == wanted else [f"{prefix.rstrip('.')}: folder {saved!r}, now {wanted!r}"]
+
+
+def _without_prose(identity: Any) -> Any:
+    """``identity`` without the :data:`PROSE_KEYS`."""
+    if not isinstance(identity, dict):
+        return identity
+    stripped = json.loads(json.dumps(identity))
+    for *parents, leaf in PROSE_KEYS:
+        table = stripped
+        for parent in parents:
+            table = table.get(parent) if isinstance(table, dict) else None
+        if isinstance(table, dict):
+            table.pop(leaf, None)
+    return stripped
+
+
+def prepare_folder(folder: Path, marker: str, identity: dict[str, Any], *, resume: bool, overwrite: bool,
+                   argument: str, owned: Sequence[str]) -> dict[str, Any] | None:
+    """Make ``folder`` ready for a run described by ``identity``; return the saved marker when resuming.
+
+    Refuses (FileExistsError) a folder that holds another run or other files unless ``overwrite``, and
+    (ValueError) a resume with nothing to resume or a run that differs from ``identity``.
+    """
+    if resume and overwrite:
+        raise ValueError("`resume` and `overwrite` exclude each other: resume continues the run in the folder, "
+                         "overwrite deletes it.")
+    check_writable(folder, argument)
+    marker_path = folder / marker
+    if resume:
+        if not marker_path.is_file():
+            raise ValueError(f"Nothing to resume in {folder}: it holds no {marker}. Start the run without "
+                             "--resume (resume=False).")
+        saved = read_json(marker_path)
+        differences = _differences(_without_prose(saved.get("identity")), _without_prose(identity))
+        if differences:
+            raise ValueError(f"Cannot resume: {folder} holds a different run ("
+                             + "; ".join(differences[:8]) + "). Use another folder, or --overwrite to replace it.")
+        return saved
+    existing = sorted(path.name for path in folder.iterdir() if not path.name.startswith(".write-test-"))
+    if existing and not overwrite:
+        what = "a run" if marker_path.is_file() else f"other files ({', '.join(existing[:5])})"
+        raise FileExistsError(f"{folder} already holds {what}. Pass --resume (resume=True) to continue it, "
+                              "--overwrite (overwrite=True) to replace it, or choose another folder.")
+    if overwrite:
+        for name in owned:
+            (folder / name).unlink(missing_ok=True)
+        for name in (FIGURES, RUNS):
+            if (folder / name).is_dir():
+                shutil.rmtree(folder / name)
+    return None
+
+
+@contextlib.contextmanager
+def log_to(path: Path) -> Iterator[None]:
+    """Copy the package's log records (INFO and above) into ``path`` for the duration of the block."""
+    package_logger = logging.getLogger("art_rslad")
+    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    previous_level = package_logger.level
+    if package_logger.getEffectiveLevel() > logging.INFO:
+        package_logger.setLevel(logging.INFO)
+    package_logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(previous_level)
+        handler.close()
+
+
+def load_run(out_dir: str | os.PathLike[str]) -> RunResult:
+    """Read a finished run back from its folder (no model is loaded)."""
+    folder = Path(out_dir)
+    marker = read_json(folder / "run.json")
+    if marker.get("format") != RUN_FORMAT:
+        raise ValueError(f"{folder / 'run.json'} is not an art-rslad run marker.")
+    if marker.get("status") != "finished":
+        raise ValueError(f"The run in {folder} is not finished (status {marker.get('status')!r}); continue it "
+                         "with resume=True.")
+    identity = marker["identity"]
+    history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+               if line.strip()]
+    return RunResult(folder, identity["method"], Config.from_dict(identity["config"]), history,
+                     int(marker["best_epoch"]), marker["accuracy"], int(marker["nb_test"]))
+
+
+__all__ = ["COMPARE_FILES", "COMPARE_FORMAT", "FIGURES", "PROSE_KEYS", "RUNS", "RUN_FILES", "RUN_FORMAT",
+           "RunResult", "check_writable", "load_run", "log_to", "prepare_folder", "read_json", "run_folder",
+           "write_json"]

@@ -1,0 +1,391 @@
+"""One run that survives interruptions and leaves a self-explaining folder: the Python API under ``art-rslad train``.
+
+:func:`train_run` trains one student with one method and evaluates its best and last checkpoints::
+
+    from art_rslad.experiments.config import get_preset
+    from art_rslad.experiments.train import RunSettings, train_run
+
+    settings = RunSettings(train_size=10_000, test_size=200)
+    result = train_run(get_preset("fashion-mnist"), "runs/rslad", "rslad", settings)
+    print(result.accuracy["best"])
+
+The folder's contents are listed in :mod:`art_rslad.experiments.folders`. Every step resumes:
+``RunSettings(resume=True)`` continues training from ``last.pt`` (an interrupted CPU run ends with the same weights
+as an uninterrupted one) and skips finished evaluations and attacks.
+
+Under torchrun (``torchrun --nproc-per-node N -m art_rslad train ...``, or a script calling these functions) every
+rank trains and evaluates its shard and rank 0 alone writes the folder; see ``docs/distributed.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import hashlib
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from art.estimators.classification import PyTorchClassifier
+
+from art_rslad.data import dataset_info, load_dataset, make_data_generator, train_val_split
+from art_rslad.distributed import World, check_agreement, current_world, on_main
+from art_rslad.evaluation import DEFAULT_ATTACKS, RobustnessReport, evaluate_robustness_distributed
+from art_rslad.experiments.config import Config
+from art_rslad.experiments.folders import (
+    FIGURES,
+    RUN_FILES,
+    RUN_FORMAT,
+    RunResult,
+    load_run,
+    log_to,
+    prepare_folder,
+    write_json,
+)
+from art_rslad.experiments.teachers import ModelCard, load_teacher, package_versions, sha256_file
+from art_rslad.models import count_parameters, create_model, make_classifier, resolve_device
+from art_rslad.report import build_table, plot_curves, plot_table_bars, settings_notes
+from art_rslad.trainers.registry import Method, get_method
+
+logger = logging.getLogger(__name__)
+
+StateDict = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run (or every run of a compare) is sized, evaluated and placed, besides its config and method.
+
+    :param train_size: Train on the first this many images of the training split (None: all).
+    :param val_size: Validation images attacked after each epoch to pick the best epoch (None: the whole split).
+    :param test_size: Test images evaluated (the first ones of the test set).
+    :param attacks: Evaluation attacks (default: the paper's table, ``clean`` ... ``autoattack``).
+    :param student_options: Options of the student architecture (e.g. ``{"width": 8}`` for ``cnn-small``).
+    :param checkpoint_interval: Also write ``last.pt`` every this many batches (0: only at epoch ends).
+    :param device: ``"cpu"``, ``"cuda"`` or None (CUDA when available).
+    :param data_root: Dataset folder passed to :func:`art_rslad.data.load_dataset`.
+    :param resume: Continue the run in the folder (training from ``last.pt``, then the missing evaluations); the
+        folder must hold a run of the same method, config and settings.
+    :param overwrite: Replace a run (or the files a run writes) already in the folder.
+    :param verbose: Progress bars.
+    """
+
+    train_size: int | None = None
+    val_size: int | None = 1000
+    test_size: int = 1000
+    attacks: tuple[str, ...] = DEFAULT_ATTACKS
+    student_options: Mapping[str, Any] = field(default_factory=dict)
+    checkpoint_interval: int = 50
+    device: str | None = None
+    data_root: str | os.PathLike[str] | None = None
+    resume: bool = False
+    overwrite: bool = False
+    verbose: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("train_size", "val_size", "test_size"):
+            size = getattr(self, name)
+            if size is not None and (isinstance(size, bool) or int(size) != size or size < 1):
+                raise ValueError(f"`{name}` must be a positive integer or None (all), got {size!r}.")
+        if self.checkpoint_interval < 0:
+            raise ValueError(f"`checkpoint_interval` must be >= 0, got {self.checkpoint_interval}.")
+        object.__setattr__(self, "attacks", tuple(self.attacks))
+        object.__setattr__(self, "student_options", dict(self.student_options))
+
+    def recorded(self) -> dict[str, Any]:
+        """The settings a run folder records in its identity (they change the numbers)."""
+        return {"train_size": self.train_size, "val_size": self.val_size, "test_size": self.test_size,
+                "attacks": list(self.attacks), "student_options": dict(self.student_options)}
+
+
+# ---------------------------------------------------------------------- teacher and data
+def load_config_teacher(config: Config, device: str | None = None) -> PyTorchClassifier:
+    """The teacher named by ``config.teacher.source`` (see :func:`art_rslad.experiments.teachers.load_teacher`)."""
+    if not config.teacher.source:
+        raise ValueError("Config key `teacher.source` is empty but the method distils from a teacher: set it to "
+                         "'zoo:<name>', 'robustbench:<name>' or a state-dict path (train one with "
+                         "`art-rslad teacher`).")
+    return load_teacher(config.teacher.source, config.dataset, model=config.teacher.model, device=device)
+
+
+def teacher_fingerprint(teacher: PyTorchClassifier) -> str:
+    """sha256 over the teacher's state dict: ranks and resumes check they distil from the same weights."""
+    digest = hashlib.sha256()
+    for name, tensor in teacher.model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class _Data:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+#: (dataset, split, root) -> arrays, while a :func:`shared_datasets` block is active; None outside.
+_DATASET_CACHE: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] | None = None
+
+
+@contextlib.contextmanager
+def shared_datasets() -> Iterator[None]:
+    """Within the block each dataset split is read from disk once (a compare runs many runs on the same data)."""
+    global _DATASET_CACHE
+    outer = _DATASET_CACHE
+    _DATASET_CACHE = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _DATASET_CACHE = outer
+
+
+def _load_split(name: str, split: str, root: str | os.PathLike[str] | None) -> tuple[np.ndarray, np.ndarray]:
+    if _DATASET_CACHE is None:
+        return load_dataset(name, split, root=root)
+    key = (name, split, str(root))
+    if key not in _DATASET_CACHE:
+        _DATASET_CACHE[key] = load_dataset(name, split, root=root)
+    return _DATASET_CACHE[key]
+
+
+def _load_data(config: Config, settings: RunSettings) -> _Data:
+    x, y = _load_split(config.dataset, "train", settings.data_root)
+    x_train, y_train, x_val, y_val = train_val_split(x, y, config.val_fraction, config.seed)
+    x_test, y_test = _load_split(config.dataset, "test", settings.data_root)
+    train, val, test = settings.train_size, settings.val_size, settings.test_size
+    return _Data(x_train[:train], y_train[:train], x_val[:val], y_val[:val], x_test[:test], y_test[:test])
+
+
+def run_notes(config: Config, methods: Sequence[str], teacher_source: str | None, train_size: int | None,
+              nb_test: int) -> list[str]:
+    """The notes under a run's or a compare's table (:func:`art_rslad.report.settings_notes`)."""
+    return settings_notes(config.to_dict(), config.milestones_for(), methods, teacher_source=teacher_source,
+                          train_size=train_size, nb_test=nb_test, processes=current_world().size)
+
+
+# ---------------------------------------------------------------------- evaluation
+def _finished_accuracy(report_path: Path, attacks: Sequence[str], nb_inputs: int) -> dict[str, float] | None:
+    """The accuracy held by a finished report of ``attacks`` on ``nb_inputs`` inputs at ``report_path``, else None."""
+    if not report_path.is_file():
+        return None
+    report = RobustnessReport.from_json(report_path)
+    if report.n_inputs != nb_inputs or any(name not in report.correct for name in attacks):
+        return None
+    return {name: report.accuracy[name] for name in attacks}
+
+
+def _evaluate(classifier: PyTorchClassifier, name: str, state: StateDict, data: _Data, config: Config,
+              settings: RunSettings, report_path: Path, world: World) -> dict[str, float]:
+    """Evaluate the weights ``state`` of checkpoint ``name`` on the test inputs into ``report_path``.
+
+    In a distributed run the test inputs are sharded over the ranks (each attacks its own block, without state
+    files) and rank 0 writes the merged report; a finished report already in ``report_path`` is reused as a whole.
+    In a one-process run ``report_path`` is also the resume state, updated after each attack.
+    """
+    classifier.model.load_state_dict(state)
+    if world.is_distributed:
+        finished = on_main(world, _finished_accuracy, report_path, settings.attacks, len(data.x_test))
+        if finished is not None:
+            logger.info("%s.pt: the evaluation in %s is finished; it is read back", name, report_path.name)
+            return finished
+    logger.info("Evaluating %s.pt on %d test images: %s", name, len(data.x_test), ", ".join(settings.attacks))
+    report = evaluate_robustness_distributed(
+        classifier, data.x_test, data.y_test, eps=config.eps, attacks=settings.attacks, batch_size=config.batch_size,
+        seed=config.seed, state_path=None if world.is_distributed else report_path, verbose=settings.verbose)
+    if world.is_distributed:  # the lines above are rank 0's block; these are all the inputs
+        logger.info("%s.pt on all %d test images (%d processes): %s", name, len(data.x_test), world.size,
+                    ", ".join(f"{attack} {100 * value:.2f}%" for attack, value in report.accuracy.items()))
+        on_main(world, report.to_json, report_path)
+    return report.accuracy
+
+
+def _evaluate_checkpoints(classifier: PyTorchClassifier, folder: Path, best: StateDict, last: StateDict,
+                          data: _Data, config: Config, settings: RunSettings,
+                          world: World) -> dict[str, dict[str, float]]:
+    """Evaluate the best and last weights (held in memory); when both are the same (the last epoch was the best)
+    once."""
+    accuracy = {"best": _evaluate(classifier, "best", best, data, config, settings, folder / "eval_best.json",
+                                  world)}
+    if best.keys() == last.keys() and all(torch.equal(best[key], last[key]) for key in best):
+        logger.info("The last epoch is the best one: its evaluation is the best checkpoint's")
+        on_main(world, shutil.copyfile, folder / "eval_best.json", folder / "eval_last.json")
+        accuracy["last"] = dict(accuracy["best"])
+    else:
+        accuracy["last"] = _evaluate(classifier, "last", last, data, config, settings, folder / "eval_last.json",
+                                     world)
+    return accuracy
+
+
+# ---------------------------------------------------------------------- the folder's bookkeeping
+def _start_run(folder: Path, identity: dict[str, Any], config: Config,
+               settings: RunSettings) -> tuple[dict[str, Any], bool]:
+    """Prepare ``folder`` and write run.json and config.toml (an unfinished run); return the run's marker and whether
+    a last.pt is there to resume from. A finished run's folder is left as it is."""
+    saved = prepare_folder(folder, "run.json", identity, resume=settings.resume, overwrite=settings.overwrite,
+                           argument="out_dir", owned=RUN_FILES)
+    if saved is not None and saved.get("status") == "finished":
+        return saved, True
+    marker = saved or {"format": RUN_FORMAT, "identity": identity, "status": "training",
+                       "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    write_json(folder / "run.json", marker)
+    config.save(folder / "config.toml")
+    return marker, (folder / "last.pt").is_file()
+
+
+def _finish_run(result: RunResult, classifier: PyTorchClassifier, best: StateDict, marker: dict[str, Any]) -> None:
+    """Write the run's outputs (results.md, the student's weights and card, figures), then mark it finished."""
+    folder = result.out_dir
+    teacher = marker["identity"]["teacher"]
+    table = build_table({result.method: {name: [accuracy] for name, accuracy in result.accuracy.items()}},
+                        notes=run_notes(result.config, [result.method], teacher and teacher.get("source"),
+                                        marker["identity"]["train_size"], result.nb_test))
+    (folder / "results.md").write_text(table.to_markdown(), encoding="utf-8")
+    torch.save({key: value.cpu() for key, value in best.items()}, folder / "student.pt")
+    _model_card(result, classifier, marker["identity"]).save(folder / "student.json")
+    plot_curves({result.method: [result.history]}, folder / FIGURES / "robust_accuracy_per_epoch.png")
+    plot_table_bars(table, folder / FIGURES / "accuracy_best.png", checkpoint="best")
+    write_json(folder / "run.json", marker)
+
+
+def _model_card(result: RunResult, classifier: PyTorchClassifier, identity: Mapping[str, Any]) -> ModelCard:
+    """The card of the trained student (``student.pt``, the best checkpoint)."""
+    config = result.config
+    return ModelCard(
+        name=f"{config.dataset}-{config.student}-{result.method}-seed{config.seed}",
+        architecture=config.student, dataset=config.dataset, nb_classes=classifier.nb_classes,
+        eps=config.eps, weights="student.pt", sha256=sha256_file(result.out_dir / "student.pt"),
+        nb_parameters=count_parameters(classifier.model), model_options=dict(identity["student_options"]),
+        metrics={name: {"accuracy": accuracy, "nb_images": result.nb_test, "checkpoint": "best",
+                        "command": "art_rslad.experiments.train.train_run (eval_best.json)"}
+                 for name, accuracy in result.accuracy["best"].items()},
+        training={"method": result.method, "lr": config.lr_for(result.method), "best_epoch": result.best_epoch,
+                  "best_by": "validation PGD-10 accuracy on a split held out of the training set",
+                  "last_checkpoint_accuracy": result.accuracy["last"], "teacher": identity["teacher"],
+                  "settings": {key: value for key, value in identity.items() if key not in ("config", "teacher")},
+                  "config": config.to_dict(), "history": result.history, "run_dir": str(result.out_dir)},
+        seed=config.seed, versions=package_versions(),
+    )
+
+
+# ---------------------------------------------------------------------- training
+def _run_identity(config: Config, method: Method, settings: RunSettings, trainer_options: Mapping[str, Any] | None,
+                  teacher: PyTorchClassifier | None) -> dict[str, Any]:
+    """What the run is: the folder records it and a resume must match it."""
+    teacher_identity = None if not method.needs_teacher or teacher is None else {
+        "source": config.teacher.source, "sha256_of_weights": teacher_fingerprint(teacher)}
+    return {"method": method.name, "config": config.to_dict(), **settings.recorded(),
+            "trainer_options": dict(trainer_options or {}), "teacher": teacher_identity}
+
+
+def _build_trainer(config: Config, method: Method, identity: Mapping[str, Any], teacher: PyTorchClassifier | None,
+                   device: str, verbose: bool) -> tuple[PyTorchClassifier, Any]:
+    """The seeded student classifier and its trainer."""
+    info = dataset_info(config.dataset)
+    torch.manual_seed(config.seed)
+    model = create_model(config.student, info.nb_classes, input_shape=info.input_shape,
+                         **identity["student_options"])
+    classifier = make_classifier(model, config.dataset, lr=config.lr_for(method.name), momentum=config.momentum,
+                                 weight_decay=config.weight_decay, device=device)
+    teacher_argument = {"teacher": teacher} if method.needs_teacher else {}
+    trainer = method.trainer(classifier, **teacher_argument, eps=config.eps,  # type: ignore[call-arg]
+                             eps_step=config.eps_step, max_iter=config.max_iter, seed=config.seed, verbose=verbose,
+                             **identity["trainer_options"])
+    return classifier, trainer
+
+
+def _fit(trainer: Any, classifier: PyTorchClassifier, config: Config, data: _Data, folder: Path,
+         resume_from: Path | None, checkpoint_interval: int) -> None:
+    """Train with the config's scaled schedule, writing best.pt and last.pt into ``folder``."""
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(classifier.optimizer, config.milestones_for(),
+                                                     gamma=config.lr_gamma)
+    options = {"validation_data": (data.x_val, data.y_val), "nb_epochs": config.nb_epochs, "scheduler": scheduler,
+               "checkpoint_dir": folder, "resume_from": resume_from, "checkpoint_interval": checkpoint_interval}
+    try:
+        if config.augmentation == "none":
+            trainer.fit(data.x_train, data.y_train, batch_size=config.batch_size, **options)
+        else:
+            generator = make_data_generator(data.x_train, data.y_train, config.batch_size,
+                                            augmentation=config.augmentation, seed=config.seed)
+            trainer.fit_generator(generator, **options)
+    except OSError as error:
+        raise OSError(error.errno or errno.EIO, f"Writing a checkpoint into {folder} failed ({error}); the "
+                      "previous last.pt and best.pt are intact. Free disk space and continue with --resume "
+                      "(resume=True).") from error
+
+
+def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rslad",
+              settings: RunSettings | None = None, *, teacher: PyTorchClassifier | None = None,
+              trainer_options: Mapping[str, Any] | None = None) -> RunResult:
+    """Train ``config.student`` with ``method``, keep best and last checkpoints, evaluate both on the test set.
+
+    The learning rate is ``config.lr_for(method)`` (the preset's per-method lr; see docs/decisions.md, "Learning
+    rate per method"); the lr drops by ``config.lr_gamma`` at the paper's milestones scaled to ``config.nb_epochs``
+    (see docs/decisions.md, "Scaled schedules"). The weights evaluated are those the trainer holds at the end
+    (last) and its ``best_state_dict`` (best), the same as ``last.pt`` and ``best.pt``.
+
+    :param config: Dataset, student, teacher source, optimiser, schedule, attack budget and seed.
+    :param out_dir: The run folder (created; see :mod:`art_rslad.experiments.folders` for its contents).
+    :param method: A name of :data:`art_rslad.trainers.registry.METHODS`, e.g. ``"rslad"``, ``"sat"``, ``"trades"``.
+    :param settings: Sizes, evaluation attacks, student options, device, resume or overwrite (:class:`RunSettings`).
+    :param teacher: The teacher as a classifier; by default loaded from ``config.teacher.source`` for methods
+        that distil (methods that do not distil ignore it).
+    :param trainer_options: Extra keyword arguments of the method's trainer (e.g. ``{"scale": 1.0}``).
+    :raises FileExistsError: ``out_dir`` holds another run or other files and neither resume nor overwrite is set.
+    :raises ValueError: A bad setting, an unwritable folder, or a resume with nothing (or another run) to resume.
+    :raises OSError: A checkpoint could not be written (e.g. disk full); the previous checkpoint is intact.
+    """
+    settings = RunSettings() if settings is None else settings
+    registered = get_method(method)
+    folder = Path(out_dir)
+    world = current_world()  # joins torchrun's group first: on CUDA each rank then builds models on its own GPU
+    device = resolve_device(settings.device)
+    if registered.needs_teacher and teacher is None:
+        teacher = load_config_teacher(config, device)
+    identity = _run_identity(config, registered, settings, trainer_options, teacher)
+    check_agreement(world, identity)  # ranks started with other settings or teacher weights: nothing is written
+    marker, has_last = on_main(world, _start_run, folder, identity, config, settings)
+    if marker.get("status") == "finished":
+        logger.info("%s: the run is already finished; its results are read back", folder)
+        return load_run(folder)
+
+    with log_to(folder / "run.log") if world.is_main else contextlib.nullcontext():
+        started = time.perf_counter()
+        logger.info("%s run %s in %s (%s)", "Resuming" if settings.resume else "Starting", registered.name, folder,
+                    device)
+        data = _load_data(config, settings)
+        classifier, trainer = _build_trainer(config, registered, identity, teacher, device, settings.verbose)
+        resume_from = folder / "last.pt" if settings.resume and has_last else None  # every rank loads this file
+        if settings.resume and resume_from is None:
+            logger.info("No last.pt in %s yet: training starts from the first epoch", folder)
+        _fit(trainer, classifier, config, data, folder, resume_from, settings.checkpoint_interval)
+        marker.update(status="evaluating", best_epoch=trainer.best_epoch)
+        # Also the point where the other ranks wait for rank 0 to have written best.pt and last.pt.
+        on_main(world, write_json, folder / "run.json", marker)
+
+        last = {key: value.detach().clone() for key, value in classifier.model.state_dict().items()}
+        best = trainer.best_state_dict
+        accuracy = _evaluate_checkpoints(classifier, folder, best, last, data, config, settings, world)
+        result = RunResult(folder, registered.name, config, trainer.history, trainer.best_epoch, accuracy,
+                           len(data.x_test))
+        marker.update(status="finished", accuracy=accuracy, nb_test=len(data.x_test),
+                      seconds_last_session=round(time.perf_counter() - started, 1))
+        on_main(world, _finish_run, result, classifier, best, marker)
+        logger.info("Finished %s in %s: best epoch %d; best checkpoint %s", registered.name, folder,
+                    trainer.best_epoch, ", ".join(f"{k} {100 * v:.2f}%" for k, v in accuracy["best"].items()))
+    return result
+
+
+__all__ = ["RunSettings", "load_config_teacher", "run_notes", "shared_datasets", "teacher_fingerprint",
+           "train_run"]
