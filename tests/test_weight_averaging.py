@@ -239,7 +239,9 @@ def test_trainer_returns_and_publishes_the_averaged_student(tmp_path: Path) -> N
     live = last["extra_state"]["live_model_state"]
     assert not torch.equal(live["head.weight"], average["head.weight"])
     assert trainer.best_state_dict is not None
-    assert_same(load_checkpoint(tmp_path / "best.pt")["model_state"], trainer.best_state_dict)
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert_same(best["model_state"], trainer.best_state_dict)
+    assert not torch.equal(best["extra_state"]["live_model_state"]["head.weight"], best["model_state"]["head.weight"])
     # validation saw the averaged student: revalidating it gives the recorded numbers of the last epoch
     assert trainer.validate(x_val, y_val)["val_pgd"] == trainer.history[-1]["val_pgd"]
     assert "weight_averaging" not in AdversarialTrainerSAT(small_classifier(0), verbose=False).hyperparameters()

@@ -473,12 +473,11 @@ class AdversarialTrainerBase(Trainer):
             if validation_data is not None:
                 with self._averaged_weights():
                     record.update(self.validate(*validation_data, batch_size=batch_size))
-                    if record["val_pgd"] > self.best_metric:
-                        self.best_metric, self.best_epoch = record["val_pgd"], epoch + 1
-                        self.best_state_dict = {k: v.detach().clone() for k, v in
-                                                self._classifier.model.state_dict().items()}
-                        if folder is not None:
-                            self._save(folder / "best.pt", run_config, scheduler, epoch + 1, 0, [0.0, 0.0, 0])
+                if record["val_pgd"] > self.best_metric:
+                    self.best_metric, self.best_epoch = record["val_pgd"], epoch + 1
+                    self.best_state_dict = {k: v.detach().clone() for k, v in self._model_state().items()}
+                    if folder is not None:
+                        self._save(folder / "best.pt", run_config, scheduler, epoch + 1, 0, [0.0, 0.0, 0])
             record["seconds"] = time.perf_counter() - started
             self.history.append(record)
             totals = [0.0, 0.0, 0]
