@@ -236,6 +236,8 @@ def test_peeraid_constructor_errors() -> None:
         AdversarialTrainerPeerAiD(student, small_classifier(1), temperature=0.0)
     method = get_method("peeraid")
     assert method.needs_peer and not method.needs_teacher and method.family == "peer distillation"
+    method = get_method("adaiad")
+    assert method.needs_teacher and not method.needs_peer and method.family == "distillation"
 
 
 def test_peeraid_step_trains_both_networks_and_the_peer_loss_reaches_the_student() -> None:

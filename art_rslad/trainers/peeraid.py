@@ -59,6 +59,8 @@ class AdversarialTrainerPeerAiD(AdversarialTrainerBase):
         self.peer_temperature = float(peer_temperature)
         super().__init__(classifier, **kwargs)
         self.peer = self._checked_peer(self._classifier, peer)
+        if self.channels_last:
+            self.peer.model.to(memory_format=torch.channels_last)
 
     @staticmethod
     def _checked_peer(student: PyTorchClassifier, peer: PyTorchClassifier) -> PyTorchClassifier:
