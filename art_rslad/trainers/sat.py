@@ -29,8 +29,7 @@ class LabelTrainer(AdversarialTrainerBase):
         :param teacher: A robust teacher, required with ``soft_labels=True`` and refused otherwise.
         :param soft_labels: Replace the true labels by the teacher's probabilities on the natural input.
         :param kwargs: ``eps``, ``eps_step``, ``max_iter``, ``attack``, ``attack_training_mode``, ``seed``,
-            ``verbose``, ``weight_averaging``, as in
-            :class:`~art_rslad.trainers.base.AdversarialTrainerBase`.
+            ``verbose``, as in :class:`~art_rslad.trainers.base.AdversarialTrainerBase`.
         """
         name = type(self).__name__
         if soft_labels and teacher is None:

@@ -41,8 +41,7 @@ class AdversarialTrainerTRADES(LabelTrainer):
         :param beta: Weight of the KL robustness term, >= 0 (6, the paper's CIFAR-10 setting).
         :param soft_labels: Replace the true labels of the natural term by the teacher's probabilities.
         :param kwargs: ``eps``, ``eps_step``, ``max_iter``, ``attack``, ``attack_training_mode``, ``seed``,
-            ``verbose``, ``weight_averaging``, as in
-            :class:`~art_rslad.trainers.base.AdversarialTrainerBase`. A custom ``attack`` is
+            ``verbose``, as in :class:`~art_rslad.trainers.base.AdversarialTrainerBase`. A custom ``attack`` is
             called with the model's natural probabilities as labels.
         """
         if beta < 0:
