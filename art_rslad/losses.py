@@ -1,4 +1,4 @@
-"""Pure torch loss functions, one per method, written from ``shared/methods.md``.
+"""Pure torch loss functions, one per method, written from each method's paper and official code.
 
 Notation: ``KL(p || S(x))`` is ``sum_k p_k (log p_k - log_softmax(S(x))_k)``; every function documents its
 reduction, because the reduction acts as a learning rate.
@@ -136,6 +136,11 @@ def _natural_term(
     return (1.0 - alpha) * loss(nat_logits)
 
 
+def _kl_mean_over_elements(target_probs: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """``sum_i KL(target_i || softmax(logits_i)) / (B * C)``: ``nn.KLDivLoss``'s default mean over all elements."""
+    return kl_per_sample(target_probs, logits).sum() / logits.numel()
+
+
 def ard_loss(
     adv_logits: torch.Tensor,
     nat_logits: torch.Tensor | None,
@@ -157,7 +162,7 @@ def ard_loss(
     :param alpha: Weight of the distillation term, in [0, 1]; 1 turns the cross-entropy term off.
     """
     teacher_probs = F.softmax(teacher_logits.detach() / tau, dim=1)
-    distillation = kl_per_sample(teacher_probs, adv_logits / tau).sum() / adv_logits.numel()
+    distillation = _kl_mean_over_elements(teacher_probs, adv_logits / tau)
     return alpha * tau**2 * distillation + _natural_term(nat_logits, alpha, lambda z: F.cross_entropy(z, labels))
 
 
@@ -170,6 +175,19 @@ def iad_weights(teacher_adv_logits: torch.Tensor, labels: torch.Tensor, beta: fl
     """
     probs = F.softmax(teacher_adv_logits.detach(), dim=1)
     return probs.gather(1, labels[:, None]).squeeze(1) ** beta
+
+
+def introspection_term(adv_logits: torch.Tensor, nat_logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """IAD's self-introspection ``mean_i (1 - w_i) * KL(softmax(S(x_i)) || S(x'_i))``, a batch mean.
+
+    ``softmax(S(x))`` is not detached (the gradient flows through both sides); the weights are constants.
+
+    :param adv_logits: Student logits on the adversarial inputs x', shape (B, C).
+    :param nat_logits: Student logits on the natural inputs x, shape (B, C).
+    :param weights: Introspection weights ``w_i`` in [0, 1] (:func:`iad_weights`), shape (B,).
+    """
+    own_probs = F.softmax(nat_logits, dim=1)
+    return ((1.0 - weights.detach()) * kl_per_sample(own_probs, adv_logits)).mean()
 
 
 def iad_loss(
@@ -185,8 +203,9 @@ def iad_loss(
 
     ``alpha * tau^2 * mean_i KL(softmax(T(x_i)/tau) || softmax(S(x'_i)/tau))
     + alpha * mean_i (1 - w_i) * KL(softmax(S(x_i)) || S(x'_i)) + (1 - alpha) * mean_i CE(S(x_i), y_i)``.
-    Only the self-introspection term carries ``1 - w_i``; the student's natural softmax there is a target
-    (detached), like the teacher's.
+    Only the self-introspection term carries ``1 - w_i``. The student's natural softmax there is NOT detached:
+    the gradient flows through both of its sides, as in the official code (see docs/decisions.md, "IAD's
+    self-introspection target").
 
     :param adv_logits: Student logits on the adversarial inputs x', shape (B, C).
     :param nat_logits: Student logits on the natural inputs x, shape (B, C).
@@ -198,10 +217,8 @@ def iad_loss(
     """
     teacher_probs = F.softmax(teacher_logits.detach() / tau, dim=1)
     distillation = kl_per_sample(teacher_probs, adv_logits / tau).mean()
-    own_probs = F.softmax(nat_logits.detach(), dim=1)
-    introspection = ((1.0 - weights.detach()) * kl_per_sample(own_probs, adv_logits)).mean()
     cross_entropy = _natural_term(nat_logits, alpha, lambda z: F.cross_entropy(z, labels))
-    return alpha * (tau**2 * distillation + introspection) + cross_entropy
+    return alpha * (tau**2 * distillation + introspection_term(adv_logits, nat_logits, weights)) + cross_entropy
 
 
 def adaad_loss(
@@ -227,3 +244,94 @@ def adaad_loss(
     adversarial = kl_per_sample(teacher_adv_probs.detach(), adv_logits).mean()
     natural = _natural_term(nat_logits, alpha, lambda z: kl_per_sample(teacher_nat_probs.detach(), z).mean())
     return scale * (alpha * adversarial + natural)
+
+
+def igdm_loss(
+    student_adv_logits: torch.Tensor,
+    student_mirror_logits: torch.Tensor,
+    teacher_adv_logits: torch.Tensor,
+    teacher_mirror_logits: torch.Tensor,
+) -> torch.Tensor:
+    """IGDM's gradient-matching term (Lee, Cho and Kim, ICLR 2025), a batch mean.
+
+    ``mean_i KL(softmax(T(x_i + d_i) - T(x_i - d_i)) || softmax(S(x_i + d_i) - S(x_i - d_i)))`` with
+    ``d = x' - x``: the softmax of logit differences at temperature 1, which matches the input gradients along d.
+
+    :param student_adv_logits: Student logits on x' = x + d, shape (B, C).
+    :param student_mirror_logits: Student logits on the mirror input x - d (not clipped), shape (B, C).
+    :param teacher_adv_logits: Teacher logits on x', shape (B, C); treated as a constant.
+    :param teacher_mirror_logits: Teacher logits on x - d, shape (B, C); treated as a constant.
+    """
+    teacher_probs = F.softmax((teacher_adv_logits - teacher_mirror_logits).detach(), dim=1)
+    return kl_per_sample(teacher_probs, student_adv_logits - student_mirror_logits).mean()
+
+
+def adaiad_loss(
+    adv_logits: torch.Tensor,
+    nat_logits: torch.Tensor | None,
+    teacher_adv_logits: torch.Tensor,
+    weights: torch.Tensor | None,
+    temperature: float = 30.0,
+) -> torch.Tensor:
+    """AdaIAD's outer loss (AdaAD with IAD's introspection), batch means.
+
+    ``T^2 * mean_i KL(softmax(T(x'_i)/T) || softmax(S(x'_i)/T)) + mean_i (1 - a_i) KL(softmax(S(x_i)) || S(x'_i))``
+    with ``a_i = p_T(y_i | x'_i) ** beta`` (:func:`iad_weights`, constants) and ``softmax(S(x))`` not detached.
+
+    :param adv_logits: Student logits on x', shape (B, C).
+    :param nat_logits: Student logits on x, shape (B, C); None before introspection starts.
+    :param teacher_adv_logits: Teacher logits on x', shape (B, C); treated as a constant.
+    :param weights: Introspection weights ``a_i``, shape (B,); None (with ``nat_logits``) turns the term off.
+    :param temperature: Distillation temperature T, > 0 (30).
+    """
+    teacher_probs = F.softmax(teacher_adv_logits.detach() / temperature, dim=1)
+    distillation = temperature**2 * kl_per_sample(teacher_probs, adv_logits / temperature).mean()
+    if weights is None or nat_logits is None:
+        return distillation
+    return distillation + introspection_term(adv_logits, nat_logits, weights)
+
+
+def peeraid_peer_loss(
+    peer_adv_logits: torch.Tensor,
+    student_adv_logits: torch.Tensor,
+    labels: torch.Tensor,
+    kl_weight: float = 0.1,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """PeerAiD's loss of the peer (Jung et al., CVPR 2024), on the student's adversarial examples x'.
+
+    ``mean_i CE(P(x'_i), y_i) + kl_weight * T^2 * sum_i KL(softmax(S(x'_i)/T) || softmax(P(x'_i)/T)) / (B * C)``.
+    ``S(x')`` is not detached: as in the official code, this term also sends gradient into the student.
+
+    :param peer_adv_logits: Peer logits on x', shape (B, C).
+    :param student_adv_logits: Student logits on x', shape (B, C).
+    :param labels: True class indices, shape (B,).
+    :param kl_weight: Weight of the KL term, >= 0 (0.1).
+    :param temperature: Temperature T of the KL term, > 0 (1).
+    """
+    student_probs = F.softmax(student_adv_logits / temperature, dim=1)
+    kl = _kl_mean_over_elements(student_probs, peer_adv_logits / temperature)
+    return F.cross_entropy(peer_adv_logits, labels) + kl_weight * temperature**2 * kl
+
+
+def peeraid_student_loss(
+    student_adv_logits: torch.Tensor,
+    student_nat_logits: torch.Tensor,
+    peer_adv_logits: torch.Tensor,
+    temperature: float = 5.0,
+) -> torch.Tensor:
+    """PeerAiD's loss of the student (Jung et al., CVPR 2024), KLs averaged over B*C elements.
+
+    ``T^2 * sum_i KL(softmax(P(x'_i)/T) || softmax(S(x'_i)/T)) / (B * C)
+    + T^2 * sum_i KL(softmax(S(x_i)/T) || softmax(S(x'_i)/T)) / (B * C)``; ``P(x')`` is detached, ``S(x)`` not.
+
+    :param student_adv_logits: Student logits on x', shape (B, C).
+    :param student_nat_logits: Student logits on x, shape (B, C).
+    :param peer_adv_logits: Peer logits on x', shape (B, C); treated as a constant here.
+    :param temperature: Temperature T, > 0 (5).
+    """
+    scaled_adv = student_adv_logits / temperature
+    peer_probs = F.softmax(peer_adv_logits.detach() / temperature, dim=1)
+    own_probs = F.softmax(student_nat_logits / temperature, dim=1)
+    return temperature**2 * (_kl_mean_over_elements(peer_probs, scaled_adv)
+                             + _kl_mean_over_elements(own_probs, scaled_adv))

@@ -130,6 +130,16 @@ def test_iad_loss_weights_only_the_self_introspection_term(tau: float, alpha: fl
     assert got.item() == pytest.approx(expected)
 
 
+def test_iad_introspection_target_is_not_detached() -> None:
+    # The official code lets the gradient through softmax(S(x)) as well as S(x').
+    nat = t(NAT).requires_grad_(True)
+    iad_loss(t(ADV), nat, t(TEACHER), LABELS_T, torch.tensor([0.3, 0.9], dtype=torch.float64)).backward()
+    assert nat.grad is not None and nat.grad.abs().sum() > 0
+    nat = t(NAT).requires_grad_(True)
+    iad_loss(t(ADV), nat, t(TEACHER), LABELS_T, torch.ones(B, dtype=torch.float64)).backward()
+    assert nat.grad is not None and nat.grad.abs().sum() == 0  # unit weights: the term is off
+
+
 def test_iad_loss_with_unit_weights_is_the_distillation_term_alone() -> None:
     expected = mean([kl(softmax(TEACHER[i]), ADV[i]) for i in range(B)])
     got = iad_loss(t(ADV), t(NAT), t(TEACHER), LABELS_T, torch.ones(B, dtype=torch.float64))

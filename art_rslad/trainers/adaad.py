@@ -8,11 +8,11 @@ import torch
 from art.attacks.attack import EvasionAttack
 from art.estimators.classification import PyTorchClassifier
 
-from art_rslad.attacks import InputGradientClassifier, InputGradientPGD
+from art_rslad.attacks import InputGradientClassifier, InputGradientPGD, RandomInit
 from art_rslad.estimators import forward_logits
 from art_rslad.losses import adaad_loss, kl_per_sample
 from art_rslad.trainers.base import Batch
-from art_rslad.trainers.rslad import AdversarialTrainerRSLAD
+from art_rslad.trainers.distillation import DistillationTrainer
 
 
 class StudentTeacherLogits(torch.nn.Module):
@@ -41,17 +41,46 @@ class TeacherStudentKLLoss(torch.nn.Module):
         return kl_per_sample(torch.softmax(stacked_logits[:, 1], dim=1), stacked_logits[:, 0]).sum()
 
 
-class AdversarialTrainerAdaAD(AdversarialTrainerRSLAD):
+class AdaptiveAttackTrainer(DistillationTrainer):
+    """AdaAD's inner maximisation, shared by AdaAD and AdaIAD: x' maximises the student-teacher disagreement.
+
+    Student and teacher in eval mode; from x + 0.001 * N(0, I), ``max_iter`` sign steps on
+    ``sum_i KL(p_T(x'_i) || S(x'_i))``, the teacher evaluated on x' at every step and the gradient flowing through
+    both models (an :class:`InputGradientPGD` on a classifier whose model is :class:`StudentTeacherLogits`). A
+    custom ``attack`` is called on the student alone, with the teacher's probabilities on x as labels.
+    """
+
+    attack_random_init: ClassVar[RandomInit] = "gaussian"
+    default_attack_training_mode: ClassVar[bool] = False
+
+    def _attack_targets(self, batch: Batch) -> torch.Tensor:
+        assert batch.teacher_probs is not None
+        return batch.teacher_probs
+
+    def _default_attack(self) -> EvasionAttack:
+        assert self.teacher is not None
+        student = self._classifier
+        pair = PyTorchClassifier(
+            StudentTeacherLogits(student, self.teacher), loss=TeacherStudentKLLoss(), input_shape=student.input_shape,
+            nb_classes=student.nb_classes, clip_values=student.clip_values, channels_first=student.channels_first,
+            device_type="cpu" if student.device.type == "cpu" else "gpu",
+        )
+        estimator = InputGradientClassifier(pair, TeacherStudentKLLoss(), amp_dtype=self.amp_dtype,
+                                            channels_last=self.channels_last)
+        return InputGradientPGD(estimator, eps=self.eps, eps_step=self.eps_step, max_iter=self.max_iter,
+                                random_init=self.attack_random_init, seed=self.seed)
+
+
+class AdversarialTrainerAdaAD(AdaptiveAttackTrainer):
     """Distil a robust teacher on inputs that maximise the student-teacher disagreement.
 
-    Inner maximisation (student and teacher in eval mode): from x + 0.001 * N(0, I), ``max_iter`` sign steps on
-    ``sum_i KL(p_T(x'_i) || S(x'_i))``, the teacher evaluated on x' at every step (an :class:`InputGradientPGD` on
-    a classifier whose model is :class:`StudentTeacherLogits`). Outer loss (student in train mode):
+    Inner maximisation (:class:`AdaptiveAttackTrainer`, student and teacher in eval mode): from x + 0.001 * N(0, I),
+    ``max_iter`` sign steps on ``sum_i KL(p_T(x'_i) || S(x'_i))``, the teacher evaluated on x'. Outer loss (student
+    in train mode):
     ``scale * (alpha * mean_i KL(p_T(x'_i) || S(x'_i)) + (1 - alpha) * mean_i KL(p_T(x_i) || S(x_i)))``: RSLAD's
     loss with the teacher's probabilities on x' in the adversarial term.
 
     ``scale=0.1`` reproduces the official CIFAR-10 reduction; scale and learning rate trade against each other.
-    A custom ``attack`` is called on the student alone, with the teacher's probabilities on x as labels (as RSLAD).
 
     | Paper link: https://openaccess.thecvf.com/content/CVPR2023/html/Huang_Boosting_Accuracy_and_Robustness_of_
       Student_Models_via_Adaptive_Adversarial_CVPR_2023_paper.html
@@ -69,24 +98,20 @@ class AdversarialTrainerAdaAD(AdversarialTrainerRSLAD):
         :param alpha: Weight of the adversarial KL term, in [0, 1] (1: S(x) is not computed).
         :param scale: Multiplier of the loss, > 0 (0.1 reproduces the official code); acts like a learning rate.
         :param kwargs: ``eps``, ``eps_step``, ``max_iter``, ``attack``, ``attack_training_mode``, ``seed``,
-            ``verbose``, as in :class:`~art_rslad.trainers.base.AdversarialTrainerBase`.
+            ``verbose``, ``igdm_alpha``, ``weight_averaging``, as in
+            :class:`~art_rslad.trainers.base.AdversarialTrainerBase`.
         """
-        super().__init__(classifier, teacher, alpha=alpha, scale=scale, **kwargs)
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"`alpha` must be in [0, 1], got {alpha}.")
+        if scale <= 0:
+            raise ValueError(f"`scale` must be > 0, got {scale}.")
+        self.alpha, self.scale = float(alpha), float(scale)
+        super().__init__(classifier, teacher, **kwargs)
 
-    def _default_attack(self) -> EvasionAttack:
-        assert self.teacher is not None
-        student = self._classifier
-        pair = PyTorchClassifier(
-            StudentTeacherLogits(student, self.teacher), loss=TeacherStudentKLLoss(), input_shape=student.input_shape,
-            nb_classes=student.nb_classes, clip_values=student.clip_values, channels_first=student.channels_first,
-            device_type="cpu" if student.device.type == "cpu" else "gpu",
-        )
-        estimator = InputGradientClassifier(pair, TeacherStudentKLLoss(), amp_dtype=self.amp_dtype,
-                                            channels_last=self.channels_last)
-        return InputGradientPGD(estimator, eps=self.eps, eps_step=self.eps_step, max_iter=self.max_iter,
-                                random_init=self.attack_random_init, seed=self.seed)
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), "alpha": self.alpha, "scale": self.scale}
 
-    def _loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _distillation_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert x_adv is not None and batch.teacher_probs is not None
         adv_logits = self.student_logits(x_adv)
         nat_logits = self.student_logits(batch.x) if self.alpha < 1.0 else None

@@ -9,10 +9,11 @@ from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.attacks import RandomInit
 from art_rslad.losses import ard_loss
-from art_rslad.trainers.base import AdversarialTrainerBase, Batch
+from art_rslad.trainers.base import Batch
+from art_rslad.trainers.distillation import DistillationTrainer
 
 
-class AdversarialTrainerARD(AdversarialTrainerBase):
+class AdversarialTrainerARD(DistillationTrainer):
     """Distil a robust teacher with a temperature; x' from a cross-entropy PGD on the true labels.
 
     Inner maximisation (student in train mode, as the official code, so BatchNorm statistics move; pass
@@ -40,7 +41,8 @@ class AdversarialTrainerARD(AdversarialTrainerBase):
         :param tau: Distillation temperature, > 0 (30).
         :param alpha: Weight of the distillation term, in [0, 1] (1: no cross-entropy term).
         :param kwargs: ``eps``, ``eps_step``, ``max_iter``, ``attack``, ``attack_training_mode``, ``seed``,
-            ``verbose``, as in :class:`~art_rslad.trainers.base.AdversarialTrainerBase`.
+            ``verbose``, ``igdm_alpha``, ``weight_averaging``, as in
+            :class:`~art_rslad.trainers.base.AdversarialTrainerBase`.
         """
         if tau <= 0:
             raise ValueError(f"`tau` (the distillation temperature) must be > 0, got {tau}.")
@@ -60,7 +62,7 @@ class AdversarialTrainerARD(AdversarialTrainerBase):
         assert batch.teacher_probs is not None
         return batch.teacher_probs.log()
 
-    def _loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _distillation_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert x_adv is not None
         nat_logits = self.student_logits(batch.x) if self.alpha < 1.0 else None
         adv_logits = self.student_logits(x_adv)

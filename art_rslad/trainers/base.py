@@ -10,6 +10,7 @@ and logging.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -38,6 +39,7 @@ from art_rslad.attacks import (
 from art_rslad.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, save_atomic
 from art_rslad.distributed import World, current_world
 from art_rslad.estimators import check_classifier, clip_range, forward_logits, model_modes
+from art_rslad.trainers.averaging import WeightAveraging, make_averager
 from art_rslad.trainers.ddp import generator_batches, set_generator_epoch, sync_buffers, wrap_student
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class AdversarialTrainerBase(Trainer):
     method: ClassVar[str] = "base"
     needs_teacher: ClassVar[bool] = False
     uses_attack: ClassVar[bool] = True
+    distributed_ok: ClassVar[bool] = True
     attack_random_init: ClassVar[RandomInit] = "uniform"
     default_attack_training_mode: ClassVar[bool] = False
 
@@ -91,6 +94,7 @@ class AdversarialTrainerBase(Trainer):
         verbose: bool = True,
         amp_dtype: torch.dtype | None = None,
         channels_last: bool = False,
+        weight_averaging: str | WeightAveraging | None = None,
     ) -> None:
         """
         :param classifier: The student, an ART PyTorchClassifier with an optimizer and clip_values; trained in place.
@@ -108,6 +112,10 @@ class AdversarialTrainerBase(Trainer):
             validation under autocast (logits and losses stay float32); None (default) keeps float32. For GPUs.
         :param channels_last: Convert the student and teacher to channels_last memory format (in place) and feed
             them channels_last inputs; for image models on GPUs. Off by default.
+        :param weight_averaging: ``"ema"`` (an exponential moving average after every step), ``"swa"`` (an equal
+            mean per epoch, BatchNorm statistics recomputed), a configured :class:`~art_rslad.trainers.averaging.EMA`
+            or :class:`~art_rslad.trainers.averaging.SWA`, or None (default: no averaging). Validation, the best
+            checkpoint and the student after ``fit`` use the averaged weights; the live weights keep training.
         """
         super().__init__(classifier=check_classifier(classifier, "classifier", needs_optimizer=True))
         if self.needs_teacher and teacher is None:
@@ -137,6 +145,7 @@ class AdversarialTrainerBase(Trainer):
         self.attack_training_mode = (
             self.default_attack_training_mode if attack_training_mode is None else bool(attack_training_mode)
         )
+        self.averager = make_averager(weight_averaging)
         self.attack: EvasionAttack | None = None
         if self.uses_attack:
             self.attack = attack if attack is not None else self._default_attack()
@@ -171,7 +180,9 @@ class AdversarialTrainerBase(Trainer):
                 "attack_training_mode": self.attack_training_mode, "seed": self.seed,
                 "attack": type(self.attack).__name__ if self.attack is not None else None,
                 # bf16 changes the numbers, so a resume must use the same; channels_last changes only the layout
-                "amp_dtype": None if self.amp_dtype is None else str(self.amp_dtype)}
+                "amp_dtype": None if self.amp_dtype is None else str(self.amp_dtype),
+                # recorded only when on, so that checkpoints written before the option existed still resume
+                **({} if self.averager is None else {"weight_averaging": self.averager.hyperparameters()})}
 
     # ----------------------------------------------------------------- helpers for methods
     def _input_gradient_classifier(self, loss: torch.nn.Module) -> InputGradientClassifier:
@@ -364,12 +375,20 @@ class AdversarialTrainerBase(Trainer):
                 x_adv = self._craft(batch)
         with model_modes((student, True), *teacher_mode):
             loss, logits = self._loss(batch, x_adv)
-            optimizer = self._classifier.optimizer
-            optimizer.zero_grad(set_to_none=True)
+            optimizers = self._optimizers()
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            for optimizer in optimizers:
+                optimizer.step()
+        if self.averager is not None:
+            self.averager.after_step(student)
         correct = (logits.detach().argmax(dim=1) == batch.y).sum()
         return loss.detach() * len(batch.y), correct
+
+    def _optimizers(self) -> list[torch.optim.Optimizer]:
+        """The optimizers that one training step zeroes and steps (the student's; a jointly trained peer adds its)."""
+        return [self._classifier.optimizer]
 
     def _run(
         self,
@@ -385,6 +404,8 @@ class AdversarialTrainerBase(Trainer):
         checkpoint_interval: int,
         world: World,
     ) -> None:
+        if world.is_distributed and not self.distributed_ok:
+            raise ValueError(f"{type(self).__name__} runs in one process only; start it without torchrun.")
         if int(nb_epochs) != nb_epochs or nb_epochs < 1:
             raise ValueError(f"`nb_epochs` must be a positive integer, got {nb_epochs}.")
         if int(batch_size) != batch_size or batch_size < 1:
@@ -396,6 +417,8 @@ class AdversarialTrainerBase(Trainer):
         if validation_data is not None:
             validation_data = self._check_data(*validation_data, name="validation_data")
         self.nb_epochs = int(nb_epochs)
+        if self.averager is not None:
+            self.averager.start(self.nb_epochs, nb_batches, scheduler)
         run_config = {**self.hyperparameters(), "batch_size": int(batch_size), "nb_epochs": int(nb_epochs),
                       "model": type(self._classifier.model).__name__,
                       "data": {**fingerprint, **world.data_fingerprint()}}
@@ -437,6 +460,9 @@ class AdversarialTrainerBase(Trainer):
                     logger.warning("Interrupted at epoch %d, batch %d; resume from %s", epoch + 1, position,
                                    folder / "last.pt")
                 raise
+            if self.averager is not None:
+                self.averager.end_epoch(self._classifier.model, epoch, (b.x for b in batches(epoch, 0)),
+                                        lambda inputs: self._forward(self._classifier, inputs))
             loss_sum, correct, seen = world.sum(loss_sum, correct, seen)  # type: ignore[assignment]
             record: dict[str, float] = {
                 "epoch": epoch + 1, "loss": float(loss_sum) / max(seen, 1),
@@ -450,11 +476,11 @@ class AdversarialTrainerBase(Trainer):
             if scheduler is not None:
                 scheduler.step()
             if validation_data is not None:
-                record.update(self._validate(*validation_data, batch_size, world))
+                with self._averaged_weights():
+                    record.update(self._validate(*validation_data, batch_size, world))
                 if record["val_pgd"] > self.best_metric:
                     self.best_metric, self.best_epoch = record["val_pgd"], epoch + 1
-                    self.best_state_dict = {k: v.detach().clone() for k, v in
-                                            self._classifier.model.state_dict().items()}
+                    self.best_state_dict = {k: v.detach().clone() for k, v in self._model_state().items()}
                     if folder is not None:
                         self._save(folder / "best.pt", run_config, scheduler, epoch + 1, 0, [0.0, 0.0, 0])
             record["seconds"] = time.perf_counter() - started
@@ -466,6 +492,12 @@ class AdversarialTrainerBase(Trainer):
                 self._save(folder / "last.pt", run_config, scheduler, epoch + 1, 0, totals)
                 with open(folder / "metrics.jsonl", "w", encoding="utf-8") as stream:
                     stream.writelines(json.dumps(entry) + "\n" for entry in self.history)
+        if self.averager is not None:  # the trained student is the averaged one; last.pt keeps the live weights
+            self._classifier.model.load_state_dict(self.averager.averaged_state(self._classifier.model))
+
+    def _averaged_weights(self) -> contextlib.AbstractContextManager[None]:
+        """The averaged weights in the student for the block (nothing without weight averaging)."""
+        return contextlib.nullcontext() if self.averager is None else self.averager.applied(self._classifier.model)
 
     # ----------------------------------------------------------------- validation
     def validate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> dict[str, float]:
@@ -503,15 +535,32 @@ class AdversarialTrainerBase(Trainer):
         payload = {
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": path.stem,
             "config": run_config, "epoch": epoch, "batch": batch, "epoch_totals": totals,
-            "model_state": self._classifier.model.state_dict(),
+            "model_state": self._model_state(),
             "optimizer_state": self._classifier.optimizer.state_dict(),
             "scheduler_state": None if scheduler is None else scheduler.state_dict(),
             "rng": {"torch": torch.get_rng_state(),
                     "attack": None if attack_generator is None else attack_generator.get_state()},
             "best_metric": self.best_metric, "best_epoch": self.best_epoch, "history": self.history,
-            "versions": _versions(),
+            "versions": _versions(), "extra_state": self._extra_state(),
         }
         save_atomic(payload, path)
+
+    def _model_state(self) -> dict[str, torch.Tensor]:
+        """The student's weights a checkpoint publishes: the averaged ones under weight averaging."""
+        model = self._classifier.model
+        return model.state_dict() if self.averager is None else self.averager.averaged_state(model)
+
+    def _extra_state(self) -> dict[str, Any]:
+        """State beyond the student, optimizer, scheduler and RNG that an exact resume needs; subclasses extend it."""
+        if self.averager is None:
+            return {}
+        return {"live_model_state": self._classifier.model.state_dict(), "averager": self.averager.state_dict()}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`_extra_state` saved (called after the student's weights are loaded)."""
+        if self.averager is not None:
+            self._classifier.model.load_state_dict(state["live_model_state"])
+            self.averager.load_state_dict(state["averager"])
 
     def _resume(self, path: str | Path, run_config: dict[str, Any], scheduler: Scheduler | None
                 ) -> tuple[int, int, list[float]]:
@@ -528,6 +577,7 @@ class AdversarialTrainerBase(Trainer):
         self._classifier.optimizer.load_state_dict(checkpoint["optimizer_state"])
         if scheduler is not None:
             scheduler.load_state_dict(checkpoint["scheduler_state"])
+        self._load_extra_state(checkpoint.get("extra_state") or {})
         torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
         attack_generator = getattr(self.attack, "generator", None)
         if attack_generator is not None and checkpoint["rng"]["attack"] is not None:

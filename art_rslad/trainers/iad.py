@@ -11,8 +11,31 @@ from art_rslad.losses import iad_loss, iad_weights
 from art_rslad.trainers.ard import AdversarialTrainerARD
 from art_rslad.trainers.base import Batch
 
-#: IAD's warm-up: the introspection weights start at epoch 60 of 200.
+#: IAD's warm-up: the introspection weights start at epoch 60 of 200 (AdaIAD's too).
 WARMUP_FRACTION = 60 / 200
+
+
+def check_warmup_epochs(warmup_epochs: int | None) -> int | None:
+    """``warmup_epochs`` as an int (or None), a ValueError naming it otherwise."""
+    if warmup_epochs is not None and (int(warmup_epochs) != warmup_epochs or warmup_epochs < 0):
+        raise ValueError(f"`warmup_epochs` must be a non-negative integer or None, got {warmup_epochs}.")
+    return None if warmup_epochs is None else int(warmup_epochs)
+
+
+def introspection_start(warmup_epochs: int | None, nb_epochs: int) -> int:
+    """The first epoch (0-based) with introspection: ``warmup_epochs``, or None scaled as 60 of 200 epochs.
+
+    (see docs/decisions.md, "Scaled schedules")
+
+    :param warmup_epochs: Epochs before introspection starts, at most ``nb_epochs``; None scales IAD's warm-up.
+    :param nb_epochs: Epochs of the current run (0 before the first fit: no check).
+    """
+    if warmup_epochs is None:
+        return round(WARMUP_FRACTION * nb_epochs)
+    if nb_epochs and warmup_epochs > nb_epochs:
+        raise ValueError(f"`warmup_epochs` ({warmup_epochs}) is beyond nb_epochs ({nb_epochs}); "
+                         "lower it or pass warmup_epochs=None to scale IAD's 60-of-200 warm-up.")
+    return warmup_epochs
 
 
 class AdversarialTrainerIAD(AdversarialTrainerARD):
@@ -22,7 +45,8 @@ class AdversarialTrainerIAD(AdversarialTrainerARD):
     Outer loss: ``alpha * tau^2 * mean_i KL(softmax(T(x_i)/tau) || softmax(S(x'_i)/tau))
     + alpha * mean_i (1 - w_i) KL(softmax(S(x_i)) || S(x'_i)) + (1 - alpha) * mean_i CE(S(x_i), y_i)``, with
     ``w_i = softmax(T(x'_i))[y_i] ** beta`` (one teacher pass on x' per batch, computed for the whole batch at once)
-    and ``w = 1`` during the warm-up epochs.
+    and ``w = 1`` during the warm-up epochs. ``softmax(S(x))`` in the introspection term is not detached, as in the
+    official code (see docs/decisions.md, "IAD's self-introspection target").
 
     | Paper link: https://arxiv.org/abs/2106.04928
     """
@@ -42,30 +66,24 @@ class AdversarialTrainerIAD(AdversarialTrainerARD):
         :param warmup_epochs: Epochs trained with ``w = 1`` before introspection starts, at most ``nb_epochs``;
             None scales IAD's 60 of 200 epochs to the run's ``nb_epochs``.
         :param kwargs: ``eps``, ``eps_step``, ``max_iter``, ``attack``, ``attack_training_mode``, ``seed``,
-            ``verbose``, as in :class:`~art_rslad.trainers.base.AdversarialTrainerBase`.
+            ``verbose``, ``igdm_alpha``, ``weight_averaging``, as in
+            :class:`~art_rslad.trainers.base.AdversarialTrainerBase`.
         """
         if beta < 0:
             raise ValueError(f"`beta` must be >= 0, got {beta}.")
-        if warmup_epochs is not None and (int(warmup_epochs) != warmup_epochs or warmup_epochs < 0):
-            raise ValueError(f"`warmup_epochs` must be a non-negative integer or None, got {warmup_epochs}.")
         self.beta = float(beta)
-        self.warmup_epochs = None if warmup_epochs is None else int(warmup_epochs)
+        self.warmup_epochs = check_warmup_epochs(warmup_epochs)
         super().__init__(classifier, teacher, tau=tau, alpha=alpha, **kwargs)
 
     def warmup_epoch(self) -> int:
         """The first epoch (0-based) with introspection weights, resolved against the current fit's nb_epochs."""
-        if self.warmup_epochs is None:
-            return round(WARMUP_FRACTION * self.nb_epochs)
-        if self.nb_epochs and self.warmup_epochs > self.nb_epochs:
-            raise ValueError(f"`warmup_epochs` ({self.warmup_epochs}) is beyond nb_epochs ({self.nb_epochs}); "
-                             "lower it or pass warmup_epochs=None to scale IAD's 60-of-200 warm-up.")
-        return self.warmup_epochs
+        return introspection_start(self.warmup_epochs, self.nb_epochs)
 
     def hyperparameters(self) -> dict[str, Any]:
         # The loop calls this once nb_epochs is known and before the first batch: the warm-up is checked here.
         return {**super().hyperparameters(), "beta": self.beta, "warmup_epochs": self.warmup_epoch()}
 
-    def _loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _distillation_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert x_adv is not None
         nat_logits = self.student_logits(batch.x)
         adv_logits = self.student_logits(x_adv)

@@ -12,15 +12,17 @@ from art.defences.trainer import Trainer
 
 from art_rslad.art_defences import SHARED_SETTINGS_TRAINERS
 from art_rslad.trainers.adaad import AdversarialTrainerAdaAD
+from art_rslad.trainers.adaiad import AdversarialTrainerAdaIAD
 from art_rslad.trainers.ard import AdversarialTrainerARD
 from art_rslad.trainers.iad import AdversarialTrainerIAD
 from art_rslad.trainers.natural import NaturalTrainer
+from art_rslad.trainers.peeraid import AdversarialTrainerPeerAiD
 from art_rslad.trainers.rslad import AdversarialTrainerRSLAD
 from art_rslad.trainers.sat import AdversarialTrainerSAT
 from art_rslad.trainers.trades import AdversarialTrainerTRADES
 
 #: Families, in the order ``art-rslad list`` shows them.
-FAMILIES: tuple[str, ...] = ("natural", "adversarial training", "distillation", "art")
+FAMILIES: tuple[str, ...] = ("natural", "adversarial training", "distillation", "peer distillation", "art")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,11 @@ class Method:
     @property
     def needs_teacher(self) -> bool:
         return bool(getattr(self.trainer, "needs_teacher", False))
+
+    @property
+    def needs_peer(self) -> bool:
+        """True for a method trained with a peer network (passed as ``peer``) instead of a teacher."""
+        return bool(getattr(self.trainer, "needs_peer", False))
 
 
 def _methods(*entries: tuple[type[Trainer], str, str]) -> dict[str, Method]:
@@ -53,6 +60,8 @@ METHODS: dict[str, Method] = _methods(
     (AdversarialTrainerIAD, "distillation", "Zhu et al., ICLR 2022"),
     (AdversarialTrainerAdaAD, "distillation", "Huang et al., CVPR 2023"),
     (AdversarialTrainerRSLAD, "distillation", "Zi et al., ICCV 2021"),
+    (AdversarialTrainerAdaIAD, "distillation", "Huang et al., CVPR 2023 (AdaAD with IAD's introspection)"),
+    (AdversarialTrainerPeerAiD, "peer distillation", "Jung et al., CVPR 2024"),
     *((trainer, "art", f"ART's {trainer.art_class.__name__}") for trainer in SHARED_SETTINGS_TRAINERS.values()),
 )
 

@@ -10,10 +10,12 @@ from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.attacks import RandomInit
 from art_rslad.losses import rslad_loss_from_probs
-from art_rslad.trainers.base import AdversarialTrainerBase, Batch
+from art_rslad.trainers.averaging import WeightAveraging
+from art_rslad.trainers.base import Batch
+from art_rslad.trainers.distillation import DistillationTrainer
 
 
-class AdversarialTrainerRSLAD(AdversarialTrainerBase):
+class AdversarialTrainerRSLAD(DistillationTrainer):
     """Distil a robust teacher into a student with the teacher's soft labels in every loss term.
 
     Inner maximisation (student in eval mode): PGD from x + 0.001 * N(0, I) maximising
@@ -48,6 +50,8 @@ class AdversarialTrainerRSLAD(AdversarialTrainerBase):
         verbose: bool = True,
         amp_dtype: torch.dtype | None = None,
         channels_last: bool = False,
+        igdm_alpha: float = 0.0,
+        weight_averaging: str | WeightAveraging | None = None,
     ) -> None:
         """
         :param classifier: The student (ART PyTorchClassifier with optimizer and clip_values), trained in place.
@@ -63,6 +67,9 @@ class AdversarialTrainerRSLAD(AdversarialTrainerBase):
         :param verbose: Show progress bars.
         :param amp_dtype: ``torch.bfloat16`` for bf16 autocast in every forward pass (GPU option); None: float32.
         :param channels_last: channels_last memory format for student, teacher and inputs (GPU option).
+        :param igdm_alpha: Final weight of IGDM's gradient-matching term, >= 0 (0: off), ramped up linearly.
+        :param weight_averaging: ``"ema"``, ``"swa"`` or a configured averager: validate and return the averaged
+            student; None (default) trains and returns the live weights.
         """
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"`alpha` must be in [0, 1], got {alpha}.")
@@ -71,7 +78,8 @@ class AdversarialTrainerRSLAD(AdversarialTrainerBase):
         self.alpha, self.scale = float(alpha), float(scale)
         super().__init__(classifier, teacher, eps=eps, eps_step=eps_step, max_iter=max_iter, attack=attack,
                          attack_training_mode=attack_training_mode, seed=seed, verbose=verbose,
-                         amp_dtype=amp_dtype, channels_last=channels_last)
+                         amp_dtype=amp_dtype, channels_last=channels_last, igdm_alpha=igdm_alpha,
+                         weight_averaging=weight_averaging)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "alpha": self.alpha, "scale": self.scale}
@@ -80,7 +88,7 @@ class AdversarialTrainerRSLAD(AdversarialTrainerBase):
         assert batch.teacher_probs is not None
         return batch.teacher_probs
 
-    def _loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _distillation_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert batch.teacher_probs is not None and x_adv is not None
         adv_logits = self.student_logits(x_adv)
         nat_logits = self.student_logits(batch.x)
