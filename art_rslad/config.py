@@ -114,7 +114,7 @@ class Config:
                              f"{self.augmentation!r}.")
         if self.teacher.method not in ("trades", "sat"):
             raise ValueError(f"Config key `teacher.method` must be 'trades' or 'sat', got {self.teacher.method!r}.")
-        from art_rslad.trainers import TRAINERS  # every method train and compare run, ART's trainers included
+        from art_rslad.trainers.registry import METHODS as TRAINERS  # every method, ART's trainers included
 
         for method, lr in self.method_lr.items():
             if method not in TRAINERS:

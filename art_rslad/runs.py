@@ -234,7 +234,9 @@ def _log_to(path: Path) -> Iterator[None]:
 
 # ---------------------------------------------------------------------- pieces of a run
 def _trainer_class(method: str) -> type:
-    from art_rslad.trainers import TRAINERS
+    from art_rslad.trainers.registry import METHODS
+
+    TRAINERS = {name: entry.trainer for name, entry in METHODS.items()}
 
     key = method.lower()
     if key not in TRAINERS:
@@ -458,7 +460,9 @@ def _training_time_note(histories: Mapping[str, Sequence[Sequence[Mapping[str, f
 
 def _fixed_by_art_notes(methods: Sequence[str]) -> list[str]:
     """What each of ART's own trainers fixes itself and so ignores of the shared settings (design decision 10)."""
-    from art_rslad.trainers import TRAINERS
+    from art_rslad.trainers.registry import METHODS
+
+    TRAINERS = {name: entry.trainer for name, entry in METHODS.items()}
 
     notes = []
     for method in methods:
@@ -653,7 +657,7 @@ def compare(
     :param verbose: Progress bars.
     """
     from art_rslad.evaluation import DEFAULT_ATTACKS
-    from art_rslad.trainers import TRAINERS
+    from art_rslad.trainers.registry import METHODS as TRAINERS
 
     methods = [method.lower() for method in methods]
     unknown = [method for method in methods if method not in TRAINERS]

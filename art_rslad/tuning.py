@@ -59,7 +59,7 @@ def select_learning_rates(
     :param verbose: Progress bars.
     :return: ``{"rule": ..., "chosen": {method: lr}, "val_pgd": {method: {lr: accuracy}}, "settings": {...}}``.
     """
-    from art_rslad.trainers import TRAINERS
+    from art_rslad.trainers.registry import METHODS as TRAINERS
 
     grid = sorted(float(lr) for lr in grid)
     if not grid or any(lr <= 0 for lr in grid) or len(set(grid)) != len(grid):

@@ -22,7 +22,7 @@ import argparse
 from art_rslad.cli.train import add_run_options, config_from_args, guarded, run_options
 from art_rslad.distributed import command_world
 from art_rslad.runs import compare
-from art_rslad.trainers import TRAINERS
+from art_rslad.trainers.registry import METHODS as TRAINERS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -30,7 +30,7 @@ from art_rslad.config import Config, get_preset, preset_names
 from art_rslad.distributed import command_world
 from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS
 from art_rslad.runs import apply_overrides, parse_assignment, train_run
-from art_rslad.trainers import TRAINERS
+from art_rslad.trainers.registry import METHODS as TRAINERS
 
 
 def assignment(text: str) -> tuple[str, Any]:
