@@ -19,8 +19,8 @@ _EXPORTS = {
     "AdversarialTrainerARD": "art_rslad.trainers",
     "AdversarialTrainerIAD": "art_rslad.trainers",
     "AdversarialTrainerAdaAD": "art_rslad.trainers",
-    "AdversarialTrainerAdaIAD": "art_rslad.trainers.adaiad",
-    "AdversarialTrainerPeerAiD": "art_rslad.trainers.peeraid",
+    "AdversarialTrainerAdaIAD": "art_rslad.trainers",
+    "AdversarialTrainerPeerAiD": "art_rslad.trainers",
     "NaturalTrainer": "art_rslad.trainers",
     "evaluate_robustness": "art_rslad.evaluation", "RobustnessReport": "art_rslad.evaluation",
 }

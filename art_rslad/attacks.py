@@ -13,8 +13,9 @@ Two pieces:
   which keeps the batch on the device from the first step to the last.
 
 The subclass overrides ART's private per-step methods ``_compute_pytorch``, ``_compute_perturbation_pytorch``,
-``_apply_perturbation_pytorch`` and ``_projection`` (design decision 2). ART is pinned to ``>=1.20,<1.21``;
-``tests/test_attacks.py`` fails if the signatures of those methods change.
+``_apply_perturbation_pytorch`` and ``_projection``: that is how ART's attack reaches the speed of a plain loop, and
+users may still pass any ART attack. ART is pinned to ``>=1.20,<1.21``; ``tests/test_attacks.py`` fails if the
+signatures of those methods change.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from art.attacks.evasion import ProjectedGradientDescentPyTorch
 from art.estimators.classification import PyTorchClassifier
 from art.utils import random_sphere
 
-from art_rslad.estimators import forward_logits, identity_preprocessing
+from art_rslad.estimators import classifier_settings, forward_logits, identity_preprocessing
 from art_rslad.losses import kl_per_sample
 
 logger = logging.getLogger(__name__)
@@ -104,17 +105,7 @@ class InputGradientClassifier(PyTorchClassifier):
         check_speed_options(amp_dtype, channels_last, tuple(classifier.input_shape))
         self.amp_dtype = amp_dtype
         self.channels_last = channels_last
-        super().__init__(
-            model=classifier.model,
-            loss=loss if loss is not None else SoftLabelKLLoss(),
-            input_shape=classifier.input_shape,
-            nb_classes=classifier.nb_classes,
-            clip_values=classifier.clip_values,
-            channels_first=classifier.channels_first,
-            preprocessing_defences=classifier.preprocessing_defences,
-            preprocessing=classifier.preprocessing,
-            device_type="cpu" if classifier.device.type == "cpu" else "gpu",
-        )
+        super().__init__(**classifier_settings(classifier, loss=loss if loss is not None else SoftLabelKLLoss()))
         self._forward: Callable[[torch.Tensor], torch.Tensor] = (
             self.model if identity_preprocessing(self) else lambda inputs: forward_logits(self, inputs)
         )

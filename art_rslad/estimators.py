@@ -1,17 +1,20 @@
-"""The one place that touches ART's private estimator API, and the model-mode context manager.
+"""The one place that touches ART's private estimator API, the one way to copy a classifier, and the model-mode
+context manager.
 
 Everything else calls :func:`forward_logits` to run a :class:`PyTorchClassifier` on a device tensor with its own
-preprocessing (differentiably), and :func:`model_modes` to put student and teacher in the modes a method needs
-and restore the caller's modes afterwards.
+preprocessing (differentiably), :func:`classifier_like` to wrap another model the way a classifier is wrapped, and
+:func:`model_modes` to put student and teacher in the modes a method needs and restore the caller's modes afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from art.defences.preprocessor.preprocessor import Preprocessor
 from art.estimators.classification import PyTorchClassifier
 from art.preprocessing.standardisation_mean_std.pytorch import StandardisationMeanStdPyTorch
 
@@ -37,6 +40,48 @@ def clip_range(classifier: PyTorchClassifier) -> tuple[float, float]:
     """(min, max) of the classifier's clip_values as floats (the extreme values for per-feature arrays)."""
     low, high = classifier.clip_values  # type: ignore[misc]
     return float(np.min(low)), float(np.max(high))
+
+
+def classifier_settings(
+    classifier: PyTorchClassifier,
+    model: torch.nn.Module | None = None,
+    *,
+    loss: torch.nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    keep_preprocessing: bool = True,
+    defences: Sequence[Preprocessor] = (),
+) -> dict[str, Any]:
+    """The PyTorchClassifier arguments of a copy of ``classifier``: its input shape, classes, clip values, channel
+    order and device, with another model, loss or optimizer where given.
+
+    :param classifier: The classifier to copy.
+    :param model: The copy's model (default: ``classifier``'s own, shared, not copied).
+    :param loss: The copy's loss (default: ``classifier``'s).
+    :param optimizer: The copy's optimizer (default: none; ``classifier``'s is never shared unless passed).
+    :param keep_preprocessing: Keep ``classifier``'s preprocessing defences and preprocessing (False: none, for a
+        model that applies them itself).
+    :param defences: ART preprocessing defences run before ``classifier``'s own.
+    """
+    own_defences = list(classifier.preprocessing_defences or []) if keep_preprocessing else []
+    all_defences = [*defences, *own_defences]
+    return {
+        "model": classifier.model if model is None else model,
+        "loss": classifier.loss if loss is None else loss,
+        "input_shape": classifier.input_shape,
+        "nb_classes": classifier.nb_classes,
+        "optimizer": optimizer,
+        "clip_values": classifier.clip_values,
+        "channels_first": classifier.channels_first,
+        "preprocessing_defences": all_defences or None,
+        "preprocessing": classifier.preprocessing if keep_preprocessing else None,
+        "device_type": "cpu" if classifier.device.type == "cpu" else "gpu",
+    }
+
+
+def classifier_like(classifier: PyTorchClassifier, model: torch.nn.Module | None = None, **options: Any
+                    ) -> PyTorchClassifier:
+    """A PyTorchClassifier made like ``classifier`` around ``model``; ``options`` as in :func:`classifier_settings`."""
+    return PyTorchClassifier(**classifier_settings(classifier, model, **options))
 
 
 def forward_logits(classifier: PyTorchClassifier, x: torch.Tensor) -> torch.Tensor:

@@ -18,9 +18,10 @@ import logging
 import numpy as np
 import torch
 
-from art_rslad.art_defences import ArtDefensiveDistillation, ArtFBF, ArtMadryPGD
 from art_rslad.data import load_dataset
 from art_rslad.models import create_model, make_classifier
+from art_rslad.trainers.art_adversarial import ArtFBF, ArtMadryPGD
+from art_rslad.trainers.art_distillation import ArtDefensiveDistillation
 
 
 def student(seed: int = 0):

@@ -36,8 +36,8 @@ from art_rslad import (
     AdversarialTrainerRSLAD,
 )
 from art_rslad.data import load_dataset
+from art_rslad.experiments.teachers import load_teacher
 from art_rslad.models import create_model
-from art_rslad.teachers import load_teacher
 from art_rslad.trainers import AdversarialTrainerBase
 
 SHAPE = (1, 28, 28)

@@ -28,10 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from art_rslad.art_defences import BPDA_SUFFIX, PREPROCESSING_DEFENCES, evaluate_preprocessing_defence
 from art_rslad.checkpoint import load_checkpoint
 from art_rslad.data import dataset_info, load_dataset
-from art_rslad.evaluation import evaluate_robustness
+from art_rslad.evaluation import (
+    BPDA_SUFFIX,
+    PREPROCESSING_DEFENCES,
+    evaluate_preprocessing_defence,
+    evaluate_robustness,
+)
 from art_rslad.experiments.config import Config
 from art_rslad.experiments.teachers import zoo_card
 from art_rslad.models import create_model, make_classifier

@@ -11,18 +11,12 @@ from art.defences.preprocessor.preprocessor import Preprocessor
 from art.estimators.classification import PyTorchClassifier
 from conftest import TinyCNN, make_classifier
 
-from art_rslad.art_defences import (
-    ART_TRAINERS,
-    ArtDefensiveDistillation,
-    ArtFBF,
-    ArtOAAT,
-    ArtTRADES,
-    SoftLabelNLL,
-    TemperatureSoftmax,
-    defended_classifier,
-    evaluate_preprocessing_defence,
-    get_art_trainer,
-)
+from art_rslad.estimators import classifier_like
+from art_rslad.evaluation import defended_classifier, evaluate_preprocessing_defence
+from art_rslad.trainers.art import _seeded
+from art_rslad.trainers.art_adversarial import ArtAWP, ArtFBF, ArtMadryPGD, ArtOAAT, ArtTRADES
+from art_rslad.trainers.art_distillation import ArtDefensiveDistillation, SoftLabelNLL, TemperatureSoftmax
+from art_rslad.trainers.registry import METHODS, get_method
 
 EPS = 0.1
 #: Largest |x' - x| each ART class reaches in one epoch, as a fraction of eps (OAAT starts its eps ramp at eps / 4).
@@ -40,24 +34,28 @@ def _classifier(model: torch.nn.Module | None = None, lr: float = 0.05):
     return make_classifier(model if model is not None else TinyCNN(4), lr=lr)
 
 
-def _spy(monkeypatch: pytest.MonkeyPatch, cls: type, attribute: str) -> list[type]:
-    """Record the class of every object whose ``attribute`` (e.g. ``fit``) ran, then run the original."""
+def _spy(monkeypatch: pytest.MonkeyPatch, cls: type, *attributes: str) -> list[type]:
+    """Record the class of every object whose ``attributes`` (e.g. ``fit``) ran, then run the original."""
     calls: list[type] = []
-    original = getattr(cls, attribute)
 
-    def spy(self, *args, **kwargs):
-        calls.append(type(self))
-        return original(self, *args, **kwargs)
+    def spy_on(original):
+        def spy(self, *args, **kwargs):
+            calls.append(type(self))
+            return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(cls, attribute, spy)
+        return spy
+
+    for attribute in attributes:
+        if hasattr(cls, attribute):
+            monkeypatch.setattr(cls, attribute, spy_on(getattr(cls, attribute)))
     return calls
 
 
 @pytest.mark.parametrize("name", sorted(REACH))
 def test_adapter_trains_through_its_art_class_within_eps(name, tiny, monkeypatch):
     x, y = tiny
-    adapter_class = get_art_trainer(name)
-    calls = _spy(monkeypatch, adapter_class.art_class, "fit")
+    adapter_class = get_method(name).trainer
+    calls = _spy(monkeypatch, adapter_class.art_class, "fit", "fit_generator")
     classifier = _classifier()
     before = {key: value.clone() for key, value in classifier.model.state_dict().items()}
     kwargs = {"eps": EPS} if "max_iter" in adapter_class.fixed_settings else {"eps": EPS, "max_iter": 2}
@@ -77,9 +75,24 @@ def test_adapter_trains_through_its_art_class_within_eps(name, tiny, monkeypatch
     assert len(adapter.history) == 1 and 0 < adapter.history[0]["train_seconds"] <= adapter.history[0]["seconds"]
 
 
+@pytest.mark.parametrize("adapter_class", [ArtTRADES, ArtAWP])
+def test_one_epoch_per_call_gives_the_numbers_of_one_art_fit_over_the_run(adapter_class, tiny, tmp_path):
+    x, y = tiny[0][:80], tiny[1][:80]  # batches of 32: the last one is partial
+    by_epoch = _classifier()
+    adapter_class(by_epoch, eps=EPS, max_iter=2, verbose=False).fit(x, y, batch_size=32, nb_epochs=3)
+
+    whole = _classifier()
+    reference = adapter_class(whole, eps=EPS, max_iter=2, verbose=False)
+    with _seeded(reference.seed):  # what the adapter's fit seeds
+        art_trainer = reference._build(whole, 32, 3, tmp_path)
+        art_trainer.fit(x, np.eye(10, dtype=np.float32)[y], batch_size=32, nb_epochs=3)
+    trained = whole.model.state_dict()
+    assert all(torch.equal(value, trained[key]) for key, value in by_epoch.model.state_dict().items())
+
+
 def test_step_size_and_steps_reach_the_art_attack(tiny):
     x, y = tiny
-    adapter = ART_TRAINERS["art-madry-pgd"](_classifier(), eps=EPS, eps_step=0.03, max_iter=2, verbose=False)
+    adapter = ArtMadryPGD(_classifier(), eps=EPS, eps_step=0.03, max_iter=2, verbose=False)
     adapter.fit(x[:64], y[:64], batch_size=64, nb_epochs=1)
     attack = adapter.art_trainer.attack
     assert (attack.eps, attack.eps_step, attack.max_iter) == (EPS, 0.03, 2)
@@ -127,6 +140,27 @@ def test_defensive_distillation_runs_arts_transformer(tiny, monkeypatch):
     assert adapter.teacher is not None and adapter.hyperparameters()["temperature"] == 50.0
 
 
+def test_classifier_like_copies_the_wrapping_around_another_model():
+    from art.defences.preprocessor import FeatureSqueezing
+
+    own = FeatureSqueezing(clip_values=(0.0, 1.0), bit_depth=4)
+    student = _classifier()
+    student = PyTorchClassifier(student.model, torch.nn.CrossEntropyLoss(), (1, 28, 28), 10,
+                                optimizer=student.optimizer, clip_values=(0.0, 1.0), preprocessing=(0.5, 0.25),
+                                preprocessing_defences=[own])
+    other = TinyCNN(2)
+    copy = classifier_like(student, other)
+    assert copy.model is other and copy.optimizer is None and copy.loss is student.loss
+    assert (copy.input_shape, copy.nb_classes, copy.channels_first, copy.device) == (
+        student.input_shape, student.nb_classes, student.channels_first, student.device)
+    np.testing.assert_array_equal(copy.clip_values, student.clip_values)
+    assert copy.preprocessing_defences == [own] and copy.preprocessing is student.preprocessing
+    bare = classifier_like(student, other, keep_preprocessing=False, loss=SoftLabelNLL())
+    assert bare.preprocessing_operations == [] and isinstance(bare.loss, SoftLabelNLL)
+    extra = FeatureSqueezing(clip_values=(0.0, 1.0), bit_depth=1)
+    assert classifier_like(student, defences=[extra]).preprocessing_defences == [extra, own]  # ``extra`` runs first
+
+
 class _OpaqueDefence(Preprocessor):
     """A numpy defence with no gradient estimate: white-box attacks cannot reach through it."""
 
@@ -170,8 +204,8 @@ def test_a_defence_without_gradient_gets_no_white_box_numbers(tiny):
 
 def test_bad_input_names_the_setting():
     classifier = _classifier()
-    with pytest.raises(ValueError, match="known ART methods: art-madry-pgd, art-trades"):
-        get_art_trainer("art-sat")
+    with pytest.raises(ValueError, match=r"known methods: .*art-madry-pgd, art-trades"):
+        get_method("art-sat")
     with pytest.raises(ValueError, match=r"eps_step=0.02 .*1.25 \* eps"):
         ArtFBF(classifier, eps=EPS, eps_step=0.02)
     with pytest.raises(ValueError, match=r"max_iter=10 .*no adversarial step"):
@@ -191,21 +225,22 @@ def test_bad_input_names_the_setting():
 
 
 def test_shared_settings_variant_drops_what_art_fixes_and_resumes_a_finished_run(tiny, tmp_path):
-    from art_rslad.trainers import TRAINERS
-
     x, y = tiny
     assert {"art-madry-pgd", "art-trades", "art-awp", "art-fbf", "art-oaat", "art-defensive-distillation"} <= set(
-        TRAINERS)
+        METHODS)
     classifier = _classifier()
     scheduler = torch.optim.lr_scheduler.StepLR(classifier.optimizer, 1)
-    trainer = TRAINERS["art-fbf"](classifier, eps=EPS, eps_step=0.025, max_iter=10, verbose=False)
+    trainer = METHODS["art-fbf"].trainer(classifier, eps=EPS, eps_step=0.025, max_iter=10, verbose=False)
     trainer.fit(x[:64], y[:64], validation_data=(x[:16], y[:16]), batch_size=32, nb_epochs=2, scheduler=scheduler,
                 checkpoint_dir=tmp_path, checkpoint_interval=50)
     assert set(trainer.hyperparameters()["not_used"]) == {"eps_step", "max_iter", "scheduler"}
     assert (tmp_path / "last.pt").is_file() and (tmp_path / "best.pt").is_file() and trainer.best_epoch == 2
+    # FBF runs its whole schedule in one call: each epoch is credited the mean, and the record says so
+    run_seconds = trainer.history[0]["run_train_seconds"]
+    assert [record["train_seconds"] for record in trainer.history] == pytest.approx([run_seconds / 2] * 2)
     weights = {key: value.clone() for key, value in classifier.model.state_dict().items()}
 
-    resumed = TRAINERS["art-fbf"](_classifier(), eps=EPS, eps_step=0.025, max_iter=10, verbose=False)
+    resumed = METHODS["art-fbf"].trainer(_classifier(), eps=EPS, eps_step=0.025, max_iter=10, verbose=False)
     resumed.fit(x[:64], y[:64], validation_data=(x[:16], y[:16]), batch_size=32, nb_epochs=2, scheduler=scheduler,
                 resume_from=tmp_path / "last.pt")
     assert resumed.history == trainer.history

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import TinyCNN, make_classifier
 
-from art_rslad.trainers import TRAINERS
+from art_rslad.trainers.registry import METHODS
 
 #: method -> checksum of the student's weights after one epoch on the fixed input below.
 PINNED: dict[str, float] = {
@@ -48,7 +48,7 @@ def test_one_seeded_epoch_gives_the_pinned_weights(method, robust_teacher):
     x, y = _fixed_input()
     torch.manual_seed(0)
     student = make_classifier(TinyCNN(4), lr=0.05)
-    trainer_class = TRAINERS[method]
+    trainer_class = METHODS[method].trainer
     kwargs = {"eps": 0.1, "eps_step": 0.025, "max_iter": 3, "seed": 0, "verbose": False}
     if trainer_class.needs_teacher:
         kwargs["teacher"] = robust_teacher

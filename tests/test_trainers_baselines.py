@@ -13,7 +13,6 @@ from helpers_trainers import natural_pgd_accuracy, pgd_accuracy, train_student  
 import art_rslad
 from art_rslad.attacks import InputGradientClassifier, InputGradientPGD
 from art_rslad.trainers import (
-    TRAINERS,
     AdversarialTrainerAdaAD,
     AdversarialTrainerARD,
     AdversarialTrainerIAD,
@@ -22,11 +21,12 @@ from art_rslad.trainers import (
     AdversarialTrainerTRADES,
     NaturalTrainer,
 )
+from art_rslad.trainers.registry import METHODS
 
 
 def test_registry_names_every_shared_loop_method() -> None:
     for name in ("natural", "sat", "trades", "ard", "iad", "adaad", "rslad"):
-        trainer_class = TRAINERS[name]
+        trainer_class = METHODS[name].trainer
         assert trainer_class.method == name
         assert getattr(art_rslad, trainer_class.__name__) is trainer_class
 
@@ -48,7 +48,7 @@ def test_student_beats_natural_training_under_pgd(
 ) -> None:
     x, y, x_test, y_test = fmnist
     x_before, y_before = x.copy(), y.copy()
-    trainer_class = TRAINERS[name]
+    trainer_class = METHODS[name].trainer
     teacher_kwargs = {"teacher": robust_teacher} if trainer_class.needs_teacher else {}
     teacher_state = {k: v.clone() for k, v in robust_teacher.model.state_dict().items()}
     student, trainer = train_student(trainer_class, x, y, **teacher_kwargs, **options)

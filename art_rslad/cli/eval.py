@@ -17,16 +17,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from art_rslad.art_defences import (
-    DEFENCE_VIEWS,
-    PREPROCESSING_DEFENCES,
-    evaluate_preprocessing_defence,
-    view_state_path,
-)
 from art_rslad.cli.train import assignment
 from art_rslad.data import dataset_info, dataset_names, load_dataset
 from art_rslad.distributed import command_world
-from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS, evaluate_robustness_distributed
+from art_rslad.evaluation import (
+    ATTACKS,
+    DEFAULT_ATTACKS,
+    DEFENCE_VIEWS,
+    PREPROCESSING_DEFENCES,
+    evaluate_preprocessing_defence,
+    evaluate_robustness_distributed,
+    view_state_path,
+)
 from art_rslad.experiments.teachers import load_teacher
 from art_rslad.models import list_models, resolve_device
 

@@ -8,6 +8,17 @@ paper's white-box table) and returns a :class:`RobustnessReport`, one :class:`At
 from __future__ import annotations
 
 from art_rslad.evaluation.checks import check_model, consistency_warnings
+from art_rslad.evaluation.defences import (
+    BPDA_SUFFIX,
+    DEFENCE_VIEWS,
+    PREPROCESSING_DEFENCES,
+    DefenceSpec,
+    DefendedModel,
+    defended_classifier,
+    evaluate_preprocessing_defence,
+    get_preprocessing_defence,
+    view_state_path,
+)
 from art_rslad.evaluation.evaluate import evaluate_robustness
 from art_rslad.evaluation.registry import (
     ATTACKS,
@@ -24,18 +35,27 @@ from art_rslad.evaluation.sharded import evaluate_robustness_distributed, merge_
 
 __all__ = [
     "ATTACKS",
+    "BPDA_SUFFIX",
     "DEFAULT_ATTACKS",
+    "DEFENCE_VIEWS",
+    "PREPROCESSING_DEFENCES",
     "AttackContext",
     "AttackResult",
     "AttackSpec",
     "CWMarginLoss",
+    "DefenceSpec",
+    "DefendedModel",
     "PreparedAttack",
     "RobustnessReport",
     "check_model",
     "consistency_warnings",
+    "defended_classifier",
+    "evaluate_preprocessing_defence",
     "evaluate_robustness",
     "evaluate_robustness_distributed",
+    "get_preprocessing_defence",
     "merge_reports",
     "pgd_attack",
     "pgd_step_sizes",
+    "view_state_path",
 ]

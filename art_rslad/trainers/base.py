@@ -5,16 +5,15 @@ targets its attack maximises against, the loss module of that attack, the studen
 what its training loss is. The loop owns the rest: input checks, batching, the teacher's soft labels (computed
 once per sample when the data are not augmented), model modes, validation (clean and PGD-10 accuracy on a
 held-out split, the best epoch kept), the scheduler, atomic best/last checkpoints, exact resume, progress bars
-and logging.
+and logging. The input check, the validation routine, the best-epoch record and the checkpoint payload are those of
+:class:`~art_rslad.trainers.records.RecordedTrainer`, which the adapters of ART's own trainers share.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
-import platform
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from art.attacks.attack import EvasionAttack
-from art.defences.trainer import Trainer
 from art.estimators.classification import PyTorchClassifier
 from tqdm.auto import tqdm
 
@@ -36,11 +34,12 @@ from art_rslad.attacks import (
     check_speed_options,
     model_forward,
 )
-from art_rslad.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, save_atomic
+from art_rslad.checkpoint import load_checkpoint, save_atomic
 from art_rslad.distributed import World, current_world
 from art_rslad.estimators import check_classifier, clip_range, forward_logits, model_modes
 from art_rslad.trainers.averaging import WeightAveraging, make_averager
 from art_rslad.trainers.ddp import generator_batches, set_generator_epoch, sync_buffers, wrap_student
+from art_rslad.trainers.records import RecordedTrainer, validation_attack
 
 logger = logging.getLogger(__name__)
 
@@ -56,16 +55,7 @@ class Batch:
     teacher_probs: torch.Tensor | None
 
 
-def _versions() -> dict[str, str]:
-    import art
-
-    import art_rslad
-
-    return {"art_rslad": art_rslad.__version__, "art": art.__version__, "torch": str(torch.__version__),
-            "numpy": np.__version__, "python": platform.python_version()}
-
-
-class AdversarialTrainerBase(Trainer):
+class AdversarialTrainerBase(RecordedTrainer):
     """Shared loop of the adversarial (distillation) trainers; see the module docstring.
 
     Subclasses set :attr:`method`, :attr:`needs_teacher`, :attr:`attack_random_init` and
@@ -117,7 +107,7 @@ class AdversarialTrainerBase(Trainer):
             or :class:`~art_rslad.trainers.averaging.SWA`, or None (default: no averaging). Validation, the best
             checkpoint and the student after ``fit`` use the averaged weights; the live weights keep training.
         """
-        super().__init__(classifier=check_classifier(classifier, "classifier", needs_optimizer=True))
+        super().__init__(classifier)
         if self.needs_teacher and teacher is None:
             raise ValueError(f"`teacher` is required by {type(self).__name__}: pass a robust PyTorchClassifier.")
         if not self.needs_teacher and teacher is not None:
@@ -151,15 +141,10 @@ class AdversarialTrainerBase(Trainer):
             self.attack = attack if attack is not None else self._default_attack()
         self.epoch = 0
         self.nb_epochs = 0
-        self.history: list[dict[str, float]] = []
-        self.best_metric = -math.inf
-        self.best_epoch = -1
-        self.best_state_dict: dict[str, torch.Tensor] | None = None
         self._ddp: torch.nn.Module | None = None  # the student under DistributedDataParallel during a distributed run
-        self._val_attack = InputGradientPGD(
-            self._input_gradient_classifier(SoftLabelKLLoss()), eps=self.eps, eps_step=self.eps_step,
-            max_iter=10, random_init="uniform", seed=self.seed,
-        )
+        self._world: World | None = None  # the processes of the run in progress, resolved once per fit
+        self._val_attack = validation_attack(self._input_gradient_classifier(SoftLabelKLLoss()), self.eps,
+                                             self.eps_step, self.seed)
 
     # ----------------------------------------------------------------- what a method says
     def _attack_loss(self) -> torch.nn.Module:
@@ -222,38 +207,6 @@ class AdversarialTrainerBase(Trainer):
         if clip_range(teacher) != clip_range(student):
             raise ValueError(f"`teacher` clip_values {clip_range(teacher)} differ from the student's "
                              f"{clip_range(student)}; both must use the same input range.")
-
-    # ----------------------------------------------------------------- input checks
-    def _check_data(self, x: np.ndarray, y: np.ndarray, name: str = "x") -> tuple[np.ndarray, np.ndarray]:
-        classifier = self._classifier
-        x = np.asarray(x)
-        y = np.asarray(y)
-        if x.shape[0] == 0:
-            raise ValueError(f"`{name}` is empty; pass at least one sample.")
-        if tuple(x.shape[1:]) != tuple(classifier.input_shape):
-            raise ValueError(f"`{name}` has samples of shape {x.shape[1:]}, the classifier expects "
-                             f"{tuple(classifier.input_shape)}.")
-        if len(y) != len(x):
-            raise ValueError(f"`{name}` has {len(x)} samples but its labels have {len(y)}.")
-        if not np.issubdtype(x.dtype, np.floating) or not np.isfinite(x).all():
-            raise ValueError(f"`{name}` must be a finite float array (NaN or inf found, or integer dtype).")
-        low, high = clip_range(classifier)
-        if x.min() < low - 1e-6 or x.max() > high + 1e-6:
-            raise ValueError(f"`{name}` has values in [{x.min():.4g}, {x.max():.4g}], outside the classifier's "
-                             f"clip_values [{low}, {high}]; scale the inputs (e.g. divide by 255).")
-        return x.astype(np.float32, copy=False), self._labels_to_indices(y, name)
-
-    def _labels_to_indices(self, y: np.ndarray, name: str) -> np.ndarray:
-        nb_classes = self._classifier.nb_classes
-        if y.ndim == 2 and y.shape[1] == nb_classes:
-            y = y.argmax(axis=1)
-        elif y.ndim != 1:
-            raise ValueError(f"Labels of `{name}` must be indices (N,) or one-hot (N, {nb_classes}), got {y.shape}.")
-        if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
-            raise ValueError(f"Labels of `{name}` must be integer class indices.")
-        if y.min() < 0 or y.max() >= nb_classes:
-            raise ValueError(f"Labels of `{name}` must lie in [0, {nb_classes - 1}], found [{y.min()}, {y.max()}].")
-        return y.astype(np.int64)
 
     # ----------------------------------------------------------------- public training API
     def fit(  # type: ignore[override]
@@ -422,6 +375,7 @@ class AdversarialTrainerBase(Trainer):
         run_config = {**self.hyperparameters(), "batch_size": int(batch_size), "nb_epochs": int(nb_epochs),
                       "model": type(self._classifier.model).__name__,
                       "data": {**fingerprint, **world.data_fingerprint()}}
+        self._world = world
         self._ddp = wrap_student(self._classifier, self.teacher, world, run_config, scheduler)
         folder = None if checkpoint_dir is None or not world.is_main else Path(checkpoint_dir)
         show_progress = self.verbose and world.is_main
@@ -475,23 +429,15 @@ class AdversarialTrainerBase(Trainer):
                                epoch + 1, record["loss"])
             if scheduler is not None:
                 scheduler.step()
-            if validation_data is not None:
-                with self._averaged_weights():
-                    record.update(self._validate(*validation_data, batch_size, world))
-                if record["val_pgd"] > self.best_metric:
-                    self.best_metric, self.best_epoch = record["val_pgd"], epoch + 1
-                    self.best_state_dict = {k: v.detach().clone() for k, v in self._model_state().items()}
-                    if folder is not None:
-                        self._save(folder / "best.pt", run_config, scheduler, epoch + 1, 0, [0.0, 0.0, 0])
+            is_best = validation_data is not None and self._record_validation(record, validation_data, batch_size)
+            if is_best and folder is not None:
+                self._save(folder / "best.pt", run_config, scheduler, epoch + 1, 0, [0.0, 0.0, 0])
             record["seconds"] = time.perf_counter() - started
-            self.history.append(record)
+            self._append_record(record, nb_epochs)
             totals = [0.0, 0.0, 0]
-            logger.info("%s epoch %d/%d: %s", self.method, epoch + 1, nb_epochs,
-                        " ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"))
             if folder is not None:
                 self._save(folder / "last.pt", run_config, scheduler, epoch + 1, 0, totals)
-                with open(folder / "metrics.jsonl", "w", encoding="utf-8") as stream:
-                    stream.writelines(json.dumps(entry) + "\n" for entry in self.history)
+                self._write_metrics(folder)
         if self.averager is not None:  # the trained student is the averaged one; last.pt keeps the live weights
             self._classifier.model.load_state_dict(self.averager.averaged_state(self._classifier.model))
 
@@ -507,24 +453,17 @@ class AdversarialTrainerBase(Trainer):
         """
         return self._validate(x, y, batch_size, current_world(self._classifier.device))
 
+    def _run_validation(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
+        with self._averaged_weights():
+            return self._validate(x, y, batch_size, self._world or current_world(self._classifier.device))
+
     def _validate(self, x: np.ndarray, y: np.ndarray, batch_size: int, world: World) -> dict[str, float]:
         """:meth:`validate` in ``world`` (the run's, resolved once per fit)."""
-        device = self._classifier.device
         self._val_attack.generator.manual_seed(self.seed)
         nb_inputs = len(x)
         rows = world.eval_slice(nb_inputs)  # each rank validates its own block; the counts are summed below
         x, y = x[rows], y[rows]
-        clean = robust = 0
-        with model_modes((self._classifier.model, False)):
-            for start in range(0, len(x), batch_size):
-                x_b = torch.from_numpy(x[start:start + batch_size]).to(device)
-                y_b = torch.from_numpy(y[start:start + batch_size]).to(device)
-                with torch.no_grad():
-                    clean += int((self.student_logits(x_b).argmax(1) == y_b).sum())
-                targets = torch.nn.functional.one_hot(y_b, self._classifier.nb_classes).float()
-                x_adv = self._val_attack.generate_tensor(x_b, targets)
-                with torch.no_grad():
-                    robust += int((self.student_logits(x_adv).argmax(1) == y_b).sum())
+        clean, robust = self._count_correct(self.student_logits, x, y, batch_size)
         clean, robust = world.sum(clean, robust)  # type: ignore[assignment]
         return {"val_clean": clean / nb_inputs, "val_pgd": robust / nb_inputs}
 
@@ -532,17 +471,14 @@ class AdversarialTrainerBase(Trainer):
     def _save(self, path: Path, run_config: dict[str, Any], scheduler: Scheduler | None, epoch: int, batch: int,
               totals: list[float]) -> None:
         attack_generator = getattr(self.attack, "generator", None)
-        payload = {
-            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": path.stem,
-            "config": run_config, "epoch": epoch, "batch": batch, "epoch_totals": totals,
-            "model_state": self._model_state(),
-            "optimizer_state": self._classifier.optimizer.state_dict(),
-            "scheduler_state": None if scheduler is None else scheduler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(),
-                    "attack": None if attack_generator is None else attack_generator.get_state()},
-            "best_metric": self.best_metric, "best_epoch": self.best_epoch, "history": self.history,
-            "versions": _versions(), "extra_state": self._extra_state(),
-        }
+        payload = self._checkpoint_payload(
+            path.stem, run_config, epoch, batch=batch, epoch_totals=totals,
+            optimizer_state=self._classifier.optimizer.state_dict(),
+            scheduler_state=None if scheduler is None else scheduler.state_dict(),
+            rng={"torch": torch.get_rng_state(),
+                 "attack": None if attack_generator is None else attack_generator.get_state()},
+            extra_state=self._extra_state(),
+        )
         save_atomic(payload, path)
 
     def _model_state(self) -> dict[str, torch.Tensor]:
@@ -582,11 +518,7 @@ class AdversarialTrainerBase(Trainer):
         attack_generator = getattr(self.attack, "generator", None)
         if attack_generator is not None and checkpoint["rng"]["attack"] is not None:
             attack_generator.set_state(checkpoint["rng"]["attack"].cpu())
-        self.history = list(checkpoint["history"])
-        self.best_metric, self.best_epoch = checkpoint["best_metric"], checkpoint["best_epoch"]
-        best_path = Path(path).with_name("best.pt")
-        if best_path.is_file():
-            self.best_state_dict = load_checkpoint(best_path, map_location=self._classifier.device)["model_state"]
+        self._restore_records(checkpoint, path)
         logger.info("Resumed %s from %s at epoch %d, batch %d", self.method, path, checkpoint["epoch"] + 1,
                     checkpoint["batch"])
         return int(checkpoint["epoch"]), int(checkpoint["batch"]), list(checkpoint["epoch_totals"])

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 from art.defences.trainer import Trainer
 
-from art_rslad.art_defences import SHARED_SETTINGS_TRAINERS
 from art_rslad.trainers.adaad import AdversarialTrainerAdaAD
 from art_rslad.trainers.adaiad import AdversarialTrainerAdaIAD
 from art_rslad.trainers.ard import AdversarialTrainerARD
+from art_rslad.trainers.art import with_shared_settings
+from art_rslad.trainers.art_adversarial import ArtAWP, ArtFBF, ArtMadryPGD, ArtOAAT, ArtTRADES
+from art_rslad.trainers.art_distillation import ArtDefensiveDistillation
 from art_rslad.trainers.iad import AdversarialTrainerIAD
 from art_rslad.trainers.natural import NaturalTrainer
 from art_rslad.trainers.peeraid import AdversarialTrainerPeerAiD
@@ -62,7 +64,9 @@ METHODS: dict[str, Method] = _methods(
     (AdversarialTrainerRSLAD, "distillation", "Zi et al., ICCV 2021"),
     (AdversarialTrainerAdaIAD, "distillation", "Huang et al., CVPR 2023 (AdaAD with IAD's introspection)"),
     (AdversarialTrainerPeerAiD, "peer distillation", "Jung et al., CVPR 2024"),
-    *((trainer, "art", f"ART's {trainer.art_class.__name__}") for trainer in SHARED_SETTINGS_TRAINERS.values()),
+    # ART's own trainers, in the variants that drop (and record) the shared settings their ART class fixes
+    *((with_shared_settings(adapter), "art", f"ART's {adapter.art_class.__name__}")
+      for adapter in (ArtMadryPGD, ArtTRADES, ArtAWP, ArtFBF, ArtOAAT, ArtDefensiveDistillation)),
 )
 
 

@@ -1,0 +1,185 @@
+"""What every trainer's fit checks and records, one of each: the shared loop and the adapters of ART's trainers
+both subclass :class:`RecordedTrainer`.
+
+* The input check: :meth:`RecordedTrainer._check_data` (float inputs within clip_values, labels as indices or
+  one-hot).
+* The validation routine: :func:`validation_attack` (PGD-10, cross-entropy, uniform start, seeded) and
+  :meth:`RecordedTrainer._count_correct` (clean and attacked correct counts, the student in eval mode).
+* The best-epoch record: :attr:`~RecordedTrainer.history`, :attr:`~RecordedTrainer.best_metric`,
+  :attr:`~RecordedTrainer.best_epoch` and :attr:`~RecordedTrainer.best_state_dict` (the epoch with the highest
+  validation PGD-10 accuracy), kept by :meth:`RecordedTrainer._record_validation`.
+* The checkpoint payload: :meth:`RecordedTrainer._checkpoint_payload` (format, version, kind, config, epoch,
+  weights, best epoch, history, package versions) and ``metrics.jsonl`` beside it; :meth:`_restore_records` reads
+  them back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import art
+import numpy as np
+import torch
+from art.defences.trainer import Trainer
+from art.estimators.classification import PyTorchClassifier
+
+import art_rslad
+from art_rslad.attacks import InputGradientClassifier, InputGradientPGD
+from art_rslad.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint
+from art_rslad.estimators import check_classifier, clip_range, model_modes
+
+logger = logging.getLogger(__name__)
+
+
+def package_versions() -> dict[str, str]:
+    """The versions a checkpoint records: art-rslad, ART, torch, numpy and Python."""
+    return {"art_rslad": art_rslad.__version__, "art": art.__version__, "torch": str(torch.__version__),
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+def validation_attack(estimator: InputGradientClassifier, eps: float, eps_step: float, seed: int) -> InputGradientPGD:
+    """The validation attack: PGD-10 with ``estimator``'s loss (cross-entropy for one-hot targets), uniform start."""
+    return InputGradientPGD(estimator, eps=eps, eps_step=eps_step, max_iter=10, random_init="uniform", seed=seed)
+
+
+class RecordedTrainer(Trainer):
+    """An ART Trainer that checks its data, validates, keeps its best epoch and writes checkpoints like every other.
+
+    Subclasses set :attr:`method` and ``seed``, build ``_val_attack`` with :func:`validation_attack`, and implement
+    ``validate`` over :meth:`_count_correct`.
+    """
+
+    method: ClassVar[str] = ""
+    seed: int
+    _val_attack: InputGradientPGD
+    #: One record per epoch (``epoch``, ``train_seconds``, ``seconds``, ``lr``, ``val_clean``, ``val_pgd``, ...).
+    history: list[dict[str, float]]
+    #: The best epoch's validation PGD-10 accuracy, the epoch (1-based; -1 before any validation) and its weights.
+    best_metric: float
+    best_epoch: int
+    best_state_dict: dict[str, torch.Tensor] | None
+
+    def __init__(self, classifier: PyTorchClassifier) -> None:
+        """:param classifier: The student, an ART PyTorchClassifier with an optimizer and clip_values."""
+        super().__init__(classifier=check_classifier(classifier, "classifier", needs_optimizer=True))
+        self._clear_records()
+
+    def _clear_records(self) -> None:
+        """Forget the history and the best epoch (a new run starts)."""
+        self.history, self.best_metric, self.best_epoch, self.best_state_dict = [], -math.inf, -1, None
+
+    # ----------------------------------------------------------------- input checks
+    def _check_data(self, x: np.ndarray, y: np.ndarray, name: str = "x") -> tuple[np.ndarray, np.ndarray]:
+        """``(x as float32, labels as int64 indices)``, or a ValueError naming ``name`` and what is wrong."""
+        classifier = self._classifier
+        x = np.asarray(x)
+        y = np.asarray(y)
+        if x.shape[0] == 0:
+            raise ValueError(f"`{name}` is empty; pass at least one sample.")
+        if tuple(x.shape[1:]) != tuple(classifier.input_shape):
+            raise ValueError(f"`{name}` has samples of shape {x.shape[1:]}, the classifier expects "
+                             f"{tuple(classifier.input_shape)}.")
+        if len(y) != len(x):
+            raise ValueError(f"`{name}` has {len(x)} samples but its labels have {len(y)}.")
+        if not np.issubdtype(x.dtype, np.floating) or not np.isfinite(x).all():
+            raise ValueError(f"`{name}` must be a finite float array (NaN or inf found, or integer dtype).")
+        low, high = clip_range(classifier)
+        if x.min() < low - 1e-6 or x.max() > high + 1e-6:
+            raise ValueError(f"`{name}` has values in [{x.min():.4g}, {x.max():.4g}], outside the classifier's "
+                             f"clip_values [{low}, {high}]; scale the inputs (e.g. divide by 255).")
+        return x.astype(np.float32, copy=False), self._labels_to_indices(y, name)
+
+    def _labels_to_indices(self, y: np.ndarray, name: str) -> np.ndarray:
+        nb_classes = self._classifier.nb_classes
+        if y.ndim == 2 and y.shape[1] == nb_classes:
+            y = y.argmax(axis=1)
+        elif y.ndim != 1:
+            raise ValueError(f"Labels of `{name}` must be indices (N,) or one-hot (N, {nb_classes}), got {y.shape}.")
+        if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
+            raise ValueError(f"Labels of `{name}` must be integer class indices.")
+        if y.min() < 0 or y.max() >= nb_classes:
+            raise ValueError(f"Labels of `{name}` must lie in [0, {nb_classes - 1}], found [{y.min()}, {y.max()}].")
+        return y.astype(np.int64)
+
+    # ----------------------------------------------------------------- validation and the best epoch
+    def validate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> dict[str, float]:
+        """``{"val_clean": ..., "val_pgd": ...}``: clean and PGD-10 accuracy on (x, y)."""
+        raise NotImplementedError
+
+    def _count_correct(self, logits: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray, y: np.ndarray,
+                       batch_size: int) -> tuple[int, int]:
+        """How many of (x, y) ``logits`` classifies correctly, clean and under ``_val_attack``, with the student in
+        eval mode. Callers reseed ``_val_attack`` first, so the numbers do not depend on when validation runs."""
+        classifier = self._classifier
+        device = classifier.device
+        clean = robust = 0
+        with model_modes((classifier.model, False)):
+            for start in range(0, len(x), batch_size):
+                x_b = torch.from_numpy(x[start:start + batch_size]).to(device)
+                y_b = torch.from_numpy(y[start:start + batch_size]).to(device)
+                with torch.no_grad():
+                    clean += int((logits(x_b).argmax(1) == y_b).sum())
+                targets = torch.nn.functional.one_hot(y_b, classifier.nb_classes).float()
+                x_adv = self._val_attack.generate_tensor(x_b, targets)
+                with torch.no_grad():
+                    robust += int((logits(x_adv).argmax(1) == y_b).sum())
+        return clean, robust
+
+    def _record_validation(self, record: dict[str, float], validation_data: tuple[np.ndarray, np.ndarray],
+                           batch_size: int) -> bool:
+        """Add the validation accuracy to the epoch's ``record``; True when the epoch is the new best (its weights
+        are then kept in :attr:`best_state_dict`)."""
+        record.update(self._run_validation(*validation_data, batch_size))
+        if record["val_pgd"] <= self.best_metric:
+            return False
+        self.best_metric, self.best_epoch = record["val_pgd"], int(record["epoch"])
+        self.best_state_dict = {key: value.detach().clone() for key, value in self._model_state().items()}
+        return True
+
+    def _run_validation(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
+        """The validation of one epoch inside fit (:meth:`validate`, unless the loop knows more)."""
+        return self.validate(x, y, batch_size=batch_size)
+
+    def _model_state(self) -> dict[str, torch.Tensor]:
+        """The student's weights that checkpoints and the best record publish."""
+        return self._classifier.model.state_dict()
+
+    def _append_record(self, record: dict[str, float], nb_epochs: int, log: bool = True) -> None:
+        """Close the epoch: its record joins :attr:`history` (and is logged at INFO where ``log``)."""
+        self.history.append(record)
+        if log:
+            logger.info("%s epoch %d/%d: %s", self.method, record["epoch"], nb_epochs,
+                        " ".join(f"{key} {value:.4g}" for key, value in record.items() if key != "epoch"))
+
+    # ----------------------------------------------------------------- checkpoints
+    def _checkpoint_payload(self, kind: str, config: dict[str, Any], epoch: int,
+                            model_state: dict[str, torch.Tensor] | None = None, *, batch: int = 0,
+                            **state: Any) -> dict[str, Any]:
+        """A self-describing checkpoint: ``kind`` (``last`` or ``best``), the run's config, the epoch (and batch)
+        it ends, the weights (the student's now unless given), the best epoch, the history, the package versions,
+        and ``state`` (what the trainer needs to resume exactly: optimizer, scheduler, generators, ...)."""
+        return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": kind, "config": config,
+                "epoch": epoch, "batch": batch,
+                "model_state": self._model_state() if model_state is None else model_state,
+                **state, "best_metric": self.best_metric, "best_epoch": self.best_epoch, "history": self.history,
+                "versions": package_versions()}
+
+    def _write_metrics(self, folder: Path) -> None:
+        """``metrics.jsonl``: one JSON line per epoch record of :attr:`history`."""
+        with open(folder / "metrics.jsonl", "w", encoding="utf-8") as stream:
+            stream.writelines(json.dumps(record) + "\n" for record in self.history)
+
+    def _restore_records(self, checkpoint: dict[str, Any], path: str | Path) -> None:
+        """History and best epoch from ``checkpoint`` (read from ``path``); the best weights from the ``best.pt``
+        beside it, if there is one."""
+        self.history = list(checkpoint["history"])
+        self.best_metric, self.best_epoch = checkpoint["best_metric"], checkpoint["best_epoch"]
+        best = Path(path).with_name("best.pt")
+        self.best_state_dict = (load_checkpoint(best, map_location=self._classifier.device)["model_state"]
+                                if best.is_file() else None)
