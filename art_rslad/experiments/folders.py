@@ -7,9 +7,9 @@ the test set), ``eval_best.npz`` and ``eval_last.npz`` (robustness reports in th
 an evaluation runs), ``results.md``, the trained student ``student.pt`` (best checkpoint, plain state dict) with
 its model card ``student.json``, and ``figures/``. A finished run stored compactly (docs/runs.md, "Compact run
 folders") keeps ``student.pt`` and its reports, not the training checkpoints: :func:`checkpoint_weights` reads the
-weights from whichever is there. A compare folder holds
-``compare.json``, one run folder per (method, seed) under ``runs/``, ``comparison.md`` / ``comparison.json`` (the
-paper's table, mean ± std over seeds), ``compare.log`` and ``figures/``.
+weights from whichever is there. A compare folder holds ``compare.json``, one run folder per (method, seed) under
+``runs/``, ``comparison.md`` / ``comparison.json`` (the paper's table, mean ± std over seeds), ``compare.log`` and
+``figures/``.
 """
 
 from __future__ import annotations
