@@ -1,8 +1,8 @@
 """Atomic checkpoint files that load without unpickling arbitrary objects.
 
-:func:`save_atomic` and :func:`write_text_atomic` write to a uniquely named temporary file in the target folder,
-flush it to disk and rename it over the target, so an interrupted or failed write (disk full, a kill) leaves the
-previous file intact, and two processes writing one file never collide.
+:func:`save_atomic`, :func:`write_text_atomic` and :func:`write_bytes_atomic` write to a uniquely named temporary
+file in the target folder, flush it to disk and rename it over the target, so an interrupted or failed write (disk
+full, a kill) leaves the previous file intact, and two processes writing one file never collide.
 :func:`load_file` reads with ``torch.load(..., weights_only=True)`` and turns every failure into a ValueError
 that says what is wrong with the file.
 """
@@ -58,6 +58,11 @@ def save_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
 def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically, like :func:`save_atomic`."""
     return _write_atomic(path, lambda stream: stream.write(text.encode("utf-8")))
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike[str]) -> Path:
+    """Write ``data`` to ``path`` atomically, like :func:`save_atomic`."""
+    return _write_atomic(path, lambda stream: stream.write(data))
 
 
 def load_file(path: str | os.PathLike[str], map_location: str | torch.device | None = "cpu") -> Any:

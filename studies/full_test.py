@@ -1,11 +1,12 @@
 """Evaluate every finished run of an ``art-rslad compare`` folder on the whole test set, then tabulate.
 
-``art-rslad compare`` evaluates the best and last checkpoints of each run on its ``--test-size`` images (1,000 in the
-studies, for standard AutoAttack's sake). This script adds clean, FGSM, PGD_SAT, PGD_TRADES and CW_inf on the
+``art-rslad compare`` evaluates the best and last checkpoints of each run on its ``--test-size`` images (1,000 in
+the studies, for standard AutoAttack's sake). This script adds clean, FGSM, PGD_SAT, PGD_TRADES and CW_inf on the
 whole test set (resumable: each checkpoint's report is saved after every attack in the run folder as
-``full_<checkpoint>.json``) and writes one table, in markdown, JSON and a bar chart: those columns on the whole
-test set, AA from the run's own evaluation, mean ± sample std over the seeds, training seconds per epoch, and the
-share of the teacher's AA each method keeps. Only finished runs are read; the notes list the seeds of each method.
+``full_<checkpoint>.json``, and stored as ``full_<checkpoint>.npz`` once finished) and writes one table, in
+markdown, JSON and a bar chart: those columns on the whole test set, AA from the run's own evaluation, mean ± sample
+std over the seeds, training seconds per epoch, and the share of the teacher's AA each method keeps. Only finished
+runs are read; the notes list the seeds of each method.
 
 ``--defend METHOD:DEFENCE`` adds two rows per pair: the best checkpoint of each of METHOD's runs behind
 the ART preprocessing defence DEFENCE, attacked through the defence's exact gradient (``sat+jpeg``) and by BPDA
@@ -28,15 +29,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from art_rslad.checkpoint import load_checkpoint
 from art_rslad.data import dataset_info, load_dataset
 from art_rslad.evaluation import (
     BPDA_SUFFIX,
+    DEFENCE_VIEWS,
     PREPROCESSING_DEFENCES,
+    RobustnessReport,
     evaluate_preprocessing_defence,
     evaluate_robustness,
+    view_state_path,
 )
+from art_rslad.evaluation.report import finished_report, store_finished
 from art_rslad.experiments.config import Config
+from art_rslad.experiments.folders import checkpoint_weights
 from art_rslad.experiments.teachers import zoo_card
 from art_rslad.models import create_model, make_classifier
 from art_rslad.report import CHECKPOINTS, build_table, plot_table_bars
@@ -65,19 +70,25 @@ def load_student(run: Path, checkpoint: str) -> tuple[Any, Config, dict[str, Any
     torch.manual_seed(config.seed)
     model = create_model(config.student, info.nb_classes, input_shape=info.input_shape,
                          **identity["student_options"])
-    model.load_state_dict(load_checkpoint(run / f"{checkpoint}.pt")["model_state"])
+    model.load_state_dict(checkpoint_weights(run, checkpoint))
     return make_classifier(model, config.dataset, device="cpu"), config, marker
 
 
 def evaluate_run(run: Path, x: np.ndarray, y: np.ndarray, attacks: Sequence[str],
                  verbose: bool) -> dict[str, dict[str, float]]:
-    """Accuracy of the run's best and last checkpoints under ``attacks`` on ``x``, merged with the run's AA."""
+    """Accuracy of the run's best and last checkpoints under ``attacks`` on ``x``, merged with the run's AA; a
+    finished report is read back without loading the checkpoint (a compacted run keeps only the best weights)."""
+    marker = json.loads((run / "run.json").read_text(encoding="utf-8"))
     accuracy = {}
     for checkpoint in CHECKPOINTS:
-        classifier, config, marker = load_student(run, checkpoint)
-        report = evaluate_robustness(classifier, x, y, eps=config.eps, attacks=tuple(attacks),
-                                     batch_size=config.batch_size, seed=config.seed,
-                                     state_path=run / f"full_{checkpoint}.json", verbose=verbose)
+        state = run / f"full_{checkpoint}.json"
+        report = finished_report(state, attacks, len(x))  # the inputs: the first len(x) of the test set
+        if report is None:
+            classifier, config, _ = load_student(run, checkpoint)
+            report = evaluate_robustness(classifier, x, y, eps=config.eps, attacks=tuple(attacks),
+                                         batch_size=config.batch_size, seed=config.seed, state_path=state,
+                                         verbose=verbose)
+        store_finished(report, state)
         accuracy[checkpoint] = {**report.accuracy, "autoattack": marker["accuracy"][checkpoint]["autoattack"]}
     return accuracy
 
@@ -88,11 +99,15 @@ def evaluate_defended(run: Path, defence: str, x: np.ndarray, y: np.ndarray, nb_
     clean to CW_inf on ``x`` and AA on its first ``nb_autoattack`` inputs, each view resumable from the run folder."""
     classifier, config, _ = load_student(run, "best")
     options = {"eps": config.eps, "batch_size": config.batch_size, "seed": config.seed, "verbose": verbose}
-    full = evaluate_preprocessing_defence(classifier, defence, x, y, attacks=FULL_ATTACKS,
-                                          state_path=run / f"full_best_{defence}.json", **options)
+    full_state, autoattack_state = run / f"full_best_{defence}.json", run / f"autoattack_best_{defence}.json"
+    full = evaluate_preprocessing_defence(classifier, defence, x, y, attacks=FULL_ATTACKS, state_path=full_state,
+                                          **options)
     autoattack = evaluate_preprocessing_defence(classifier, defence, x[:nb_autoattack], y[:nb_autoattack],
-                                                attacks=("autoattack",),
-                                                state_path=run / f"autoattack_best_{defence}.json", **options)
+                                                attacks=("autoattack",), state_path=autoattack_state, **options)
+    for view in DEFENCE_VIEWS:  # each view's finished state, stored compactly
+        for state in (view_state_path(full_state, view), view_state_path(autoattack_state, view)):
+            if state is not None and state.is_file():
+                store_finished(RobustnessReport.load(state), state)
     accuracy = {**full.accuracy, **autoattack.accuracy}
     views = {view: {name: accuracy[name if name == "clean" or view == "exact" else name + BPDA_SUFFIX]
                     for name in (*FULL_ATTACKS, "autoattack")} for view in ("exact", "bpda")}
@@ -107,14 +122,14 @@ def train_seconds(run: Path) -> list[float]:
 
 def run_hours(run: Path) -> tuple[float, float, float]:
     """(training with validation, the compare's evaluation of best and last, this script's full-test-set attacks)
-    of a run, in hours, as its metrics.jsonl, eval_*.json and full_*.json logged them; a last checkpoint that is
-    the best one was evaluated once by the compare."""
+    of a run, in hours, as its metrics.jsonl and its eval_* and full_* reports logged them; a last checkpoint that
+    is the best one was evaluated once by the compare (its two reports are the same)."""
     lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     training = sum(float(record["seconds"]) for record in map(json.loads, filter(None, lines)))
-    compare_files = {(run / f"eval_{name}.json").read_bytes() for name in CHECKPOINTS}
-    evaluation = sum(sum(json.loads(data)["seconds"].values()) for data in compare_files)
-    full = sum(sum(json.loads((run / f"full_{name}.json").read_text(encoding="utf-8"))["seconds"].values())
-               for name in CHECKPOINTS)
+    compare_reports = {report.to_json(): report for report in
+                       (RobustnessReport.load(run / f"eval_{name}.json") for name in CHECKPOINTS)}
+    evaluation = sum(sum(report.seconds.values()) for report in compare_reports.values())
+    full = sum(sum(RobustnessReport.load(run / f"full_{name}.json").seconds.values()) for name in CHECKPOINTS)
     return training / 3600, evaluation / 3600, full / 3600
 
 

@@ -20,6 +20,7 @@ from test_runs import tiny_config
 
 from art_rslad.checkpoint import load_checkpoint
 from art_rslad.cli import main
+from art_rslad.evaluation import RobustnessReport
 from art_rslad.experiments.folders import RUN_FILES
 
 WORLD_SIZE = 2
@@ -73,7 +74,7 @@ def test_train_writes_one_complete_run_folder_from_rank_zero(trained: tuple[Path
     assert load_checkpoint(out / "last.pt")["config"]["data"]["world_size"] == WORLD_SIZE
     assert printed.count("| sat | best | 1 |") == 1  # rank 0 alone prints the table
     for name in ("eval_best", "eval_last"):
-        report = json.loads((out / f"{name}.json").read_text())
+        report = RobustnessReport.load(out / f"{name}.npz").to_dict()
         assert report["n_inputs"] == 64 and all(len(flags) == 64 for flags in report["correct"].values())
 
 
@@ -82,7 +83,7 @@ def test_train_evaluation_matches_one_process_where_deterministic(trained: tuple
     assert main(["eval", str(out / "best.pt"), *MODEL, "--nb-images", "64", "--attacks", "clean", "fgsm",
                  "--out", str(tmp_path / "one")]) == 0
     one = json.loads((tmp_path / "one.json").read_text())["correct"]
-    two = json.loads((out / "eval_best.json").read_text())["correct"]
+    two = RobustnessReport.load(out / "eval_best.npz").to_dict()["correct"]
     assert {name: two[name] for name in ("clean", "fgsm")} == one
 
 
@@ -105,16 +106,16 @@ def test_resume_under_torchrun_loads_last_and_finishes_the_evaluations(
     shutil.copytree(trained[0], out)
     marker = json.loads((out / "run.json").read_text())
     (out / "run.json").write_text(json.dumps({**marker, "status": "evaluating"}))
-    (out / "eval_last.json").unlink()
+    (out / "eval_last.npz").unlink()
     (out / "results.md").unlink()
-    best = files(out)["eval_best.json"]
+    best = files(out)["eval_best.npz"]
     succeeded(torchrun("train", "--method", "sat", "--config", str(config_file), "--out", str(out), "--resume",
                        *RUN))
     log = (out / "run.log").read_text()
     assert log.count("Starting run sat") == 1 and log.count("Resuming run sat") == 1
     assert log.count("Resumed sat from") == 1 and "eval_best.json is finished; it is read back" in log
-    assert files(out)["eval_best.json"] == best and set(files(out)) == RUN_FOLDER
-    assert (out / "eval_last.json").read_text() == (out / "eval_best.json").read_text()
+    assert files(out)["eval_best.npz"] == best and set(files(out)) == RUN_FOLDER
+    assert (out / "eval_last.npz").read_bytes() == (out / "eval_best.npz").read_bytes()
     assert json.loads((out / "run.json").read_text())["status"] == "finished"
 
 

@@ -1,4 +1,5 @@
-"""RobustnessReport as one record per attack: class-wise accuracy, old files, merging shards (hand-made reports)."""
+"""RobustnessReport as one record per attack: class-wise accuracy, old files, merging shards, the compact form
+(hand-made reports)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from art_rslad.evaluation import AttackResult, RobustnessReport, merge_reports
+from art_rslad.evaluation.report import compact_path, finished_report, store_finished, stored_report
 
 #: A report written before the labels were kept (a committed study's full-test-set report of 359 inputs).
 FORMAT_1_REPORT = Path(__file__).parent / "data" / "report_format1.json"
@@ -107,3 +109,62 @@ def test_records_are_the_one_place_results_are_written() -> None:
     with pytest.raises(TypeError):
         report.correct["fgsm"] = np.ones(6, dtype=bool)  # type: ignore[index]
     assert report.kinds == {"clean": "clean", "pgd_sat": "white-box"}
+
+
+def _full_report() -> RobustnessReport:
+    """Every kind of field: labels beyond uint8, settings, messages, checks, warnings, a fingerprint; 13 inputs (the
+    packed flags end in a partial byte)."""
+    rng = np.random.default_rng(0)
+    report = RobustnessReport(eps=0.1, n_inputs=13, labels=np.array([0, 299, *rng.integers(0, 300, 11)]),
+                              checks={"seconds": 0.25, "zero_gradient_inputs": 0, "large_eps_accuracy": float("nan")},
+                              warnings=["pgd_sat: a warning"], fingerprint="f" * 64)
+    report.add(AttackResult("clean", "clean", rng.random(13) > 0.2, 0.5, 0.0))
+    report.add(AttackResult("pgd_sat", "white-box", rng.random(13) > 0.5, 12.125, 0.1,
+                            settings={"eps_step": 0.025, "max_iter": 20}, messages=["pgd_sat: a warning"]))
+    return report
+
+
+def test_the_compact_form_round_trips_exactly(tmp_path: Path) -> None:
+    report = _full_report()
+    path = report.save(tmp_path / "eval_best.json")
+    assert path == tmp_path / "eval_best.npz" and not (tmp_path / "eval_best.json").exists()
+    restored = RobustnessReport.load(path)
+    assert restored.to_json() == report.to_json()  # accuracies, settings, messages, checks, warnings, fingerprint
+    for name in report.attacks:
+        assert restored.correct[name].dtype == bool and np.array_equal(restored.correct[name], report.correct[name])
+    assert restored.labels is not None and restored.labels.tolist() == report.labels.tolist()
+    np.testing.assert_array_equal(restored.per_class_accuracy("pgd_sat"), report.per_class_accuracy("pgd_sat"))
+    with np.load(path) as arrays:  # plain numpy arrays: flags packed eight to a byte, labels in the smallest type
+        assert arrays["correct"].shape == (2, 2) and arrays["labels"].dtype == np.int16
+    unlabelled = RobustnessReport.from_compact(_report(labels=None).to_compact())
+    assert unlabelled.labels is None and unlabelled.to_json() == _report(labels=None).to_json()
+
+
+def test_saving_again_leaves_the_file_untouched(tmp_path: Path) -> None:
+    path = _full_report().save(tmp_path / "report.npz")
+    before = path.stat().st_mtime_ns, path.read_bytes()
+    _full_report().save(path)  # the bytes depend only on the report (no timestamps in the zip)
+    assert (path.stat().st_mtime_ns, path.read_bytes()) == before
+
+
+def test_an_old_json_report_loads_and_its_compact_form_reads_back_to_the_same_text(tmp_path: Path) -> None:
+    text = FORMAT_1_REPORT.read_text()
+    assert RobustnessReport.load(FORMAT_1_REPORT).to_json() == text
+    compact = RobustnessReport.load(FORMAT_1_REPORT).save(tmp_path / "full_best.json")
+    assert RobustnessReport.load(tmp_path / "full_best.json").to_json() == text  # the JSON name finds its .npz
+    assert compact.stat().st_size < len(text) / 10
+
+
+def test_a_json_state_beside_a_compact_report_is_read_first_and_stored_replaces_it(tmp_path: Path) -> None:
+    state = tmp_path / "full_best.json"
+    assert stored_report(state) is None
+    with pytest.raises(FileNotFoundError, match=r"full_best\.npz"):
+        RobustnessReport.load(state)
+    _report().save(state)
+    newer = _full_report()
+    newer.to_json(state)  # an evaluation under way over a finished report: its JSON state is newer
+    assert stored_report(state) == state and RobustnessReport.load(state).n_inputs == 13
+    assert finished_report(state, ["clean", "pgd_sat"], 13) is not None
+    assert finished_report(state, ["clean", "cw_inf"], 13) is None and finished_report(state, ["clean"], 6) is None
+    assert store_finished(newer, state) == compact_path(state) and not state.exists()
+    assert RobustnessReport.load(state).to_json() == newer.to_json()

@@ -56,8 +56,8 @@ def run(folder: Path, method: str = "sat", config: Config | None = None, teacher
 def test_run_folder_holds_everything_a_user_needs(tmp_path: Path) -> None:
     result = run(tmp_path / "run", method="rslad", teacher=tiny_teacher())
     folder = result.out_dir
-    for name in ("run.json", "config.toml", "run.log", "metrics.jsonl", "last.pt", "best.pt", "eval_best.json",
-                 "eval_last.json", "results.md", "student.pt", "student.json",
+    for name in ("run.json", "config.toml", "run.log", "metrics.jsonl", "last.pt", "best.pt", "eval_best.npz",
+                 "eval_last.npz", "results.md", "student.pt", "student.json",
                  "figures/robust_accuracy_per_epoch.png", "figures/accuracy_best.png"):
         assert (folder / name).is_file(), name
     assert len((folder / "metrics.jsonl").read_text().splitlines()) == 2

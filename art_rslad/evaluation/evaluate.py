@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from art_rslad.estimators import check_classifier, clip_range, model_modes
 from art_rslad.evaluation.checks import check_model, consistency_warnings
 from art_rslad.evaluation.registry import ATTACKS, DEFAULT_ATTACKS, AttackContext, PreparedAttack
-from art_rslad.evaluation.report import AttackResult, RobustnessReport
+from art_rslad.evaluation.report import AttackResult, RobustnessReport, stored_report
 
 logger = logging.getLogger(__name__)
 
@@ -98,19 +98,27 @@ def _fingerprint(x: np.ndarray, labels: np.ndarray, settings: dict[str, Any]) ->
     return digest.hexdigest()
 
 
-def _restore(state_path: Path | None, fresh: RobustnessReport, names: tuple[str, ...]) -> RobustnessReport:
-    """``fresh`` with the results of ``names`` found in a matching state file copied in."""
-    if state_path is None or not state_path.is_file():
-        return fresh
-    saved = RobustnessReport.from_json(state_path)
+def _restore(state_path: Path | None, fresh: RobustnessReport,
+             names: tuple[str, ...]) -> tuple[RobustnessReport, bool]:
+    """``fresh`` with the results of ``names`` found in a matching state file copied in, and False; or the saved
+    report and True when it holds exactly ``names`` (nothing is left to run, and nothing is to be written). The
+    state is the JSON at ``state_path`` or, once the evaluation was stored as finished, its compact form (see
+    :func:`~art_rslad.evaluation.report.stored_report`)."""
+    source = None if state_path is None else stored_report(state_path)
+    if source is None:
+        return fresh, False
+    saved = RobustnessReport.load(source)
     if saved.fingerprint != fresh.fingerprint:
         raise ValueError(f"`state_path` {state_path} holds an evaluation of other inputs or settings; delete it "
                          "or choose another state_path.")
+    if saved.attacks == list(names):
+        logger.info("The evaluation in %s is finished: it is read back, and the file is left as it is", source)
+        return saved, True
     for name in names:
         if name in saved.results:
-            logger.info("%s: restored from %s", name, state_path)
+            logger.info("%s: restored from %s", name, source)
             fresh.add(saved.results[name])
-    return fresh
+    return fresh, False
 
 
 def _run_attack(
@@ -165,7 +173,8 @@ def evaluate_robustness(
     :param n_queries: Query budget (iterations) of ``square``.
     :param seed: Seed of every random start and random search.
     :param state_path: JSON file updated after each attack; an evaluation given the same file, inputs and
-        settings skips the attacks it already holds (resume after an interruption).
+        settings skips the attacks it already holds (resume after an interruption), and reads the compact form
+        beside it (``.npz``) where the JSON is absent. A resume with nothing left to run writes nothing.
     :param verbose: Show a progress bar per attack.
     :return: A :class:`RobustnessReport`.
 
@@ -183,7 +192,9 @@ def evaluate_robustness(
     path = None if state_path is None else Path(state_path)
     fingerprint = _fingerprint(x, labels, {"eps": float(eps), "seed": seed, "n_queries": n_queries})
     fresh = RobustnessReport(eps=float(eps), n_inputs=len(x), labels=labels, fingerprint=fingerprint)
-    report = _restore(path, fresh, names)
+    report, finished = _restore(path, fresh, names)
+    if finished:
+        return report
 
     white_box = any(ATTACKS[name].kind == "white-box" for name in names)
     models = [model.model for model in (classifier, surrogate) if isinstance(model, PyTorchClassifier)]

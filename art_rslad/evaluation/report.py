@@ -1,10 +1,23 @@
-"""The result of :func:`~art_rslad.evaluate_robustness`: per-input correctness under every attack run."""
+"""The result of :func:`~art_rslad.evaluate_robustness`: per-input correctness under every attack run.
+
+A report is stored in one of two forms, and :meth:`RobustnessReport.load` reads both:
+
+- JSON (:meth:`~RobustnessReport.to_json`): every field in words, the per-input flags as lists of booleans. The
+  resume state of a running evaluation is written this way after each attack.
+- compact (:meth:`~RobustnessReport.save`, ``.npz``): a zip of numpy arrays that ``numpy.load`` opens, holding
+  the same JSON without its per-input lists (``report``, UTF-8 bytes), the flags packed eight to a byte
+  (``correct``, one row per attack, ``numpy.packbits``) and the labels in the smallest integer type that holds them
+  (``labels``). A finished evaluation is stored this way: 10,000 inputs under five attacks take about 9 kB
+  instead of 600 kB. The file's bytes depend only on the report, so saving it again changes nothing.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import os
-from collections.abc import Mapping
+import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -12,11 +25,18 @@ from typing import Any
 
 import numpy as np
 
-from art_rslad.checkpoint import write_text_atomic
+from art_rslad.checkpoint import write_bytes_atomic, write_text_atomic
 
 #: Version of the layout written by :meth:`RobustnessReport.to_dict` (labels and worst classes are optional entries
 #: of format 1: a report without them is written byte for byte as before).
 REPORT_FORMAT = 1
+#: Suffix of a report's compact form.
+COMPACT_SUFFIX = ".npz"
+#: Entries of :meth:`RobustnessReport.to_dict` that the compact form keeps as arrays (or recomputes).
+_PER_INPUT = ("correct", "robust_to_all", "labels")
+#: Date stamped on the compact form's zip members (the earliest a zip can hold), so that its bytes depend only on
+#: the report.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 @dataclass
@@ -224,6 +244,54 @@ class RobustnessReport:
         """Read a report written by :meth:`to_json`."""
         return cls.from_dict(json.loads(Path(path).read_text()))
 
+    def to_compact(self) -> bytes:
+        """The compact form's bytes (see the module's docstring); the same report always gives the same bytes."""
+        scalars = {key: value for key, value in self.to_dict().items() if key not in _PER_INPUT}
+        flags = np.array([result.correct for result in self.results.values()], dtype=bool).reshape(
+            len(self.results), self.n_inputs)
+        arrays = {"report": np.frombuffer(json.dumps(scalars).encode("utf-8"), dtype=np.uint8),
+                  "correct": np.packbits(flags, axis=1)}
+        if self.labels is not None:
+            arrays["labels"] = self.labels.astype(_label_dtype(self.labels))
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, array in arrays.items():
+                member = io.BytesIO()
+                np.lib.format.write_array(member, array, allow_pickle=False)
+                archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE), member.getvalue(),
+                                 compress_type=zipfile.ZIP_DEFLATED)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_compact(cls, data: bytes) -> RobustnessReport:
+        """Rebuild a report from :meth:`to_compact`'s bytes."""
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            scalars = json.loads(arrays["report"].tobytes().decode("utf-8"))
+            flags = np.unpackbits(arrays["correct"], axis=1, count=int(scalars["n_inputs"])).astype(bool)
+            labels = {"labels": arrays["labels"]} if "labels" in arrays else {}
+        return cls.from_dict({**scalars, "correct": dict(zip(scalars["kinds"], flags, strict=True)), **labels})
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the compact form to ``path`` with its suffix made ``.npz`` (atomically; a file that already holds
+        these bytes is left untouched); return the path written."""
+        target = compact_path(path)
+        data = self.to_compact()
+        if not (target.is_file() and target.read_bytes() == data):
+            write_bytes_atomic(data, target)
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> RobustnessReport:
+        """Read a report in either form: a ``.npz`` file in the compact form, any other file as JSON; a JSON name
+        whose file is absent reads its compact form (``eval_best.json`` -> ``eval_best.npz``)."""
+        source = stored_report(path)
+        if source is None:
+            raise FileNotFoundError(f"No robustness report at {path} (nor its compact form "
+                                    f"{compact_path(path).name}).")
+        if source.suffix == COMPACT_SUFFIX:
+            return cls.from_compact(source.read_bytes())
+        return cls.from_json(source)
+
     def to_markdown(self) -> str:
         """A table (attack, kind, accuracy, the worst class when the labels are known, seconds), the worst case,
         and the warnings."""
@@ -245,6 +313,48 @@ class RobustnessReport:
         if self.warnings:
             lines += ["", "Warnings:", *(f"- {warning}" for warning in self.warnings)]
         return "\n".join(lines) + "\n"
+
+
+def compact_path(path: str | os.PathLike[str]) -> Path:
+    """The compact form's file of the report named ``path``: ``eval_best.json`` -> ``eval_best.npz``."""
+    return Path(path).with_suffix(COMPACT_SUFFIX)
+
+
+def stored_report(path: str | os.PathLike[str]) -> Path | None:
+    """The file that holds the report named ``path``, or None: ``path`` itself when it exists (a JSON written by an
+    evaluation under way is newer than any compact form beside it), else its compact form when that exists."""
+    for candidate in (Path(path), compact_path(path)):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def finished_report(path: str | os.PathLike[str], attacks: Sequence[str],
+                    nb_inputs: int) -> RobustnessReport | None:
+    """The report stored under ``path`` (JSON or compact, see :func:`stored_report`) when it holds every one of
+    ``attacks`` on ``nb_inputs`` inputs, else None."""
+    if stored_report(path) is None:
+        return None
+    report = RobustnessReport.load(path)
+    return report if report.n_inputs == nb_inputs and all(name in report.results for name in attacks) else None
+
+
+def store_finished(report: RobustnessReport, state_path: str | os.PathLike[str]) -> Path:
+    """Store a finished evaluation in the compact form beside its JSON resume state ``state_path``, then delete
+    that state (the compact file holds all of it, and :func:`stored_report` finds it under the same name); return
+    the compact file's path."""
+    target = report.save(state_path)
+    if Path(state_path) != target:
+        Path(state_path).unlink(missing_ok=True)
+    return target
+
+
+def _label_dtype(labels: np.ndarray) -> type[np.integer[Any]]:
+    """The smallest of uint8, int16 and int64 that holds ``labels``."""
+    if not len(labels) or (labels.min() >= 0 and labels.max() <= np.iinfo(np.uint8).max):
+        return np.uint8
+    info = np.iinfo(np.int16)
+    return np.int16 if labels.min() >= info.min and labels.max() <= info.max else np.int64
 
 
 def _row(cells: list[str]) -> str:

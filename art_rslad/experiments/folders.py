@@ -3,10 +3,12 @@
 A run folder holds ``run.json`` (what the run is and how far it got), ``config.toml``, ``run.log``,
 ``metrics.jsonl`` (one JSON line per epoch), ``last.pt`` and ``best.pt`` (atomic, self-describing checkpoints;
 "best" is the epoch with the highest PGD-10 accuracy on a validation split held out of the training set, never
-the test set), ``eval_best.json`` and ``eval_last.json`` (robustness reports), ``results.md``, the trained
-student ``student.pt`` (best checkpoint, plain state dict) with its model card ``student.json``, and
-``figures/``. A compare folder holds ``compare.json``, one run folder per (method, seed) under ``runs/``,
-``comparison.md`` / ``comparison.json`` (the paper's table, mean ± std over seeds), ``compare.log`` and
+the test set), ``eval_best.npz`` and ``eval_last.npz`` (robustness reports in their compact form; ``.json`` while
+an evaluation runs), ``results.md``, the trained student ``student.pt`` (best checkpoint, plain state dict) with
+its model card ``student.json``, and ``figures/``. A finished run stored compactly (docs/runs.md, "Compact run
+folders") keeps ``student.pt`` and its reports, not the training checkpoints: :func:`checkpoint_weights` reads the
+weights from whichever is there. A compare folder holds ``compare.json``, one run folder per (method, seed) under
+``runs/``, ``comparison.md`` / ``comparison.json`` (the paper's table, mean ± std over seeds), ``compare.log`` and
 ``figures/``.
 """
 
@@ -22,15 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from art_rslad.checkpoint import write_text_atomic
+import torch
+
+from art_rslad.checkpoint import load_checkpoint, load_file, write_text_atomic
 from art_rslad.experiments.config import Config
 from art_rslad.report import CHECKPOINTS
 
 RUN_FORMAT = "art-rslad-run"
 COMPARE_FORMAT = "art-rslad-compare"
-#: Files a run writes into its folder (``overwrite=True`` removes exactly these, and ``figures/``).
+#: Files a run writes into its folder (``overwrite=True`` removes exactly these, :data:`RUN_STATES` and
+#: ``figures/``).
 RUN_FILES: tuple[str, ...] = ("run.json", "config.toml", "run.log", "metrics.jsonl", "last.pt", "best.pt",
-                              "eval_best.json", "eval_last.json", "results.md", "student.pt", "student.json")
+                              "eval_best.npz", "eval_last.npz", "results.md", "student.pt", "student.json")
+#: The resume states of a run's evaluations, there while they run (the finished reports replace them).
+RUN_STATES: tuple[str, ...] = ("eval_best.json", "eval_last.json")
 COMPARE_FILES: tuple[str, ...] = ("compare.json", "comparison.md", "comparison.json", "compare.log")
 FIGURES = "figures"
 RUNS = "runs"
@@ -195,6 +202,22 @@ def load_run(out_dir: str | os.PathLike[str]) -> RunResult:
                      int(marker["best_epoch"]), marker["accuracy"], int(marker["nb_test"]))
 
 
+def checkpoint_weights(out_dir: str | os.PathLike[str], checkpoint: str) -> dict[str, torch.Tensor]:
+    """The model weights of a run's ``best`` or ``last`` checkpoint: from the training checkpoint (``best.pt``,
+    ``last.pt``), or in a compacted finished run from ``student.pt`` (the best weights, also the last ones where
+    run.json records that the last epoch was the best)."""
+    folder = Path(out_dir)
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"`checkpoint` must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}.")
+    if (folder / f"{checkpoint}.pt").is_file():
+        return load_checkpoint(folder / f"{checkpoint}.pt")["model_state"]
+    marker = read_json(folder / "run.json")
+    if checkpoint == "last" and marker.get("best_epoch") != marker["identity"]["config"]["nb_epochs"]:
+        raise FileNotFoundError(f"{folder} keeps no last.pt (a compacted finished run) and its last epoch is not the "
+                                "best one: the last checkpoint's weights are not kept, only its reports.")
+    return load_file(folder / "student.pt")
+
+
 __all__ = ["COMPARE_FILES", "COMPARE_FORMAT", "FIGURES", "PROSE_KEYS", "RUNS", "RUN_FILES", "RUN_FORMAT",
-           "RunResult", "check_writable", "load_run", "log_to", "prepare_folder", "read_json", "run_folder",
-           "write_json"]
+           "RUN_STATES", "RunResult", "check_writable", "checkpoint_weights", "load_run", "log_to", "prepare_folder",
+           "read_json", "run_folder", "write_json"]

@@ -38,12 +38,14 @@ from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.data import dataset_info, load_dataset, make_data_generator, train_val_split
 from art_rslad.distributed import World, check_agreement, current_world, on_main
-from art_rslad.evaluation import DEFAULT_ATTACKS, RobustnessReport, evaluate_robustness_distributed
+from art_rslad.evaluation import DEFAULT_ATTACKS, evaluate_robustness_distributed
+from art_rslad.evaluation.report import compact_path, finished_report, store_finished
 from art_rslad.experiments.config import Config
 from art_rslad.experiments.folders import (
     FIGURES,
     RUN_FILES,
     RUN_FORMAT,
+    RUN_STATES,
     RunResult,
     load_run,
     log_to,
@@ -178,12 +180,8 @@ def run_notes(config: Config, methods: Sequence[str], teacher_source: str | None
 # ---------------------------------------------------------------------- evaluation
 def _finished_accuracy(report_path: Path, attacks: Sequence[str], nb_inputs: int) -> dict[str, float] | None:
     """The accuracy held by a finished report of ``attacks`` on ``nb_inputs`` inputs at ``report_path``, else None."""
-    if not report_path.is_file():
-        return None
-    report = RobustnessReport.from_json(report_path)
-    if report.n_inputs != nb_inputs or any(name not in report.correct for name in attacks):
-        return None
-    return {name: report.accuracy[name] for name in attacks}
+    report = finished_report(report_path, attacks, nb_inputs)
+    return None if report is None else {name: report.accuracy[name] for name in attacks}
 
 
 def _evaluate(classifier: PyTorchClassifier, name: str, state: StateDict, data: _Data, config: Config,
@@ -192,7 +190,8 @@ def _evaluate(classifier: PyTorchClassifier, name: str, state: StateDict, data: 
 
     In a distributed run the test inputs are sharded over the ranks (each attacks its own block, without state
     files) and rank 0 writes the merged report; a finished report already in ``report_path`` is reused as a whole.
-    In a one-process run ``report_path`` is also the resume state, updated after each attack.
+    In a one-process run ``report_path`` is also the resume state, updated after each attack. The finished report
+    is stored in its compact form beside it (``.npz``), which replaces the state.
     """
     classifier.model.load_state_dict(state)
     if world.is_distributed:
@@ -207,7 +206,7 @@ def _evaluate(classifier: PyTorchClassifier, name: str, state: StateDict, data: 
     if world.is_distributed:  # the lines above are rank 0's block; these are all the inputs
         logger.info("%s.pt on all %d test images (%d processes): %s", name, len(data.x_test), world.size,
                     ", ".join(f"{attack} {100 * value:.2f}%" for attack, value in report.accuracy.items()))
-        on_main(world, report.to_json, report_path)
+    on_main(world, store_finished, report, report_path)
     return report.accuracy
 
 
@@ -220,7 +219,8 @@ def _evaluate_checkpoints(classifier: PyTorchClassifier, folder: Path, best: Sta
                                   world)}
     if best.keys() == last.keys() and all(torch.equal(best[key], last[key]) for key in best):
         logger.info("The last epoch is the best one: its evaluation is the best checkpoint's")
-        on_main(world, shutil.copyfile, folder / "eval_best.json", folder / "eval_last.json")
+        on_main(world, shutil.copyfile, compact_path(folder / "eval_best.json"),
+                compact_path(folder / "eval_last.json"))
         accuracy["last"] = dict(accuracy["best"])
     else:
         accuracy["last"] = _evaluate(classifier, "last", last, data, config, settings, folder / "eval_last.json",
@@ -234,7 +234,7 @@ def _start_run(folder: Path, identity: dict[str, Any], config: Config,
     """Prepare ``folder`` and write run.json and config.toml (an unfinished run); return the run's marker and whether
     a last.pt is there to resume from. A finished run's folder is left as it is."""
     saved = prepare_folder(folder, "run.json", identity, resume=settings.resume, overwrite=settings.overwrite,
-                           argument="out_dir", owned=RUN_FILES)
+                           argument="out_dir", owned=(*RUN_FILES, *RUN_STATES))
     if saved is not None and saved.get("status") == "finished":
         return saved, True
     marker = saved or {"format": RUN_FORMAT, "identity": identity, "status": "training",
@@ -268,7 +268,7 @@ def _model_card(result: RunResult, classifier: PyTorchClassifier, identity: Mapp
         eps=config.eps, weights="student.pt", sha256=sha256_file(result.out_dir / "student.pt"),
         nb_parameters=count_parameters(classifier.model), model_options=dict(identity["student_options"]),
         metrics={name: {"accuracy": accuracy, "nb_images": result.nb_test, "checkpoint": "best",
-                        "command": "art_rslad.experiments.train.train_run (eval_best.json)"}
+                        "command": "art_rslad.experiments.train.train_run (eval_best.npz)"}
                  for name, accuracy in result.accuracy["best"].items()},
         training={"method": result.method, "lr": config.lr_for(result.method), "best_epoch": result.best_epoch,
                   "best_by": "validation PGD-10 accuracy on a split held out of the training set",
