@@ -37,7 +37,7 @@ from art_rslad.checkpoint import load_checkpoint, save_atomic
 from art_rslad.distributed import World, current_world
 from art_rslad.estimators import check_classifier, clip_range, forward_logits, model_modes
 from art_rslad.trainers.averaging import WeightAveraging, make_averager
-from art_rslad.trainers.batches import Batch, BatchSource, array_batches, generator_batches_of
+from art_rslad.trainers.batches import Batch, BatchSource, array_batches, generator_batches_of, teacher_probs_once
 from art_rslad.trainers.ddp import sync_buffers, wrap_student
 from art_rslad.trainers.interrupt import held_interrupt
 from art_rslad.trainers.records import RecordedTrainer, validation_attack
@@ -247,7 +247,11 @@ class AdversarialTrainerBase(RecordedTrainer):
         world = current_world(self._classifier.device)
         world.check_fits(len(x), "x")
         self._check_batch_size(batch_size)
-        probs = self._precompute_teacher_probs(torch.from_numpy(x), batch_size) if self.teacher is not None else None
+        probs = None
+        if self.teacher is not None:
+            with model_modes((self.teacher.model, False)):
+                probs = teacher_probs_once(self.teacher_logits, torch.from_numpy(x), batch_size,
+                                           self._classifier.device)
         source = array_batches(x, y, probs, batch_size, self.seed, world, self._classifier.device)
         self._run(source, nb_epochs, validation_data, scheduler, checkpoint_dir, resume_from, checkpoint_interval,
                   world)
@@ -276,15 +280,6 @@ class AdversarialTrainerBase(RecordedTrainer):
                   world)
 
     # ----------------------------------------------------------------- the loop
-    def _precompute_teacher_probs(self, x_all: torch.Tensor, batch_size: int) -> torch.Tensor:
-        assert self.teacher is not None
-        device = self._classifier.device
-        # Chunks of one training batch: the teacher's activations then peak no higher than in a training step.
-        with model_modes((self.teacher.model, False)):
-            chunks = [torch.softmax(self.teacher_logits(x_all[i:i + batch_size].to(device)), dim=1).cpu()
-                      for i in range(0, len(x_all), batch_size)]
-        return torch.cat(chunks)
-
     def _craft(self, batch: Batch) -> torch.Tensor:
         assert self.attack is not None
         targets = self._attack_targets(batch)
@@ -364,7 +359,8 @@ class AdversarialTrainerBase(RecordedTrainer):
         """The epoch's batches from ``first`` on; the loss and correct sums (on the device) and the count seen.
 
         Ctrl-C is held until the batch in progress ends; then ``last.pt`` is written there and KeyboardInterrupt
-        raised, so a resume continues exactly as if nothing had happened.
+        raised, so a resume continues exactly as if nothing had happened. (A KeyboardInterrupt raised otherwise,
+        e.g. on the ranks of a distributed run, writes ``last.pt`` at the last finished batch.)
         """
         device = self._classifier.device
         # Running sums stay on the student's device: no wait for the device after every batch.
@@ -373,20 +369,24 @@ class AdversarialTrainerBase(RecordedTrainer):
         batches = tqdm(run.source.batches(epoch, first), desc=f"epoch {epoch + 1}/{run.nb_epochs}",
                        total=run.source.nb_batches, initial=first, leave=False, disable=not run.show_progress)
         with held_interrupt(enabled=not run.world.is_distributed) as interrupt:
-            for batch in batches:
-                batch_loss, batch_correct = self._train_step(batch)
-                sync_buffers(self._ddp)  # all ranks continue with rank 0's BatchNorm statistics
-                loss_sum, correct, seen, position = (loss_sum + batch_loss, correct + batch_correct,
-                                                     seen + len(batch.y), position + 1)
-                due = bool(run.checkpoint_interval) and position % run.checkpoint_interval == 0 \
-                    and position < run.source.nb_batches
-                if run.folder is not None and (interrupt.requested or due):
+            try:
+                for batch in batches:
+                    batch_loss, batch_correct = self._train_step(batch)
+                    sync_buffers(self._ddp)  # all ranks continue with rank 0's BatchNorm statistics
+                    loss_sum, correct, seen, position = (loss_sum + batch_loss, correct + batch_correct,
+                                                         seen + len(batch.y), position + 1)
+                    if interrupt.requested:
+                        raise KeyboardInterrupt
+                    if run.folder is not None and run.checkpoint_interval and position < run.source.nb_batches \
+                            and position % run.checkpoint_interval == 0:
+                        self._save(run.folder / "last.pt", run, epoch, position,
+                                   [float(loss_sum), float(correct), seen])
+            except KeyboardInterrupt:
+                if run.folder is not None and not interrupt.abandoned:  # a second Ctrl-C stops mid-batch: no save
                     self._save(run.folder / "last.pt", run, epoch, position, [float(loss_sum), float(correct), seen])
-                if interrupt.requested:
-                    if run.folder is not None:
-                        logger.warning("Interrupted at epoch %d, batch %d; resume from %s", epoch + 1, position,
-                                       run.folder / "last.pt")
-                    raise KeyboardInterrupt
+                    logger.warning("Interrupted at epoch %d, batch %d; resume from %s", epoch + 1, position,
+                                   run.folder / "last.pt")
+                raise
         return loss_sum, correct, seen
 
     def _close_epoch(self, run: _Run, epoch: int, started: float, loss_sum: torch.Tensor, correct: torch.Tensor,

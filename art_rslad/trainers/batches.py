@@ -36,6 +36,17 @@ class BatchSource:
     fingerprint: dict[str, Any]
 
 
+def teacher_probs_once(teacher_logits: Callable[[torch.Tensor], torch.Tensor], x_all: torch.Tensor, batch_size: int,
+                       device: torch.device) -> torch.Tensor:
+    """The teacher's probabilities on every training input, once (the data are not augmented), kept on the host.
+
+    In chunks of one training batch: the teacher's activations then peak no higher than in a training step.
+    """
+    chunks = [torch.softmax(teacher_logits(x_all[i:i + batch_size].to(device)), dim=1).cpu()
+              for i in range(0, len(x_all), batch_size)]
+    return torch.cat(chunks)
+
+
 def array_batches(x: np.ndarray, y: np.ndarray, teacher_probs: torch.Tensor | None, batch_size: int, seed: int,
                   world: World, device: torch.device) -> BatchSource:
     """Batches of (x, y) in a permutation drawn from ``(seed, epoch)`` (the same on every rank, then sharded),

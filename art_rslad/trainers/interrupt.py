@@ -14,9 +14,11 @@ logger = logging.getLogger(__name__)
 
 
 class Interrupt:
-    """Whether a SIGINT arrived inside :func:`held_interrupt`'s block; the loop checks it between batches."""
+    """Whether a SIGINT arrived inside :func:`held_interrupt`'s block (the loop checks it between batches), and
+    whether a second one abandoned the batch in progress."""
 
     requested: bool = False
+    abandoned: bool = False
 
 
 @contextlib.contextmanager
@@ -35,6 +37,7 @@ def held_interrupt(enabled: bool = True) -> Iterator[Interrupt]:
 
     def hold(signum: int, frame: FrameType | None) -> None:
         if state.requested:
+            state.abandoned = True
             raise KeyboardInterrupt
         state.requested = True
         logger.warning("Interrupted: stopping after this batch, with a checkpoint to resume from (Ctrl-C again "
