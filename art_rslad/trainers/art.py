@@ -36,8 +36,8 @@ from torch import nn
 
 from art_rslad.attacks import InputGradientClassifier, SoftLabelKLLoss
 from art_rslad.checkpoint import load_checkpoint, save_atomic
-from art_rslad.estimators import classifier_like, clip_range, forward_logits
-from art_rslad.trainers.records import RecordedTrainer, validation_attack
+from art_rslad.estimators import classifier_like, forward_logits
+from art_rslad.trainers.records import RecordedTrainer, check_attack, check_budget, validation_attack
 
 logger = logging.getLogger(__name__)
 
@@ -163,16 +163,9 @@ class ArtTrainerAdapter(RecordedTrainer):
         if fixed:
             logger.info("%s does not use %s", self.method, refused)
         self.dropped_settings: dict[str, str] = fixed
-        low, high = clip_range(classifier)
-        self.eps = float(kept.get("eps", 8 / 255))
-        if not 0 < self.eps <= high - low:
-            raise ValueError(f"`eps` must be in (0, {high - low}] (the clip range of the classifier), got {self.eps}.")
+        self.eps = check_budget(classifier, kept.get("eps"), kept.get("eps_step"), kept.get("max_iter"))
         self.eps_step = None if "eps_step" in self.fixed_settings else float(kept.get("eps_step", self.eps / 4))
-        if self.eps_step is not None and self.eps_step <= 0:
-            raise ValueError(f"`eps_step` must be > 0, got {self.eps_step}.")
         self.max_iter = None if "max_iter" in self.fixed_settings else kept.get("max_iter", 10)
-        if self.max_iter is not None and (int(self.max_iter) != self.max_iter or self.max_iter < 1):
-            raise ValueError(f"`max_iter` must be a positive integer, got {self.max_iter}.")
         self.attack = attack
         self.seed = int(seed)
         self.verbose = verbose
@@ -189,8 +182,7 @@ class ArtTrainerAdapter(RecordedTrainer):
             raise ValueError(f"{name}: {art_name} sets the model's mode itself; drop `attack_training_mode`.")
         if attack is not None and not self.accepts_attack:
             raise ValueError(f"{name}: {art_name} builds its own attack; drop `attack`.")
-        if attack is not None and not isinstance(attack, EvasionAttack):
-            raise ValueError(f"`attack` must be an ART EvasionAttack, got {type(attack).__name__}.")
+        check_attack(attack, self._classifier)
 
     @classmethod
     def split_settings(cls, **settings: Any) -> tuple[dict[str, Any], dict[str, str]]:

@@ -40,7 +40,7 @@ from art_rslad.trainers.averaging import WeightAveraging, make_averager
 from art_rslad.trainers.batches import Batch, BatchSource, array_batches, generator_batches_of, teacher_probs_once
 from art_rslad.trainers.ddp import sync_buffers, wrap_student
 from art_rslad.trainers.interrupt import held_interrupt
-from art_rslad.trainers.records import RecordedTrainer, validation_attack
+from art_rslad.trainers.records import RecordedTrainer, attack_settings, check_attack, check_budget, validation_attack
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +83,8 @@ class AdversarialTrainerBase(RecordedTrainer):
         classifier: PyTorchClassifier,
         teacher: PyTorchClassifier | None = None,
         *,
-        eps: float = 8 / 255,
-        eps_step: float = 2 / 255,
+        eps: float | None = None,
+        eps_step: float | None = None,
         max_iter: int = 10,
         attack: EvasionAttack | None = None,
         attack_training_mode: bool | None = None,
@@ -97,8 +97,9 @@ class AdversarialTrainerBase(RecordedTrainer):
         """
         :param classifier: The student, an ART PyTorchClassifier with an optimizer and clip_values; trained in place.
         :param teacher: The teacher, an ART PyTorchClassifier with the same classes and clip range; never updated.
-        :param eps: Radius of the L-inf ball of the inner maximisation, on the scale of clip_values.
-        :param eps_step: Step size of the inner maximisation.
+        :param eps: Radius of the L-inf ball of the inner maximisation, on the scale of clip_values (default 8/255,
+            CIFAR's budget; a warning says so when the inputs are not CIFAR-shaped).
+        :param eps_step: Step size of the inner maximisation (default eps / 4).
         :param max_iter: Number of steps of the inner maximisation.
         :param attack: Any ART EvasionAttack to use instead of the default PGD; it is called with the method's
             targets as labels (the teacher's probabilities for soft-label methods).
@@ -123,16 +124,9 @@ class AdversarialTrainerBase(RecordedTrainer):
         self.teacher = None if teacher is None else check_classifier(teacher, "teacher")
         if self.teacher is not None:
             self._check_teacher(self.teacher)
-        low, high = clip_range(classifier)
-        if not 0 < eps <= high - low:
-            raise ValueError(f"`eps` must be in (0, {high - low}] (the clip range of the classifier), got {eps}.")
-        if eps_step <= 0:
-            raise ValueError(f"`eps_step` must be > 0, got {eps_step}.")
-        if int(max_iter) != max_iter or max_iter < 1:
-            raise ValueError(f"`max_iter` must be a positive integer, got {max_iter}.")
-        if attack is not None and not isinstance(attack, EvasionAttack):
-            raise ValueError(f"`attack` must be an ART EvasionAttack, got {type(attack).__name__}.")
-        self.eps, self.eps_step, self.max_iter = float(eps), float(eps_step), int(max_iter)
+        self.eps = check_budget(classifier, eps, eps_step, max_iter)
+        check_attack(attack, classifier)
+        self.eps_step, self.max_iter = self.eps / 4 if eps_step is None else float(eps_step), int(max_iter)
         self.seed = int(seed)
         self.verbose = verbose
         check_speed_options(amp_dtype, channels_last, tuple(classifier.input_shape))
@@ -144,6 +138,7 @@ class AdversarialTrainerBase(RecordedTrainer):
             self.default_attack_training_mode if attack_training_mode is None else bool(attack_training_mode)
         )
         self.averager = make_averager(weight_averaging)
+        self._user_attack = attack  # recorded with the budget it really runs with
         self.attack: EvasionAttack | None = None
         if self.uses_attack:
             self.attack = attack if attack is not None else self._default_attack()
@@ -172,6 +167,7 @@ class AdversarialTrainerBase(RecordedTrainer):
         return {"method": self.method, "eps": self.eps, "eps_step": self.eps_step, "max_iter": self.max_iter,
                 "attack_training_mode": self.attack_training_mode, "seed": self.seed,
                 "attack": type(self.attack).__name__ if self.attack is not None else None,
+                **({} if self._user_attack is None else {"attack_settings": attack_settings(self._user_attack)}),
                 # bf16 changes the numbers, so a resume must use the same; channels_last changes only the layout
                 "amp_dtype": None if self.amp_dtype is None else str(self.amp_dtype),
                 # recorded only when on, so that checkpoints written before the option existed still resume
@@ -207,6 +203,8 @@ class AdversarialTrainerBase(RecordedTrainer):
 
     def _check_teacher(self, teacher: PyTorchClassifier) -> None:
         student = self._classifier
+        if teacher is student or teacher.model is student.model:
+            raise ValueError("`teacher` is the student itself; distil from a separate (robust) teacher classifier.")
         if teacher.nb_classes != student.nb_classes:
             raise ValueError(f"`teacher` has {teacher.nb_classes} classes but the student has {student.nb_classes}.")
         if tuple(teacher.input_shape) != tuple(student.input_shape):

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import art
 import numpy as np
 import torch
+from art.attacks.attack import EvasionAttack
 from art.defences.trainer import Trainer
 from art.estimators.classification import PyTorchClassifier
 
@@ -41,6 +42,57 @@ def package_versions() -> dict[str, str]:
     """The versions a checkpoint records: art-rslad, ART, torch, numpy and Python."""
     return {"art_rslad": art_rslad.__version__, "art": art.__version__, "torch": str(torch.__version__),
             "numpy": np.__version__, "python": platform.python_version()}
+
+
+#: CIFAR's L-inf budget, the trainers' default eps, and the input shape it belongs to.
+CIFAR_EPS = 8 / 255
+CIFAR_SHAPE = (3, 32, 32)
+
+
+def check_budget(classifier: PyTorchClassifier, eps: float | None, eps_step: float | None,
+                 max_iter: int | None) -> float:
+    """Check the attack budget (None: not set, the trainer's default or ART's); the eps to use (default CIFAR's).
+
+    CIFAR's 8/255 on data of another shape is probably not meant (Fashion-MNIST and MNIST use 0.1 and 0.3): it is
+    kept, with a warning that says so.
+    """
+    low, high = clip_range(classifier)
+    if eps is None:
+        eps = CIFAR_EPS
+        if tuple(classifier.input_shape) != CIFAR_SHAPE:
+            logger.warning("`eps` defaults to CIFAR's 8/255, but the classifier's inputs are %s, not CIFAR's %s; "
+                           "pass eps= for your data (the usual L-inf budget is 0.1 for Fashion-MNIST, 0.3 for "
+                           "MNIST).", tuple(classifier.input_shape), CIFAR_SHAPE)
+    if not 0 < eps <= high - low:
+        raise ValueError(f"`eps` must be in (0, {high - low}] (the clip range of the classifier), got {eps}.")
+    if eps_step is not None and not eps_step > 0:
+        raise ValueError(f"`eps_step` must be > 0, got {eps_step}.")
+    if max_iter is not None and (int(max_iter) != max_iter or max_iter < 1):
+        raise ValueError(f"`max_iter` must be a positive integer, got {max_iter}.")
+    return float(eps)
+
+
+def check_attack(attack: object, classifier: PyTorchClassifier) -> None:
+    """A user's training attack must be an ART EvasionAttack built on the student itself."""
+    if attack is None:
+        return
+    if not isinstance(attack, EvasionAttack):
+        raise ValueError(f"`attack` must be an ART EvasionAttack, got {type(attack).__name__}.")
+    if attack.estimator is not classifier:
+        raise ValueError("`attack` was built on another estimator than the student; build it on the classifier "
+                         "being trained, e.g. ProjectedGradientDescent(student, ...), so that it attacks the model "
+                         "that learns.")
+
+
+def attack_settings(attack: object) -> dict[str, Any]:
+    """The budget a user's attack actually runs with, as checkpoints and run records keep it."""
+    names = ("eps", "eps_step", "max_iter", "norm", "num_random_init", "targeted")
+    return {name: _plain(getattr(attack, name)) for name in names if hasattr(attack, name)}
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else float(value) if isinstance(value, np.ndarray) \
+        and value.size == 1 else value
 
 
 def validation_attack(estimator: InputGradientClassifier, eps: float, eps_step: float, seed: int) -> InputGradientPGD:
@@ -97,14 +149,18 @@ class RecordedTrainer(Trainer):
 
     def _labels_to_indices(self, y: np.ndarray, name: str) -> np.ndarray:
         nb_classes = self._classifier.nb_classes
+        what = "`y`" if name == "x" else f"The labels of `{name}`"
         if y.ndim == 2 and y.shape[1] == nb_classes:
+            if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
+                raise ValueError(f"{what} has rows that are not one-hot (soft labels?); pass class indices (N,) or "
+                                 f"one-hot rows (N, {nb_classes}).")
             y = y.argmax(axis=1)
         elif y.ndim != 1:
-            raise ValueError(f"Labels of `{name}` must be indices (N,) or one-hot (N, {nb_classes}), got {y.shape}.")
+            raise ValueError(f"{what} must be class indices (N,) or one-hot (N, {nb_classes}), got shape {y.shape}.")
         if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
-            raise ValueError(f"Labels of `{name}` must be integer class indices.")
+            raise ValueError(f"{what} must be integer class indices.")
         if y.min() < 0 or y.max() >= nb_classes:
-            raise ValueError(f"Labels of `{name}` must lie in [0, {nb_classes - 1}], found [{y.min()}, {y.max()}].")
+            raise ValueError(f"{what} must lie in [0, {nb_classes - 1}], found [{y.min()}, {y.max()}].")
         return y.astype(np.int64)
 
     # ----------------------------------------------------------------- validation and the best epoch
