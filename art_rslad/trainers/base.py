@@ -40,11 +40,17 @@ from art_rslad.trainers.averaging import WeightAveraging, make_averager
 from art_rslad.trainers.batches import Batch, BatchSource, array_batches, generator_batches_of, teacher_probs_once
 from art_rslad.trainers.ddp import sync_buffers, wrap_student
 from art_rslad.trainers.interrupt import held_interrupt
-from art_rslad.trainers.records import RecordedTrainer, attack_settings, check_attack, check_budget, validation_attack
+from art_rslad.trainers.records import (
+    RecordedTrainer,
+    Scheduler,
+    attack_settings,
+    check_attack,
+    check_budget,
+    validation_attack,
+)
 
 logger = logging.getLogger(__name__)
 
-Scheduler = torch.optim.lr_scheduler.LRScheduler
 
 
 @dataclass
@@ -215,36 +221,11 @@ class AdversarialTrainerBase(RecordedTrainer):
                              f"{clip_range(student)}; both must use the same input range.")
 
     # ----------------------------------------------------------------- public training API
-    def fit(  # type: ignore[override]
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        validation_data: tuple[np.ndarray, np.ndarray] | None = None,
-        batch_size: int = 128,
-        nb_epochs: int = 20,
-        scheduler: Scheduler | None = None,
-        *,
-        checkpoint_dir: str | Path | None = None,
-        resume_from: str | Path | None = None,
-        checkpoint_interval: int = 0,
-    ) -> None:
-        """Train the student on numpy arrays.
-
-        :param x: Training inputs (N, *input_shape) within clip_values; never modified.
-        :param y: Labels as indices (N,) or one-hot (N, nb_classes).
-        :param validation_data: ``(x_val, y_val)``; clean and PGD-10 accuracy are logged every epoch and the
-            epoch with the highest PGD accuracy is kept as the best (``best_state_dict``, ``best.pt``).
-        :param batch_size: Batch size.
-        :param nb_epochs: Number of epochs.
-        :param scheduler: A torch LR scheduler on the student's optimizer, stepped once per epoch.
-        :param checkpoint_dir: Folder for ``last.pt``, ``best.pt`` and ``metrics.jsonl`` (written atomically).
-        :param resume_from: A ``last.pt`` of an interrupted run of the same method, model, data and settings.
-        :param checkpoint_interval: Also write ``last.pt`` every this many batches (0: at each epoch's end).
-        """
-        x, y = self._check_data(x, y)
+    def _fit(self, x: np.ndarray, y: np.ndarray, validation_data: tuple[np.ndarray, np.ndarray] | None,
+             batch_size: int, nb_epochs: int, scheduler: Scheduler | None, checkpoint_dir: str | Path | None,
+             resume_from: str | Path | None, checkpoint_interval: int) -> None:
         world = current_world(self._classifier.device)
         world.check_fits(len(x), "x")
-        self._check_batch_size(batch_size)
         probs = None
         if self.teacher is not None:
             with model_modes((self.teacher.model, False)):
@@ -274,6 +255,8 @@ class AdversarialTrainerBase(RecordedTrainer):
         probs = None if self.teacher is None else (lambda x: torch.softmax(self.teacher_logits(x), dim=1))
         source = generator_batches_of(generator, world, lambda x, y: self._check_data(x, y, "generator batch"),
                                       probs, self._classifier.device)
+        validation_data = self._check_run(source.batch_size, nb_epochs, scheduler, checkpoint_interval,
+                                          validation_data)
         self._run(source, nb_epochs, validation_data, scheduler, checkpoint_dir, resume_from, checkpoint_interval,
                   world)
 
@@ -310,24 +293,11 @@ class AdversarialTrainerBase(RecordedTrainer):
         """The optimizers that one training step zeroes and steps (the student's; a jointly trained peer adds its)."""
         return [self._classifier.optimizer]
 
-    def _check_batch_size(self, batch_size: int) -> None:
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
-
     def _run(self, source: BatchSource, nb_epochs: int, validation_data: tuple[np.ndarray, np.ndarray] | None,
              scheduler: Scheduler | None, checkpoint_dir: str | Path | None, resume_from: str | Path | None,
              checkpoint_interval: int, world: World) -> None:
         if world.is_distributed and not self.distributed_ok:
             raise ValueError(f"{type(self).__name__} runs in one process only; start it without torchrun.")
-        if int(nb_epochs) != nb_epochs or nb_epochs < 1:
-            raise ValueError(f"`nb_epochs` must be a positive integer, got {nb_epochs!r}.")
-        self._check_batch_size(source.batch_size)
-        if checkpoint_interval < 0:
-            raise ValueError(f"`checkpoint_interval` must be >= 0, got {checkpoint_interval}.")
-        if scheduler is not None and not isinstance(scheduler, Scheduler):
-            raise ValueError(f"`scheduler` must be a torch.optim.lr_scheduler.LRScheduler, got {type(scheduler)}.")
-        if validation_data is not None:
-            validation_data = self._check_data(*validation_data, name="validation_data")
         self.nb_epochs = int(nb_epochs)
         if self.averager is not None:
             self.averager.start(self.nb_epochs, source.nb_batches, scheduler)

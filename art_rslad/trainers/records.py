@@ -37,6 +37,8 @@ from art_rslad.estimators import check_classifier, clip_range, model_modes
 
 logger = logging.getLogger(__name__)
 
+Scheduler = torch.optim.lr_scheduler.LRScheduler
+
 
 def package_versions() -> dict[str, str]:
     """The versions a checkpoint records: art-rslad, ART, torch, numpy and Python."""
@@ -125,6 +127,57 @@ class RecordedTrainer(Trainer):
     def _clear_records(self) -> None:
         """Forget the history and the best epoch (a new run starts)."""
         self.history, self.best_metric, self.best_epoch, self.best_state_dict = [], -math.inf, -1, None
+
+    # ----------------------------------------------------------------- training
+    def fit(  # type: ignore[override]
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+        batch_size: int = 128,
+        nb_epochs: int = 20,
+        scheduler: Scheduler | None = None,
+        *,
+        checkpoint_dir: str | Path | None = None,
+        resume_from: str | Path | None = None,
+        checkpoint_interval: int = 0,
+    ) -> None:
+        """Train the student on numpy arrays, in place (:meth:`get_classifier` returns it).
+
+        :param x: Training inputs (N, *input_shape) within clip_values; never modified.
+        :param y: Labels as indices (N,) or one-hot (N, nb_classes).
+        :param validation_data: ``(x_val, y_val)``: clean and PGD-10 accuracy after every epoch (where the trainer
+            can stop between epochs); the epoch with the highest PGD accuracy is kept as the best
+            (:attr:`best_state_dict`, ``best.pt``).
+        :param batch_size: Batch size (per process under torchrun).
+        :param nb_epochs: Number of epochs.
+        :param scheduler: A torch LR scheduler on the student's optimizer, stepped once per epoch.
+        :param checkpoint_dir: Folder for ``last.pt``, ``best.pt`` and ``metrics.jsonl`` (written atomically).
+        :param resume_from: A ``last.pt`` of an interrupted run of the same method, model, data and settings.
+        :param checkpoint_interval: Also write ``last.pt`` every this many batches (0: at each epoch's end).
+        """
+        x, labels = self._check_data(x, y)
+        validation_data = self._check_run(batch_size, nb_epochs, scheduler, checkpoint_interval, validation_data)
+        self._fit(x, labels, validation_data, batch_size, nb_epochs, scheduler, checkpoint_dir, resume_from,
+                  checkpoint_interval)
+
+    def _fit(self, x: np.ndarray, y: np.ndarray, validation_data: tuple[np.ndarray, np.ndarray] | None,
+             batch_size: int, nb_epochs: int, scheduler: Scheduler | None, checkpoint_dir: str | Path | None,
+             resume_from: str | Path | None, checkpoint_interval: int) -> None:
+        """:meth:`fit` on checked arguments (labels as indices)."""
+        raise NotImplementedError
+
+    def _check_run(self, batch_size: int, nb_epochs: int, scheduler: Scheduler | None, checkpoint_interval: int,
+                   validation_data: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Check a run's settings; the validation data as checked arrays."""
+        for name, value in (("batch_size", batch_size), ("nb_epochs", nb_epochs)):
+            if int(value) != value or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if checkpoint_interval < 0:
+            raise ValueError(f"`checkpoint_interval` must be >= 0, got {checkpoint_interval}.")
+        if scheduler is not None and not isinstance(scheduler, Scheduler):
+            raise ValueError(f"`scheduler` must be a torch.optim.lr_scheduler.LRScheduler, got {type(scheduler)}.")
+        return None if validation_data is None else self._check_data(*validation_data, name="validation_data")
 
     # ----------------------------------------------------------------- input checks
     def _check_data(self, x: np.ndarray, y: np.ndarray, name: str = "x") -> tuple[np.ndarray, np.ndarray]:
