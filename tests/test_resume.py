@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,20 @@ def _interrupt_at(monkeypatch: pytest.MonkeyPatch, call: int, error: type[BaseEx
     monkeypatch.setattr(AdversarialTrainerBase, "_train_step", step)
 
 
+def _ctrl_c_at(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
+    """Press Ctrl-C (SIGINT to this process) as the ``call``-th training step (1-based) starts."""
+    original: Callable[..., Any] = AdversarialTrainerBase._train_step
+    calls = {"count": 0}
+
+    def step(self: AdversarialTrainerBase, batch: Any) -> Any:
+        calls["count"] += 1
+        if calls["count"] == call:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, batch)
+
+    monkeypatch.setattr(AdversarialTrainerBase, "_train_step", step)
+
+
 def _assert_same_tensors(expected: Any, actual: Any, where: str = "") -> None:
     if isinstance(expected, torch.Tensor):
         assert torch.equal(expected, actual), f"tensor {where} differs"
@@ -123,11 +139,12 @@ def test_keyboard_interrupt_then_resume_gives_identical_tensors(
 ) -> None:
     trainer, scheduler = _trainer(init_seed=0)
     with monkeypatch.context() as patch:
-        _interrupt_at(patch, interrupt_at, KeyboardInterrupt)
+        _ctrl_c_at(patch, interrupt_at)
         with pytest.raises(KeyboardInterrupt):
             _fit(trainer, scheduler, tmp_path)
-    saved = load_checkpoint(tmp_path / "last.pt")
-    assert (saved["epoch"], saved["batch"]) == divmod(interrupt_at - 1, 5)
+    saved = load_checkpoint(tmp_path / "last.pt")  # written once the interrupted batch ended
+    epoch, batch = divmod(interrupt_at - 1, 5)
+    assert (saved["epoch"], saved["batch"]) == (epoch, batch + 1)
 
     resumed, resumed_scheduler = _trainer(init_seed=1)
     _fit(resumed, resumed_scheduler, tmp_path, resume_from=tmp_path / "last.pt")

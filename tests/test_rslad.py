@@ -11,6 +11,7 @@ from conftest import TinyCNN, make_classifier
 
 from art_rslad import AdversarialTrainerRSLAD
 from art_rslad.losses import rslad_loss
+from art_rslad.trainers.batches import teacher_probs_once
 
 # ---------------------------------------------------------------- the loss on fixed tensors
 ADV = [[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]]
@@ -128,7 +129,7 @@ def test_modes_preprocessing_and_teacher_untouched(fmnist, classifier_factory) -
     assert [training for _, training, _ in student_calls[:5]] == [False, False, False, True, True]
     # the teacher's probabilities use its own preprocessing
     expected = torch.softmax(torch.from_numpy(teacher.predict(x[:96])), dim=1)
-    got = trainer._precompute_teacher_probs(torch.from_numpy(x[:96]), 32)
+    got = teacher_probs_once(trainer.teacher_logits, torch.from_numpy(x[:96]), 32, torch.device("cpu"))
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
 
 

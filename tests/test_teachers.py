@@ -92,6 +92,15 @@ def test_card_and_weights_round_trip(tmp_path: Path) -> None:
         load_teacher(str(tmp_path / "tiny.pt"), "mnist")
 
 
+def test_the_card_beside_a_file_wins_over_a_default_architecture(tmp_path: Path, caplog) -> None:
+    card, classifier = _saved_teacher(tmp_path)  # e.g. a run folder's student.pt with its student.json
+    with caplog.at_level("WARNING"):
+        loaded = load_teacher(str(tmp_path / "tiny.pt"), "fashion-mnist", model="cnn-large", device="cpu")
+    assert f"says {card.architecture}" in caplog.text
+    x = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
+    np.testing.assert_allclose(loaded.predict(x), classifier.predict(x), rtol=1e-5, atol=1e-5)
+
+
 def test_changed_weights_are_refused_by_their_card(tmp_path: Path) -> None:
     _saved_teacher(tmp_path)
     torch.save({"other": torch.zeros(1)}, tmp_path / "tiny.pt")

@@ -72,6 +72,9 @@ def _check_data(classifier: Any, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarr
     if len(x) == 0 or tuple(x.shape[1:]) != tuple(classifier.input_shape):
         raise ValueError(f"`x` must be a non-empty array of shape (N, *{tuple(classifier.input_shape)}), "
                          f"got {x.shape}.")
+    if not np.isfinite(x).all():
+        raise ValueError(f"`x` holds {int((~np.isfinite(x)).sum())} NaN or infinite values; evaluate finite inputs "
+                         "only (an attack on NaN measures nothing).")
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == classifier.nb_classes:
         labels = y.argmax(axis=1)
@@ -91,6 +94,31 @@ def _check_data(classifier: Any, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarr
     return x, labels
 
 
+def _check_outputs(classifier: Any, x: np.ndarray) -> None:
+    """The classifier's model must output one score per class its ``nb_classes`` announces."""
+    outputs = np.asarray(classifier.predict(x[:1], batch_size=1))
+    if outputs.ndim != 2 or outputs.shape[1] != classifier.nb_classes:
+        raise ValueError(f"`classifier` announces nb_classes={classifier.nb_classes} but its model outputs shape "
+                         f"{tuple(outputs.shape)} for one input; build the PyTorchClassifier with the model's number "
+                         "of classes.")
+
+
+def _check_state_path(path: Path | None) -> None:
+    """Fail before the first attack, not after it, when the state file cannot be written."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ValueError(f"`state_path` {path} is a folder; give a file name such as {path / 'eval.json'}.")
+    probe = path.with_name(f".{path.name}.write-test-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"`state_path` {path} cannot be written ({error.strerror or error}); choose a writable "
+                         "folder.") from error
+
+
 def _fingerprint(x: np.ndarray, labels: np.ndarray, settings: dict[str, Any]) -> str:
     digest = hashlib.sha256(x.tobytes())
     digest.update(labels.tobytes())
@@ -107,7 +135,12 @@ def _restore(state_path: Path | None, fresh: RobustnessReport,
     source = None if state_path is None else stored_report(state_path)
     if source is None:
         return fresh, False
-    saved = RobustnessReport.load(source)
+    try:
+        saved = RobustnessReport.load(source)
+    except (ValueError, KeyError, TypeError, OSError) as error:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"`state_path` {state_path} is not a readable evaluation state (corrupt or truncated: "
+                         f"{error}); delete it to start the evaluation afresh, or choose another state_path."
+                         ) from error
     if saved.fingerprint != fresh.fingerprint:
         raise ValueError(f"`state_path` {state_path} holds an evaluation of other inputs or settings; delete it "
                          "or choose another state_path.")
@@ -139,6 +172,23 @@ def _run_attack(
             outside |= bool(np.any(x_adv < low - _BOUND_TOLERANCE) or np.any(x_adv > high + _BOUND_TOLERANCE))
             bar.update(len(x_batch))
     return correct, max_perturbation, outside
+
+
+def _run_one(name: str, context: AttackContext, x: np.ndarray, labels: np.ndarray) -> AttackResult:
+    """Build and run one attack of :data:`ATTACKS` on every input; its result, with its own warnings."""
+    spec = ATTACKS[name]
+    start = perf_counter()
+    prepared = spec.build(context)
+    correct, max_perturbation, outside = _run_attack(name, prepared, spec.whole_set, context.classifier, x, labels,
+                                                     context.batch_size, context.verbose)
+    if max_perturbation > context.eps + _BOUND_TOLERANCE:
+        prepared.messages.append(f"{name} left the eps ball: max |x' - x| = {max_perturbation:.6g}.")
+    if outside:
+        prepared.messages.append(f"{name} produced inputs outside clip_values.")
+    result = AttackResult(name=name, kind=spec.kind, correct=correct, seconds=perf_counter() - start,
+                          max_perturbation=max_perturbation, settings=prepared.settings, messages=prepared.messages)
+    logger.info("%s: %.2f%% (%.1f s)", name, 100 * result.accuracy, result.seconds)
+    return result
 
 
 def evaluate_robustness(
@@ -181,15 +231,21 @@ def evaluate_robustness(
     | Paper link: https://arxiv.org/abs/2108.07969 (evaluation protocol of RSLAD)
     """
     names = _attack_names(attacks, surrogate)
-    if not eps > 0:
-        raise ValueError(f"`eps` must be > 0, got {eps}; it is on the scale of the classifier's clip_values.")
     if batch_size < 1 or n_queries < 1:
         raise ValueError(f"`batch_size` and `n_queries` must be >= 1, got {batch_size} and {n_queries}.")
     _check_classifiers(classifier, surrogate, names)
+    low, high = clip_range(classifier)
+    if not 0 < eps <= high - low:
+        raise ValueError(f"`eps` must be in (0, {high - low:g}] (the width of the classifier's clip_values "
+                         f"{clip_range(classifier)}), got {eps}; it is on the scale of clip_values.")
     x, labels = _check_data(classifier, x, y)
+    models = [model.model for model in (classifier, surrogate) if isinstance(model, PyTorchClassifier)]
+    with model_modes(*[(model, False) for model in models]):  # predict sets eval mode and never restores it
+        _check_outputs(classifier, x)
     context = AttackContext(classifier=classifier, eps=float(eps), batch_size=batch_size, seed=seed,
                             n_queries=n_queries, surrogate=surrogate, verbose=verbose)
     path = None if state_path is None else Path(state_path)
+    _check_state_path(path)
     fingerprint = _fingerprint(x, labels, {"eps": float(eps), "seed": seed, "n_queries": n_queries})
     fresh = RobustnessReport(eps=float(eps), n_inputs=len(x), labels=labels, fingerprint=fingerprint)
     report, finished = _restore(path, fresh, names)
@@ -197,7 +253,6 @@ def evaluate_robustness(
         return report
 
     white_box = any(ATTACKS[name].kind == "white-box" for name in names)
-    models = [model.model for model in (classifier, surrogate) if isinstance(model, PyTorchClassifier)]
     with model_modes(*[(model, False) for model in models]):
         start = perf_counter()
         report.checks, model_warnings = check_model(classifier, x, labels, white_box=white_box,
@@ -206,20 +261,7 @@ def evaluate_robustness(
         for name in names:
             if name in report.results:
                 continue
-            spec = ATTACKS[name]
-            start = perf_counter()
-            prepared = spec.build(context)
-            correct, max_perturbation, outside = _run_attack(name, prepared, spec.whole_set, classifier, x,
-                                                             labels, batch_size, verbose)
-            if max_perturbation > eps + _BOUND_TOLERANCE:
-                prepared.messages.append(f"{name} left the eps ball: max |x' - x| = {max_perturbation:.6g}.")
-            if outside:
-                prepared.messages.append(f"{name} produced inputs outside clip_values.")
-            result = AttackResult(name=name, kind=spec.kind, correct=correct, seconds=perf_counter() - start,
-                                  max_perturbation=max_perturbation, settings=prepared.settings,
-                                  messages=prepared.messages)
-            report.add(result)
-            logger.info("%s: %.2f%% (%.1f s)", name, 100 * result.accuracy, result.seconds)
+            report.add(_run_one(name, context, x, labels))
             if path is not None:
                 report.to_json(path)
 

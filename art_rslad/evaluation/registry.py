@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from art.attacks.evasion import FastGradientMethod, SquareAttack
 from art.estimators.classification import PyTorchClassifier
+from pyautoattack import AutoAttack
 from tqdm.auto import tqdm
 
 from art_rslad.attacks import InputGradientClassifier, InputGradientPGD, SoftLabelKLLoss
@@ -278,8 +279,6 @@ def _autoattack_log(bar: tqdm) -> Iterator[_AutoAttackLog]:
 
 
 def _build_autoattack(context: AttackContext) -> PreparedAttack:
-    from pyautoattack import AutoAttack
-
     classifier = context.classifier
     if clip_range(classifier) != (0.0, 1.0) or np.ndim(classifier.clip_values[0]) != 0:
         raise ValueError(

@@ -169,7 +169,8 @@ def load_teacher(
 
     :param source: ``"zoo:<name>"``, ``"robustbench:<name>"`` or a path to a state dict.
     :param dataset: Dataset the teacher must fit (input shape and classes from :func:`dataset_info`).
-    :param model: Architecture of a state-dict path (registry name); read from a card beside the file if omitted.
+    :param model: Architecture of a state-dict path (registry name); a card beside the file (``x.json`` for
+        ``x.pt``, as every run folder writes for its student) takes precedence.
     :param model_options: Options of that architecture (e.g. ``{"depth": 28}``).
     :param device: ``"cpu"``, ``"cuda"`` or None (CUDA when available).
     :param model_dir: RobustBench's model folder (``robustbench:`` sources only).
@@ -185,8 +186,12 @@ def load_teacher(
         raise FileNotFoundError(f"Teacher source {source!r} is neither 'zoo:<name>', 'robustbench:<name>' nor an "
                                 f"existing file; shipped models: {', '.join(list_zoo()) or 'none'}.")
     card_path = path.with_suffix(".json")
-    if model is None and card_path.is_file():
-        return _classifier_from_card(ModelCard.load(card_path), path, dataset, device)
+    if card_path.is_file():  # a card describes its own weights: it wins over a default architecture
+        card = ModelCard.load(card_path)
+        if model is not None and (model, dict(model_options or {})) != (card.architecture, card.model_options):
+            logger.warning("%s: its card %s says %s %s; loading that, not the given %s %s.", source, card_path.name,
+                           card.architecture, card.model_options, model, dict(model_options or {}))
+        return _classifier_from_card(card, path, dataset, device)
     if model is None:
         raise ValueError(f"`model` is required to load the state dict {source!r} (no card {card_path.name} "
                          "beside it); pass the architecture name, e.g. model='resnet18'.")

@@ -9,7 +9,8 @@ from __future__ import annotations
 from art_rslad.trainers.adaad import AdversarialTrainerAdaAD
 from art_rslad.trainers.adaiad import AdversarialTrainerAdaIAD
 from art_rslad.trainers.ard import AdversarialTrainerARD
-from art_rslad.trainers.base import AdversarialTrainerBase, Batch
+from art_rslad.trainers.base import AdversarialTrainerBase
+from art_rslad.trainers.batches import Batch
 from art_rslad.trainers.iad import AdversarialTrainerIAD
 from art_rslad.trainers.natural import NaturalTrainer
 from art_rslad.trainers.peeraid import AdversarialTrainerPeerAiD

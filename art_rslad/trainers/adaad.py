@@ -11,7 +11,7 @@ from art.estimators.classification import PyTorchClassifier
 from art_rslad.attacks import InputGradientClassifier, InputGradientPGD, RandomInit
 from art_rslad.estimators import forward_logits
 from art_rslad.losses import adaad_loss, kl_per_sample
-from art_rslad.trainers.base import Batch
+from art_rslad.trainers.batches import Batch
 from art_rslad.trainers.distillation import DistillationTrainer
 
 

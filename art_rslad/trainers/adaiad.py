@@ -9,7 +9,7 @@ from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.losses import adaiad_loss, iad_weights
 from art_rslad.trainers.adaad import AdaptiveAttackTrainer
-from art_rslad.trainers.base import Batch
+from art_rslad.trainers.batches import Batch
 from art_rslad.trainers.iad import check_warmup_epochs, introspection_start
 
 

@@ -36,12 +36,11 @@ from torch import nn
 
 from art_rslad.attacks import InputGradientClassifier, SoftLabelKLLoss
 from art_rslad.checkpoint import load_checkpoint, save_atomic
-from art_rslad.estimators import classifier_like, clip_range, forward_logits
-from art_rslad.trainers.records import RecordedTrainer, validation_attack
+from art_rslad.estimators import classifier_like, forward_logits
+from art_rslad.trainers.records import RecordedTrainer, Scheduler, check_attack, check_budget, validation_attack
 
 logger = logging.getLogger(__name__)
 
-Scheduler = torch.optim.lr_scheduler.LRScheduler
 
 
 # ---------------------------------------------------------------------- small helpers
@@ -163,16 +162,9 @@ class ArtTrainerAdapter(RecordedTrainer):
         if fixed:
             logger.info("%s does not use %s", self.method, refused)
         self.dropped_settings: dict[str, str] = fixed
-        low, high = clip_range(classifier)
-        self.eps = float(kept.get("eps", 8 / 255))
-        if not 0 < self.eps <= high - low:
-            raise ValueError(f"`eps` must be in (0, {high - low}] (the clip range of the classifier), got {self.eps}.")
+        self.eps = check_budget(classifier, kept.get("eps"), kept.get("eps_step"), kept.get("max_iter"))
         self.eps_step = None if "eps_step" in self.fixed_settings else float(kept.get("eps_step", self.eps / 4))
-        if self.eps_step is not None and self.eps_step <= 0:
-            raise ValueError(f"`eps_step` must be > 0, got {self.eps_step}.")
         self.max_iter = None if "max_iter" in self.fixed_settings else kept.get("max_iter", 10)
-        if self.max_iter is not None and (int(self.max_iter) != self.max_iter or self.max_iter < 1):
-            raise ValueError(f"`max_iter` must be a positive integer, got {self.max_iter}.")
         self.attack = attack
         self.seed = int(seed)
         self.verbose = verbose
@@ -189,8 +181,7 @@ class ArtTrainerAdapter(RecordedTrainer):
             raise ValueError(f"{name}: {art_name} sets the model's mode itself; drop `attack_training_mode`.")
         if attack is not None and not self.accepts_attack:
             raise ValueError(f"{name}: {art_name} builds its own attack; drop `attack`.")
-        if attack is not None and not isinstance(attack, EvasionAttack):
-            raise ValueError(f"`attack` must be an ART EvasionAttack, got {type(attack).__name__}.")
+        check_attack(attack, self._classifier)
 
     @classmethod
     def split_settings(cls, **settings: Any) -> tuple[dict[str, Any], dict[str, str]]:
@@ -242,35 +233,15 @@ class ArtTrainerAdapter(RecordedTrainer):
         return classifier
 
     # ------------------------------------------------------------------ training
-    def fit(  # type: ignore[override]
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        validation_data: tuple[np.ndarray, np.ndarray] | None = None,
-        batch_size: int = 128,
-        nb_epochs: int = 20,
-        scheduler: Scheduler | None = None,
-        *,
-        checkpoint_dir: str | Path | None = None,
-        resume_from: str | Path | None = None,
-        checkpoint_interval: int = 0,
-    ) -> None:
-        """Train the student through the ART class.
-
-        :param x: Training inputs (N, *input_shape) within clip_values; never modified.
-        :param y: Labels as indices (N,) or one-hot (N, nb_classes).
-        :param validation_data: ``(x_val, y_val)``: clean and PGD-10 accuracy after every epoch where the ART
-            class is called once per epoch (MadryPGD, TRADES, AWP), else after the last; the epoch with the highest
-            PGD accuracy is kept in :attr:`best_state_dict`.
-        :param batch_size: Batch size.
-        :param nb_epochs: Number of epochs.
-        :param scheduler: A torch LR scheduler on the student's optimizer, stepped once per epoch; refused where the
-            ART class hard-codes its learning rate.
-        :param checkpoint_dir: Folder for ``last.pt``, ``best.pt`` and ``metrics.jsonl``, written after the run.
-        :param resume_from: Only the ``last.pt`` of a finished run of the same settings (its weights and history are
-            restored): ART's trainers keep their epoch state inside their own fit, so a run cannot resume midway.
-        :param checkpoint_interval: Refused unless 0, for the same reason (dropped with ``shared_settings``).
-        """
+    def _fit(self, x: np.ndarray, y: np.ndarray, validation_data: tuple[np.ndarray, np.ndarray] | None,
+             batch_size: int, nb_epochs: int, scheduler: Scheduler | None, checkpoint_dir: str | Path | None,
+             resume_from: str | Path | None, checkpoint_interval: int) -> None:
+        """Train through the ART class (see :meth:`RecordedTrainer.fit`). Validation runs after every epoch where
+        the ART class is called once per epoch (MadryPGD, TRADES, AWP), else after the last. ``checkpoint_dir``
+        gets the checkpoints after the run; ``resume_from`` takes only the ``last.pt`` of a finished run of the same
+        settings (ART's trainers keep their epoch state inside their own fit, so a run cannot resume midway), and a
+        ``checkpoint_interval`` is refused for the same reason (dropped with ``shared_settings``); a ``scheduler``
+        is refused where the ART class hard-codes its learning rate."""
         if checkpoint_interval and not self.shared_settings:
             raise ValueError(f"{self.method}: {self.art_class.__name__} runs its batches inside its own fit, so "
                              "`checkpoint_interval` cannot be honoured; use 0 (checkpoints after the run).")
@@ -279,19 +250,11 @@ class ArtTrainerAdapter(RecordedTrainer):
                 raise ValueError(f"{self.method} cannot honour `scheduler`: {self.fixed_settings['scheduler']}.")
             self.dropped_settings["scheduler"] = self.fixed_settings["scheduler"]
             scheduler = None
-        if scheduler is not None and not isinstance(scheduler, Scheduler):
-            raise ValueError(f"`scheduler` must be a torch.optim.lr_scheduler.LRScheduler, got {type(scheduler)}.")
-        for name, value in (("nb_epochs", nb_epochs), ("batch_size", batch_size)):
-            if int(value) != value or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value}.")
-        x, labels = self._check_data(x, y, "x")
-        if validation_data is not None:
-            validation_data = self._check_data(*validation_data, "validation_data")
         if resume_from is not None:
             self._restore_finished(Path(resume_from), batch_size, nb_epochs)
             return
         self._clear_records()
-        y_onehot = np.eye(self._classifier.nb_classes, dtype=np.float32)[labels]
+        y_onehot = np.eye(self._classifier.nb_classes, dtype=np.float32)[y]
         with _seeded(self.seed), tempfile.TemporaryDirectory(prefix=f"{self.method}-") as workdir:
             self.art_trainer = self._build(self._art_classifier(), batch_size, nb_epochs, Path(workdir))
             logger.info("%s: training through %s.%s", self.method, self.art_class.__module__,

@@ -15,7 +15,6 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -38,21 +37,36 @@ from art_rslad.checkpoint import load_checkpoint, save_atomic
 from art_rslad.distributed import World, current_world
 from art_rslad.estimators import check_classifier, clip_range, forward_logits, model_modes
 from art_rslad.trainers.averaging import WeightAveraging, make_averager
-from art_rslad.trainers.ddp import generator_batches, set_generator_epoch, sync_buffers, wrap_student
-from art_rslad.trainers.records import RecordedTrainer, validation_attack
+from art_rslad.trainers.batches import Batch, BatchSource, array_batches, generator_batches_of, teacher_probs_once
+from art_rslad.trainers.ddp import sync_buffers, wrap_student
+from art_rslad.trainers.interrupt import held_interrupt
+from art_rslad.trainers.records import (
+    RecordedTrainer,
+    Scheduler,
+    attack_settings,
+    check_attack,
+    check_budget,
+    validation_attack,
+)
 
 logger = logging.getLogger(__name__)
 
-Scheduler = torch.optim.lr_scheduler.LRScheduler
 
 
 @dataclass
-class Batch:
-    """One training batch on the student's device: natural inputs, class indices, teacher probabilities."""
+class _Run:
+    """What one fit holds fixed: its batches, epochs, validation data, scheduler, recorded config, checkpoint
+    folder (None on ranks other than 0) and interval, its processes, and whether progress bars show."""
 
-    x: torch.Tensor
-    y: torch.Tensor
-    teacher_probs: torch.Tensor | None
+    source: BatchSource
+    nb_epochs: int
+    validation_data: tuple[np.ndarray, np.ndarray] | None
+    scheduler: Scheduler | None
+    config: dict[str, Any]
+    folder: Path | None
+    checkpoint_interval: int
+    world: World
+    show_progress: bool
 
 
 class AdversarialTrainerBase(RecordedTrainer):
@@ -75,8 +89,8 @@ class AdversarialTrainerBase(RecordedTrainer):
         classifier: PyTorchClassifier,
         teacher: PyTorchClassifier | None = None,
         *,
-        eps: float = 8 / 255,
-        eps_step: float = 2 / 255,
+        eps: float | None = None,
+        eps_step: float | None = None,
         max_iter: int = 10,
         attack: EvasionAttack | None = None,
         attack_training_mode: bool | None = None,
@@ -89,8 +103,9 @@ class AdversarialTrainerBase(RecordedTrainer):
         """
         :param classifier: The student, an ART PyTorchClassifier with an optimizer and clip_values; trained in place.
         :param teacher: The teacher, an ART PyTorchClassifier with the same classes and clip range; never updated.
-        :param eps: Radius of the L-inf ball of the inner maximisation, on the scale of clip_values.
-        :param eps_step: Step size of the inner maximisation.
+        :param eps: Radius of the L-inf ball of the inner maximisation, on the scale of clip_values (default 8/255,
+            CIFAR's budget; a warning says so when the inputs are not CIFAR-shaped).
+        :param eps_step: Step size of the inner maximisation (default eps / 4).
         :param max_iter: Number of steps of the inner maximisation.
         :param attack: Any ART EvasionAttack to use instead of the default PGD; it is called with the method's
             targets as labels (the teacher's probabilities for soft-label methods).
@@ -115,16 +130,9 @@ class AdversarialTrainerBase(RecordedTrainer):
         self.teacher = None if teacher is None else check_classifier(teacher, "teacher")
         if self.teacher is not None:
             self._check_teacher(self.teacher)
-        low, high = clip_range(classifier)
-        if not 0 < eps <= high - low:
-            raise ValueError(f"`eps` must be in (0, {high - low}] (the clip range of the classifier), got {eps}.")
-        if eps_step <= 0:
-            raise ValueError(f"`eps_step` must be > 0, got {eps_step}.")
-        if int(max_iter) != max_iter or max_iter < 1:
-            raise ValueError(f"`max_iter` must be a positive integer, got {max_iter}.")
-        if attack is not None and not isinstance(attack, EvasionAttack):
-            raise ValueError(f"`attack` must be an ART EvasionAttack, got {type(attack).__name__}.")
-        self.eps, self.eps_step, self.max_iter = float(eps), float(eps_step), int(max_iter)
+        self.eps = check_budget(classifier, eps, eps_step, max_iter)
+        check_attack(attack, classifier)
+        self.eps_step, self.max_iter = self.eps / 4 if eps_step is None else float(eps_step), int(max_iter)
         self.seed = int(seed)
         self.verbose = verbose
         check_speed_options(amp_dtype, channels_last, tuple(classifier.input_shape))
@@ -136,6 +144,7 @@ class AdversarialTrainerBase(RecordedTrainer):
             self.default_attack_training_mode if attack_training_mode is None else bool(attack_training_mode)
         )
         self.averager = make_averager(weight_averaging)
+        self._user_attack = attack  # recorded with the budget it really runs with
         self.attack: EvasionAttack | None = None
         if self.uses_attack:
             self.attack = attack if attack is not None else self._default_attack()
@@ -164,6 +173,7 @@ class AdversarialTrainerBase(RecordedTrainer):
         return {"method": self.method, "eps": self.eps, "eps_step": self.eps_step, "max_iter": self.max_iter,
                 "attack_training_mode": self.attack_training_mode, "seed": self.seed,
                 "attack": type(self.attack).__name__ if self.attack is not None else None,
+                **({} if self._user_attack is None else {"attack_settings": attack_settings(self._user_attack)}),
                 # bf16 changes the numbers, so a resume must use the same; channels_last changes only the layout
                 "amp_dtype": None if self.amp_dtype is None else str(self.amp_dtype),
                 # recorded only when on, so that checkpoints written before the option existed still resume
@@ -199,6 +209,8 @@ class AdversarialTrainerBase(RecordedTrainer):
 
     def _check_teacher(self, teacher: PyTorchClassifier) -> None:
         student = self._classifier
+        if teacher is student or teacher.model is student.model:
+            raise ValueError("`teacher` is the student itself; distil from a separate (robust) teacher classifier.")
         if teacher.nb_classes != student.nb_classes:
             raise ValueError(f"`teacher` has {teacher.nb_classes} classes but the student has {student.nb_classes}.")
         if tuple(teacher.input_shape) != tuple(student.input_shape):
@@ -209,54 +221,19 @@ class AdversarialTrainerBase(RecordedTrainer):
                              f"{clip_range(student)}; both must use the same input range.")
 
     # ----------------------------------------------------------------- public training API
-    def fit(  # type: ignore[override]
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        validation_data: tuple[np.ndarray, np.ndarray] | None = None,
-        batch_size: int = 128,
-        nb_epochs: int = 20,
-        scheduler: Scheduler | None = None,
-        *,
-        checkpoint_dir: str | Path | None = None,
-        resume_from: str | Path | None = None,
-        checkpoint_interval: int = 0,
-    ) -> None:
-        """Train the student on numpy arrays.
-
-        :param x: Training inputs (N, *input_shape) within clip_values; never modified.
-        :param y: Labels as indices (N,) or one-hot (N, nb_classes).
-        :param validation_data: ``(x_val, y_val)``; clean and PGD-10 accuracy are logged every epoch and the
-            epoch with the highest PGD accuracy is kept as the best (``best_state_dict``, ``best.pt``).
-        :param batch_size: Batch size.
-        :param nb_epochs: Number of epochs.
-        :param scheduler: A torch LR scheduler on the student's optimizer, stepped once per epoch.
-        :param checkpoint_dir: Folder for ``last.pt``, ``best.pt`` and ``metrics.jsonl`` (written atomically).
-        :param resume_from: A ``last.pt`` of an interrupted run of the same method, model, data and settings.
-        :param checkpoint_interval: Also write ``last.pt`` every this many batches (0: at each epoch's end).
-        """
-        x, y = self._check_data(x, y)
+    def _fit(self, x: np.ndarray, y: np.ndarray, validation_data: tuple[np.ndarray, np.ndarray] | None,
+             batch_size: int, nb_epochs: int, scheduler: Scheduler | None, checkpoint_dir: str | Path | None,
+             resume_from: str | Path | None, checkpoint_interval: int) -> None:
         world = current_world(self._classifier.device)
         world.check_fits(len(x), "x")
-        x_all, y_all = torch.from_numpy(x), torch.from_numpy(y)
-        probs_all = self._precompute_teacher_probs(x_all, batch_size) if self.teacher is not None else None
-        nb_samples = len(x_all)
-        nb_batches = math.ceil(world.train_shard_size(nb_samples) / batch_size)
-        device = self._classifier.device
-
-        def batches(epoch: int, start: int) -> Iterator[Batch]:
-            permutation = np.random.default_rng([self.seed, epoch]).permutation(nb_samples)  # same on every rank
-            order = world.train_shard(torch.from_numpy(permutation))
-            for index in range(start, nb_batches):
-                rows = order[index * batch_size:(index + 1) * batch_size]
-                probs = None if probs_all is None else probs_all[rows].to(device)
-                yield Batch(x_all[rows].to(device), y_all[rows].to(device), probs)
-
-        fingerprint = {"samples": nb_samples, "labels_sum": int(y.sum()),
-                       # 9 significant digits: the same data sums alike on every CPU; no float64 copy of the data
-                       "x_sum": float(f"{float(x_all.sum(dtype=torch.float64)):.9g}")}
-        self._run(batches, nb_batches, batch_size, nb_epochs, validation_data, scheduler, fingerprint,
-                  checkpoint_dir, resume_from, checkpoint_interval, world)
+        probs = None
+        if self.teacher is not None:
+            with model_modes((self.teacher.model, False)):
+                probs = teacher_probs_once(self.teacher_logits, torch.from_numpy(x), batch_size,
+                                           self._classifier.device)
+        source = array_batches(x, y, probs, batch_size, self.seed, world, self._classifier.device)
+        self._run(source, nb_epochs, validation_data, scheduler, checkpoint_dir, resume_from, checkpoint_interval,
+                  world)
 
     def fit_generator(  # type: ignore[override]
         self,
@@ -274,43 +251,16 @@ class AdversarialTrainerBase(RecordedTrainer):
         The teacher's soft labels are computed per batch, since augmented inputs change every epoch. Resuming
         mid-epoch draws and discards the batches already trained on. Other parameters as in :meth:`fit`.
         """
-        from art.data_generators import DataGenerator
-
-        if not isinstance(generator, DataGenerator):
-            raise ValueError(f"`generator` must be an ART DataGenerator, got {type(generator).__name__}.")
-        if generator.size is None or generator.size <= 0:
-            raise ValueError("`generator` must report its dataset size (DataGenerator.size > 0).")
         world = current_world(self._classifier.device)
-        nb_batches = generator_batches(generator, world)
-        device = self._classifier.device
-
-        def batches(epoch: int, start: int) -> Iterator[Batch]:
-            set_generator_epoch(generator, epoch)
-            for index in range(nb_batches):
-                x_batch, y_batch = generator.get_batch()
-                if index < start:
-                    continue
-                x_np, y_np = self._check_data(np.asarray(x_batch), np.asarray(y_batch), "generator batch")
-                x_t = torch.from_numpy(x_np).to(device)
-                probs = None
-                if self.teacher is not None:
-                    probs = torch.softmax(self.teacher_logits(x_t), dim=1)
-                yield Batch(x_t, torch.from_numpy(y_np).to(device), probs)
-
-        fingerprint = {"samples": int(generator.size)}
-        self._run(batches, nb_batches, generator.batch_size, nb_epochs, validation_data, scheduler, fingerprint,
-                  checkpoint_dir, resume_from, checkpoint_interval, world)
+        probs = None if self.teacher is None else (lambda x: torch.softmax(self.teacher_logits(x), dim=1))
+        source = generator_batches_of(generator, world, lambda x, y: self._check_data(x, y, "generator batch"),
+                                      probs, self._classifier.device)
+        validation_data = self._check_run(source.batch_size, nb_epochs, scheduler, checkpoint_interval,
+                                          validation_data)
+        self._run(source, nb_epochs, validation_data, scheduler, checkpoint_dir, resume_from, checkpoint_interval,
+                  world)
 
     # ----------------------------------------------------------------- the loop
-    def _precompute_teacher_probs(self, x_all: torch.Tensor, batch_size: int) -> torch.Tensor:
-        assert self.teacher is not None
-        device = self._classifier.device
-        # Chunks of one training batch: the teacher's activations then peak no higher than in a training step.
-        with model_modes((self.teacher.model, False)):
-            chunks = [torch.softmax(self.teacher_logits(x_all[i:i + batch_size].to(device)), dim=1).cpu()
-                      for i in range(0, len(x_all), batch_size)]
-        return torch.cat(chunks)
-
     def _craft(self, batch: Batch) -> torch.Tensor:
         assert self.attack is not None
         targets = self._attack_targets(batch)
@@ -343,103 +293,97 @@ class AdversarialTrainerBase(RecordedTrainer):
         """The optimizers that one training step zeroes and steps (the student's; a jointly trained peer adds its)."""
         return [self._classifier.optimizer]
 
-    def _run(
-        self,
-        batches: Callable[[int, int], Iterator[Batch]],
-        nb_batches: int,
-        batch_size: int,
-        nb_epochs: int,
-        validation_data: tuple[np.ndarray, np.ndarray] | None,
-        scheduler: Scheduler | None,
-        fingerprint: dict[str, Any],
-        checkpoint_dir: str | Path | None,
-        resume_from: str | Path | None,
-        checkpoint_interval: int,
-        world: World,
-    ) -> None:
+    def _run(self, source: BatchSource, nb_epochs: int, validation_data: tuple[np.ndarray, np.ndarray] | None,
+             scheduler: Scheduler | None, checkpoint_dir: str | Path | None, resume_from: str | Path | None,
+             checkpoint_interval: int, world: World) -> None:
         if world.is_distributed and not self.distributed_ok:
             raise ValueError(f"{type(self).__name__} runs in one process only; start it without torchrun.")
-        if int(nb_epochs) != nb_epochs or nb_epochs < 1:
-            raise ValueError(f"`nb_epochs` must be a positive integer, got {nb_epochs}.")
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size}.")
-        if checkpoint_interval < 0:
-            raise ValueError(f"`checkpoint_interval` must be >= 0, got {checkpoint_interval}.")
-        if scheduler is not None and not isinstance(scheduler, Scheduler):
-            raise ValueError(f"`scheduler` must be a torch.optim.lr_scheduler.LRScheduler, got {type(scheduler)}.")
-        if validation_data is not None:
-            validation_data = self._check_data(*validation_data, name="validation_data")
         self.nb_epochs = int(nb_epochs)
         if self.averager is not None:
-            self.averager.start(self.nb_epochs, nb_batches, scheduler)
-        run_config = {**self.hyperparameters(), "batch_size": int(batch_size), "nb_epochs": int(nb_epochs),
-                      "model": type(self._classifier.model).__name__,
-                      "data": {**fingerprint, **world.data_fingerprint()}}
+            self.averager.start(self.nb_epochs, source.nb_batches, scheduler)
+        config = {**self.hyperparameters(), "batch_size": int(source.batch_size), "nb_epochs": int(nb_epochs),
+                  "model": type(self._classifier.model).__name__,
+                  "data": {**source.fingerprint, **world.data_fingerprint()}}
         self._world = world
-        self._ddp = wrap_student(self._classifier, self.teacher, world, run_config, scheduler)
-        folder = None if checkpoint_dir is None or not world.is_main else Path(checkpoint_dir)
-        show_progress = self.verbose and world.is_main
+        self._ddp = wrap_student(self._classifier, self.teacher, world, config, scheduler)
+        run = _Run(source, self.nb_epochs, validation_data, scheduler, config,
+                   None if checkpoint_dir is None or not world.is_main else Path(checkpoint_dir),
+                   checkpoint_interval, world, self.verbose and world.is_main)
         start_epoch, start_batch, totals = 0, 0, [0.0, 0.0, 0]
         if resume_from is not None:
-            start_epoch, start_batch, totals = self._resume(resume_from, run_config, scheduler)
-        epochs = tqdm(range(start_epoch, nb_epochs), desc=f"{self.method} epochs", disable=not show_progress,
-                      initial=start_epoch, total=nb_epochs)
-        for epoch in epochs:
+            start_epoch, start_batch, totals = self._resume(resume_from, config, scheduler)
+        for epoch in tqdm(range(start_epoch, run.nb_epochs), desc=f"{self.method} epochs", initial=start_epoch,
+                          total=run.nb_epochs, disable=not run.show_progress):
             self.epoch = epoch
             started = time.perf_counter()
-            # Running sums stay on the student's device: no wait for the device after every batch.
-            loss_sum = torch.tensor(totals[0], device=self._classifier.device)
-            correct = torch.tensor(totals[1], device=self._classifier.device)
-            seen = int(totals[2])
-            first = start_batch if epoch == start_epoch else 0
-            bar = tqdm(batches(epoch, first), desc=f"epoch {epoch + 1}/{nb_epochs}", total=nb_batches,
-                       initial=first, leave=False, disable=not show_progress)
-            position = first
-            try:
-                for batch in bar:
-                    batch_loss, batch_correct = self._train_step(batch)
-                    sync_buffers(self._ddp)  # all ranks continue with rank 0's BatchNorm statistics
-                    loss_sum = loss_sum + batch_loss
-                    correct = correct + batch_correct
-                    seen += len(batch.y)
-                    position += 1
-                    if folder is not None and checkpoint_interval and position % checkpoint_interval == 0 \
-                            and position < nb_batches:
-                        self._save(folder / "last.pt", run_config, scheduler, epoch, position,
-                                   [float(loss_sum), float(correct), seen])
-            except KeyboardInterrupt:
-                if folder is not None:
-                    self._save(folder / "last.pt", run_config, scheduler, epoch, position,
-                               [float(loss_sum), float(correct), seen])
-                    logger.warning("Interrupted at epoch %d, batch %d; resume from %s", epoch + 1, position,
-                                   folder / "last.pt")
-                raise
-            if self.averager is not None:
-                self.averager.end_epoch(self._classifier.model, epoch, (b.x for b in batches(epoch, 0)),
-                                        lambda inputs: self._forward(self._classifier, inputs))
-            loss_sum, correct, seen = world.sum(loss_sum, correct, seen)  # type: ignore[assignment]
-            record: dict[str, float] = {
-                "epoch": epoch + 1, "loss": float(loss_sum) / max(seen, 1),
-                "train_accuracy": float(correct) / max(seen, 1),
-                "lr": float(self._classifier.optimizer.param_groups[0]["lr"]),
-                "train_seconds": time.perf_counter() - started,  # "seconds" below adds validation and checkpoints
-            }
-            if not math.isfinite(record["loss"]):
-                logger.warning("Epoch %d: the training loss is %s; lower the learning rate or the loss scale.",
-                               epoch + 1, record["loss"])
-            if scheduler is not None:
-                scheduler.step()
-            is_best = validation_data is not None and self._record_validation(record, validation_data, batch_size)
-            if is_best and folder is not None:
-                self._save(folder / "best.pt", run_config, scheduler, epoch + 1, 0, [0.0, 0.0, 0])
-            record["seconds"] = time.perf_counter() - started
-            self._append_record(record, nb_epochs)
+            sums = self._train_epoch(run, epoch, start_batch if epoch == start_epoch else 0, totals)
+            self._close_epoch(run, epoch, started, *sums)
             totals = [0.0, 0.0, 0]
-            if folder is not None:
-                self._save(folder / "last.pt", run_config, scheduler, epoch + 1, 0, totals)
-                self._write_metrics(folder)
         if self.averager is not None:  # the trained student is the averaged one; last.pt keeps the live weights
             self._classifier.model.load_state_dict(self.averager.averaged_state(self._classifier.model))
+
+    def _train_epoch(self, run: _Run, epoch: int, first: int, totals: list[float]
+                     ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The epoch's batches from ``first`` on; the loss and correct sums (on the device) and the count seen.
+
+        Ctrl-C is held until the batch in progress ends; then ``last.pt`` is written there and KeyboardInterrupt
+        raised, so a resume continues exactly as if nothing had happened. (A KeyboardInterrupt raised otherwise,
+        e.g. on the ranks of a distributed run, writes ``last.pt`` at the last finished batch.)
+        """
+        device = self._classifier.device
+        # Running sums stay on the student's device: no wait for the device after every batch.
+        loss_sum, correct = torch.tensor(totals[0], device=device), torch.tensor(totals[1], device=device)
+        seen, position = int(totals[2]), first
+        batches = tqdm(run.source.batches(epoch, first), desc=f"epoch {epoch + 1}/{run.nb_epochs}",
+                       total=run.source.nb_batches, initial=first, leave=False, disable=not run.show_progress)
+        with held_interrupt(enabled=not run.world.is_distributed) as interrupt:
+            try:
+                for batch in batches:
+                    batch_loss, batch_correct = self._train_step(batch)
+                    sync_buffers(self._ddp)  # all ranks continue with rank 0's BatchNorm statistics
+                    loss_sum, correct, seen, position = (loss_sum + batch_loss, correct + batch_correct,
+                                                         seen + len(batch.y), position + 1)
+                    if interrupt.requested:
+                        raise KeyboardInterrupt
+                    if run.folder is not None and run.checkpoint_interval and position < run.source.nb_batches \
+                            and position % run.checkpoint_interval == 0:
+                        self._save(run.folder / "last.pt", run, epoch, position,
+                                   [float(loss_sum), float(correct), seen])
+            except KeyboardInterrupt:
+                if run.folder is not None and not interrupt.abandoned:  # a second Ctrl-C stops mid-batch: no save
+                    self._save(run.folder / "last.pt", run, epoch, position, [float(loss_sum), float(correct), seen])
+                    logger.warning("Interrupted at epoch %d, batch %d; resume from %s", epoch + 1, position,
+                                   run.folder / "last.pt")
+                raise
+        return loss_sum, correct, seen
+
+    def _close_epoch(self, run: _Run, epoch: int, started: float, loss_sum: torch.Tensor, correct: torch.Tensor,
+                     seen: int) -> None:
+        """Average the weights, step the scheduler, validate, keep the best epoch and write the checkpoints."""
+        if self.averager is not None:
+            self.averager.end_epoch(self._classifier.model, epoch, (b.x for b in run.source.batches(epoch, 0)),
+                                    lambda inputs: self._forward(self._classifier, inputs))
+        loss_sum, correct, seen = run.world.sum(loss_sum, correct, seen)  # type: ignore[assignment]
+        record: dict[str, float] = {
+            "epoch": epoch + 1, "loss": float(loss_sum) / max(seen, 1),
+            "train_accuracy": float(correct) / max(seen, 1),
+            "lr": float(self._classifier.optimizer.param_groups[0]["lr"]),
+            "train_seconds": time.perf_counter() - started,  # "seconds" below adds validation and checkpoints
+        }
+        if not math.isfinite(record["loss"]):
+            logger.warning("Epoch %d: the training loss is %s; lower the learning rate or the loss scale.",
+                           epoch + 1, record["loss"])
+        if run.scheduler is not None:
+            run.scheduler.step()
+        validation = run.validation_data
+        is_best = validation is not None and self._record_validation(record, validation, run.source.batch_size)
+        if is_best and run.folder is not None:
+            self._save(run.folder / "best.pt", run, epoch + 1, 0, [0.0, 0.0, 0])
+        record["seconds"] = time.perf_counter() - started
+        self._append_record(record, run.nb_epochs)
+        if run.folder is not None:
+            self._save(run.folder / "last.pt", run, epoch + 1, 0, [0.0, 0.0, 0])
+            self._write_metrics(run.folder)
 
     def _averaged_weights(self) -> contextlib.AbstractContextManager[None]:
         """The averaged weights in the student for the block (nothing without weight averaging)."""
@@ -468,11 +412,11 @@ class AdversarialTrainerBase(RecordedTrainer):
         return {"val_clean": clean / nb_inputs, "val_pgd": robust / nb_inputs}
 
     # ----------------------------------------------------------------- checkpoints
-    def _save(self, path: Path, run_config: dict[str, Any], scheduler: Scheduler | None, epoch: int, batch: int,
-              totals: list[float]) -> None:
+    def _save(self, path: Path, run: _Run, epoch: int, batch: int, totals: list[float]) -> None:
         attack_generator = getattr(self.attack, "generator", None)
+        scheduler = run.scheduler
         payload = self._checkpoint_payload(
-            path.stem, run_config, epoch, batch=batch, epoch_totals=totals,
+            path.stem, run.config, epoch, batch=batch, epoch_totals=totals,
             optimizer_state=self._classifier.optimizer.state_dict(),
             scheduler_state=None if scheduler is None else scheduler.state_dict(),
             rng={"torch": torch.get_rng_state(),

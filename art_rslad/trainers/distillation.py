@@ -13,7 +13,8 @@ import torch
 from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.losses import igdm_loss
-from art_rslad.trainers.base import AdversarialTrainerBase, Batch
+from art_rslad.trainers.base import AdversarialTrainerBase
+from art_rslad.trainers.batches import Batch
 
 
 class DistillationTrainer(AdversarialTrainerBase):

@@ -9,7 +9,7 @@ from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.losses import iad_loss, iad_weights
 from art_rslad.trainers.ard import AdversarialTrainerARD
-from art_rslad.trainers.base import Batch
+from art_rslad.trainers.batches import Batch
 
 #: IAD's warm-up: the introspection weights start at epoch 60 of 200 (AdaIAD's too).
 WARMUP_FRACTION = 60 / 200

@@ -10,7 +10,8 @@ from art.estimators.classification import PyTorchClassifier
 from art_rslad.attacks import RandomInit
 from art_rslad.estimators import check_classifier, clip_range, model_modes
 from art_rslad.losses import peeraid_peer_loss, peeraid_student_loss
-from art_rslad.trainers.base import AdversarialTrainerBase, Batch
+from art_rslad.trainers.base import AdversarialTrainerBase
+from art_rslad.trainers.batches import Batch
 
 
 class AdversarialTrainerPeerAiD(AdversarialTrainerBase):

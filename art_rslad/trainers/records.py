@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import art
 import numpy as np
 import torch
+from art.attacks.attack import EvasionAttack
 from art.defences.trainer import Trainer
 from art.estimators.classification import PyTorchClassifier
 
@@ -36,11 +37,64 @@ from art_rslad.estimators import check_classifier, clip_range, model_modes
 
 logger = logging.getLogger(__name__)
 
+Scheduler = torch.optim.lr_scheduler.LRScheduler
+
 
 def package_versions() -> dict[str, str]:
     """The versions a checkpoint records: art-rslad, ART, torch, numpy and Python."""
     return {"art_rslad": art_rslad.__version__, "art": art.__version__, "torch": str(torch.__version__),
             "numpy": np.__version__, "python": platform.python_version()}
+
+
+#: CIFAR's L-inf budget, the trainers' default eps, and the input shape it belongs to.
+CIFAR_EPS = 8 / 255
+CIFAR_SHAPE = (3, 32, 32)
+
+
+def check_budget(classifier: PyTorchClassifier, eps: float | None, eps_step: float | None,
+                 max_iter: int | None) -> float:
+    """Check the attack budget (None: not set, the trainer's default or ART's); the eps to use (default CIFAR's).
+
+    CIFAR's 8/255 on data of another shape is probably not meant (Fashion-MNIST and MNIST use 0.1 and 0.3): it is
+    kept, with a warning that says so.
+    """
+    low, high = clip_range(classifier)
+    if eps is None:
+        eps = CIFAR_EPS
+        if tuple(classifier.input_shape) != CIFAR_SHAPE:
+            logger.warning("`eps` defaults to CIFAR's 8/255, but the classifier's inputs are %s, not CIFAR's %s; "
+                           "pass eps= for your data (the usual L-inf budget is 0.1 for Fashion-MNIST, 0.3 for "
+                           "MNIST).", tuple(classifier.input_shape), CIFAR_SHAPE)
+    if not 0 < eps <= high - low:
+        raise ValueError(f"`eps` must be in (0, {high - low}] (the clip range of the classifier), got {eps}.")
+    if eps_step is not None and not eps_step > 0:
+        raise ValueError(f"`eps_step` must be > 0, got {eps_step}.")
+    if max_iter is not None and (int(max_iter) != max_iter or max_iter < 1):
+        raise ValueError(f"`max_iter` must be a positive integer, got {max_iter}.")
+    return float(eps)
+
+
+def check_attack(attack: object, classifier: PyTorchClassifier) -> None:
+    """A user's training attack must be an ART EvasionAttack built on the student itself."""
+    if attack is None:
+        return
+    if not isinstance(attack, EvasionAttack):
+        raise ValueError(f"`attack` must be an ART EvasionAttack, got {type(attack).__name__}.")
+    if attack.estimator is not classifier:
+        raise ValueError("`attack` was built on another estimator than the student; build it on the classifier "
+                         "being trained, e.g. ProjectedGradientDescent(student, ...), so that it attacks the model "
+                         "that learns.")
+
+
+def attack_settings(attack: object) -> dict[str, Any]:
+    """The budget a user's attack actually runs with, as checkpoints and run records keep it."""
+    names = ("eps", "eps_step", "max_iter", "norm", "num_random_init", "targeted")
+    return {name: _plain(getattr(attack, name)) for name in names if hasattr(attack, name)}
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else float(value) if isinstance(value, np.ndarray) \
+        and value.size == 1 else value
 
 
 def validation_attack(estimator: InputGradientClassifier, eps: float, eps_step: float, seed: int) -> InputGradientPGD:
@@ -74,6 +128,57 @@ class RecordedTrainer(Trainer):
         """Forget the history and the best epoch (a new run starts)."""
         self.history, self.best_metric, self.best_epoch, self.best_state_dict = [], -math.inf, -1, None
 
+    # ----------------------------------------------------------------- training
+    def fit(  # type: ignore[override]
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+        batch_size: int = 128,
+        nb_epochs: int = 20,
+        scheduler: Scheduler | None = None,
+        *,
+        checkpoint_dir: str | Path | None = None,
+        resume_from: str | Path | None = None,
+        checkpoint_interval: int = 0,
+    ) -> None:
+        """Train the student on numpy arrays, in place (:meth:`get_classifier` returns it).
+
+        :param x: Training inputs (N, *input_shape) within clip_values; never modified.
+        :param y: Labels as indices (N,) or one-hot (N, nb_classes).
+        :param validation_data: ``(x_val, y_val)``: clean and PGD-10 accuracy after every epoch (where the trainer
+            can stop between epochs); the epoch with the highest PGD accuracy is kept as the best
+            (:attr:`best_state_dict`, ``best.pt``).
+        :param batch_size: Batch size (per process under torchrun).
+        :param nb_epochs: Number of epochs.
+        :param scheduler: A torch LR scheduler on the student's optimizer, stepped once per epoch.
+        :param checkpoint_dir: Folder for ``last.pt``, ``best.pt`` and ``metrics.jsonl`` (written atomically).
+        :param resume_from: A ``last.pt`` of an interrupted run of the same method, model, data and settings.
+        :param checkpoint_interval: Also write ``last.pt`` every this many batches (0: at each epoch's end).
+        """
+        x, labels = self._check_data(x, y)
+        validation_data = self._check_run(batch_size, nb_epochs, scheduler, checkpoint_interval, validation_data)
+        self._fit(x, labels, validation_data, batch_size, nb_epochs, scheduler, checkpoint_dir, resume_from,
+                  checkpoint_interval)
+
+    def _fit(self, x: np.ndarray, y: np.ndarray, validation_data: tuple[np.ndarray, np.ndarray] | None,
+             batch_size: int, nb_epochs: int, scheduler: Scheduler | None, checkpoint_dir: str | Path | None,
+             resume_from: str | Path | None, checkpoint_interval: int) -> None:
+        """:meth:`fit` on checked arguments (labels as indices)."""
+        raise NotImplementedError
+
+    def _check_run(self, batch_size: int, nb_epochs: int, scheduler: Scheduler | None, checkpoint_interval: int,
+                   validation_data: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Check a run's settings; the validation data as checked arrays."""
+        for name, value in (("batch_size", batch_size), ("nb_epochs", nb_epochs)):
+            if int(value) != value or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if checkpoint_interval < 0:
+            raise ValueError(f"`checkpoint_interval` must be >= 0, got {checkpoint_interval}.")
+        if scheduler is not None and not isinstance(scheduler, Scheduler):
+            raise ValueError(f"`scheduler` must be a torch.optim.lr_scheduler.LRScheduler, got {type(scheduler)}.")
+        return None if validation_data is None else self._check_data(*validation_data, name="validation_data")
+
     # ----------------------------------------------------------------- input checks
     def _check_data(self, x: np.ndarray, y: np.ndarray, name: str = "x") -> tuple[np.ndarray, np.ndarray]:
         """``(x as float32, labels as int64 indices)``, or a ValueError naming ``name`` and what is wrong."""
@@ -97,14 +202,18 @@ class RecordedTrainer(Trainer):
 
     def _labels_to_indices(self, y: np.ndarray, name: str) -> np.ndarray:
         nb_classes = self._classifier.nb_classes
+        what = "`y`" if name == "x" else f"The labels of `{name}`"
         if y.ndim == 2 and y.shape[1] == nb_classes:
+            if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
+                raise ValueError(f"{what} has rows that are not one-hot (soft labels?); pass class indices (N,) or "
+                                 f"one-hot rows (N, {nb_classes}).")
             y = y.argmax(axis=1)
         elif y.ndim != 1:
-            raise ValueError(f"Labels of `{name}` must be indices (N,) or one-hot (N, {nb_classes}), got {y.shape}.")
+            raise ValueError(f"{what} must be class indices (N,) or one-hot (N, {nb_classes}), got shape {y.shape}.")
         if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
-            raise ValueError(f"Labels of `{name}` must be integer class indices.")
+            raise ValueError(f"{what} must be integer class indices.")
         if y.min() < 0 or y.max() >= nb_classes:
-            raise ValueError(f"Labels of `{name}` must lie in [0, {nb_classes - 1}], found [{y.min()}, {y.max()}].")
+            raise ValueError(f"{what} must lie in [0, {nb_classes - 1}], found [{y.min()}, {y.max()}].")
         return y.astype(np.int64)
 
     # ----------------------------------------------------------------- validation and the best epoch

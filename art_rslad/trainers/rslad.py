@@ -39,8 +39,8 @@ class AdversarialTrainerRSLAD(DistillationTrainer):
         classifier: PyTorchClassifier,
         teacher: PyTorchClassifier,
         *,
-        eps: float = 8 / 255,
-        eps_step: float = 2 / 255,
+        eps: float | None = None,
+        eps_step: float | None = None,
         max_iter: int = 10,
         alpha: float = 5 / 6,
         scale: float = 0.1,
@@ -56,8 +56,8 @@ class AdversarialTrainerRSLAD(DistillationTrainer):
         """
         :param classifier: The student (ART PyTorchClassifier with optimizer and clip_values), trained in place.
         :param teacher: The robust teacher (ART PyTorchClassifier, same classes and clip range).
-        :param eps: L-inf radius of the inner maximisation (8/255 on CIFAR; 0.1 on Fashion-MNIST).
-        :param eps_step: Step size of the inner maximisation (2/255 on CIFAR; eps / 4 elsewhere).
+        :param eps: L-inf radius of the inner maximisation (default 8/255, CIFAR's; 0.1 on Fashion-MNIST).
+        :param eps_step: Step size of the inner maximisation (default eps / 4: 2/255 on CIFAR).
         :param max_iter: Steps of the inner maximisation (10).
         :param alpha: Weight of the adversarial KL term, in [0, 1] (5/6).
         :param scale: Multiplier of the loss (0.1 reproduces the official code); acts like a learning rate.

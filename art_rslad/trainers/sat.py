@@ -9,7 +9,8 @@ from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.attacks import RandomInit
 from art_rslad.losses import sat_loss
-from art_rslad.trainers.base import AdversarialTrainerBase, Batch
+from art_rslad.trainers.base import AdversarialTrainerBase
+from art_rslad.trainers.batches import Batch
 
 
 class LabelTrainer(AdversarialTrainerBase):

@@ -9,7 +9,7 @@ from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.attacks import RandomInit
 from art_rslad.losses import trades_loss
-from art_rslad.trainers.base import Batch
+from art_rslad.trainers.batches import Batch
 from art_rslad.trainers.sat import LabelTrainer
 
 

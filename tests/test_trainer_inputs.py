@@ -1,0 +1,82 @@
+"""What a new user's mistakes meet in the trainers: a clear error naming the argument, or a warning where a
+setting is legal but probably not meant; and records that say what actually ran."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from art.attacks.evasion import ProjectedGradientDescent
+from conftest import TinyCNN, make_classifier
+
+from art_rslad import AdversarialTrainerRSLAD, AdversarialTrainerSAT
+
+
+@pytest.fixture
+def student():
+    torch.manual_seed(0)
+    return make_classifier(TinyCNN(4))
+
+
+@pytest.fixture
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.random((16, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 16)
+
+
+def test_cifars_default_eps_on_other_data_warns_and_an_explicit_eps_does_not(student, caplog):
+    with caplog.at_level(logging.WARNING):
+        trainer = AdversarialTrainerSAT(student, verbose=False)
+    assert trainer.eps == pytest.approx(8 / 255) and trainer.eps_step == pytest.approx(2 / 255)
+    assert "CIFAR's 8/255" in caplog.text and "0.1 for Fashion-MNIST" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        trainer = AdversarialTrainerSAT(student, eps=0.1, verbose=False)
+    assert not caplog.text
+    assert trainer.eps_step == pytest.approx(0.025)  # the step scales with eps
+
+
+def test_an_attack_on_another_estimator_is_refused(student):
+    torch.manual_seed(1)
+    other = make_classifier(TinyCNN(4))
+    attack = ProjectedGradientDescent(other, eps=0.1, eps_step=0.025, max_iter=2, verbose=False)
+    with pytest.raises(ValueError, match="`attack` was built on another estimator than the student"):
+        AdversarialTrainerSAT(student, eps=0.1, attack=attack, verbose=False)
+
+
+def test_a_users_attack_is_recorded_with_the_budget_it_runs_with(student):
+    attack = ProjectedGradientDescent(student, eps=0.2, eps_step=0.05, max_iter=3, verbose=False)
+    trainer = AdversarialTrainerSAT(student, eps=0.1, attack=attack, verbose=False)
+    settings = trainer.hyperparameters()["attack_settings"]
+    assert settings["eps"] == pytest.approx(0.2) and settings["max_iter"] == 3 and settings["eps_step"] == 0.05
+
+
+def test_soft_label_rows_are_refused_and_one_hot_rows_accepted(student, data):
+    x, y = data
+    trainer = AdversarialTrainerSAT(student, eps=0.1, max_iter=1, verbose=False)
+    soft = np.full((len(y), 10), 0.1, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"`y` has rows that are not one-hot"):
+        trainer.fit(x, soft, nb_epochs=1, batch_size=8)
+    trainer.fit(x, np.eye(10, dtype=np.float32)[y], nb_epochs=1, batch_size=8)
+
+
+def test_label_errors_name_the_labels_argument(student, data):
+    x, y = data
+    trainer = AdversarialTrainerSAT(student, eps=0.1, max_iter=1, verbose=False)
+    with pytest.raises(ValueError, match=r"^`y` must lie in \[0, 9\]"):
+        trainer.fit(x, y + 10, nb_epochs=1)
+    with pytest.raises(ValueError, match=r"^The labels of `validation_data` must lie in"):
+        trainer.fit(x, y, validation_data=(x, y - 20), nb_epochs=1)
+
+
+def test_the_student_as_its_own_teacher_is_refused(student):
+    with pytest.raises(ValueError, match="`teacher` is the student itself"):
+        AdversarialTrainerRSLAD(student, student, eps=0.1, verbose=False)
+
+
+def test_a_batch_size_of_zero_names_the_argument(student, data):
+    trainer = AdversarialTrainerSAT(student, eps=0.1, max_iter=1, verbose=False)
+    with pytest.raises(ValueError, match=r"`batch_size` must be a positive integer, got 0"):
+        trainer.fit(*data, batch_size=0, nb_epochs=1)
