@@ -52,5 +52,5 @@ def test_eval_reports_bad_input(checkpoint: Path, tmp_path: Path, capsys: pytest
     assert main([*base, "--attacks", "transfer_pgd"]) == 2
     assert "surrogate" in capsys.readouterr().err
     assert main([*base, "--eps", "-1"]) == 2
-    assert "`eps` must be > 0" in capsys.readouterr().err
+    assert "`eps` must be in (0, 1]" in capsys.readouterr().err
 

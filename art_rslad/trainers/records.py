@@ -80,7 +80,7 @@ def check_attack(attack: object, classifier: PyTorchClassifier) -> None:
         return
     if not isinstance(attack, EvasionAttack):
         raise ValueError(f"`attack` must be an ART EvasionAttack, got {type(attack).__name__}.")
-    if attack.estimator is not classifier:
+    if getattr(attack.estimator, "model", None) is not classifier.model:  # the student, or a view of its model
         raise ValueError("`attack` was built on another estimator than the student; build it on the classifier "
                          "being trained, e.g. ProjectedGradientDescent(student, ...), so that it attacks the model "
                          "that learns.")
