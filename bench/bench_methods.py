@@ -101,13 +101,21 @@ def ours(bench: Bench, case: Case) -> Callable[[], None]:
     return lambda: trainer.fit(bench.x, bench.y, batch_size=bench.batch_size, nb_epochs=1)
 
 
+def plain_setup(case: Case, student: torch.nn.Module, teacher: torch.nn.Module, peer: torch.nn.Module,
+                **attack: Any) -> PlainSetup:
+    """The plain loop's setup for ``case``: the teacher or the peer (with its own SGD) where the method uses one;
+    ``attack``: ``eps``, ``eps_step``, ``steps``, ``seed``."""
+    method = get_method(case.method)
+    return PlainSetup(student, sgd(student), teacher=teacher if method.needs_teacher else None,
+                      peer=peer if method.needs_peer else None, peer_optimizer=sgd(peer) if method.needs_peer else None,
+                      **attack)
+
+
 def plain(bench: Bench, case: Case) -> Callable[[], None]:
     """One epoch of the plain loop, with the trainer's batch order."""
-    method = get_method(case.method)
-    student, peer = copy.deepcopy(bench.student), copy.deepcopy(bench.peer)
-    setup = PlainSetup(student, sgd(student), teacher=bench.teacher.model if method.needs_teacher else None,
-                       peer=peer if method.needs_peer else None, peer_optimizer=sgd(peer) if method.needs_peer else None,
-                       eps=bench.eps, eps_step=bench.eps_step, steps=bench.max_iter)
+    student = copy.deepcopy(bench.student)
+    setup = plain_setup(case, student, bench.teacher.model, copy.deepcopy(bench.peer), eps=bench.eps,
+                        eps_step=bench.eps_step, steps=bench.max_iter)
     x, y = torch.from_numpy(bench.x), torch.from_numpy(bench.y)
     nb_batches = -(-len(x) // bench.batch_size)
 

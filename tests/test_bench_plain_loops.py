@@ -18,8 +18,8 @@ from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.trainers import AdversarialTrainerBase
 from art_rslad.trainers.registry import METHODS, get_method
-from bench.bench_methods import CASES
-from bench.plain_loops import PLAIN_METHODS, PlainEMA, PlainSetup, batch_order, plain_epoch
+from bench.bench_methods import CASES, plain_setup, sgd
+from bench.plain_loops import PLAIN_METHODS, PlainEMA, batch_order, plain_epoch
 
 SHAPE = (1, 8, 8)
 NB_SAMPLES, BATCH_SIZE = 16, 8
@@ -35,10 +35,6 @@ class TinyBatchNormCNN(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x).flatten(1))
-
-
-def sgd(model: torch.nn.Module) -> torch.optim.SGD:
-    return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=2e-4)
 
 
 def classifier(model: torch.nn.Module) -> PyTorchClassifier:
@@ -77,9 +73,8 @@ def test_plain_loop_computes_the_trainers_loss_and_weights(case_name: str) -> No
     trainer.fit(x, y, batch_size=BATCH_SIZE, nb_epochs=1)
 
     student, peer = copy.deepcopy(initial), copy.deepcopy(peer_initial)
-    setup = PlainSetup(student, sgd(student), teacher=teacher if method.needs_teacher else None,
-                       peer=peer if method.needs_peer else None, peer_optimizer=sgd(peer) if method.needs_peer else None,
-                       eps=ATTACK["eps"], eps_step=ATTACK["eps_step"], steps=ATTACK["max_iter"], seed=0)
+    setup = plain_setup(case, student, teacher, peer, eps=ATTACK["eps"], eps_step=ATTACK["eps_step"],
+                        steps=ATTACK["max_iter"], seed=0)
     ema = PlainEMA(student, NB_SAMPLES // BATCH_SIZE) if case.ema else None
     loss = plain_epoch(setup, PLAIN_METHODS[case.method], torch.from_numpy(x), torch.from_numpy(y), BATCH_SIZE,
                        batch_order(NB_SAMPLES, 0, 0), igdm_alpha=case.igdm_alpha, ema=ema)

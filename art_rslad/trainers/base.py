@@ -184,6 +184,10 @@ class AdversarialTrainerBase(Trainer):
                 # recorded only when on, so that checkpoints written before the option existed still resume
                 **({} if self.averager is None else {"weight_averaging": self.averager.hyperparameters()})}
 
+    def _uses_teacher_probs(self) -> bool:
+        """Whether the batches carry the teacher's probabilities on x (computed once per sample by ``fit``)."""
+        return self.teacher is not None
+
     # ----------------------------------------------------------------- helpers for methods
     def _input_gradient_classifier(self, loss: torch.nn.Module) -> InputGradientClassifier:
         return InputGradientClassifier(self._classifier, loss, amp_dtype=self.amp_dtype,
@@ -286,7 +290,7 @@ class AdversarialTrainerBase(Trainer):
         world = current_world(self._classifier.device)
         world.check_fits(len(x), "x")
         x_all, y_all = torch.from_numpy(x), torch.from_numpy(y)
-        probs_all = self._precompute_teacher_probs(x_all, batch_size) if self.teacher is not None else None
+        probs_all = self._precompute_teacher_probs(x_all, batch_size) if self._uses_teacher_probs() else None
         nb_samples = len(x_all)
         nb_batches = math.ceil(world.train_shard_size(nb_samples) / batch_size)
         device = self._classifier.device
@@ -340,7 +344,7 @@ class AdversarialTrainerBase(Trainer):
                 x_np, y_np = self._check_data(np.asarray(x_batch), np.asarray(y_batch), "generator batch")
                 x_t = torch.from_numpy(x_np).to(device)
                 probs = None
-                if self.teacher is not None:
+                if self._uses_teacher_probs():
                     probs = torch.softmax(self.teacher_logits(x_t), dim=1)
                 yield Batch(x_t, torch.from_numpy(y_np).to(device), probs)
 
