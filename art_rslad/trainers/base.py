@@ -239,11 +239,13 @@ class AdversarialTrainerBase(Trainer):
                              f"{tuple(classifier.input_shape)}.")
         if len(y) != len(x):
             raise ValueError(f"`{name}` has {len(x)} samples but its labels have {len(y)}.")
-        if not np.issubdtype(x.dtype, np.floating) or not np.isfinite(x).all():
+        # min and max propagate NaN and inf: no boolean copy of the data
+        smallest, largest = (x.min(), x.max()) if np.issubdtype(x.dtype, np.floating) else (np.nan, np.nan)
+        if not (np.isfinite(smallest) and np.isfinite(largest)):
             raise ValueError(f"`{name}` must be a finite float array (NaN or inf found, or integer dtype).")
         low, high = clip_range(classifier)
-        if x.min() < low - 1e-6 or x.max() > high + 1e-6:
-            raise ValueError(f"`{name}` has values in [{x.min():.4g}, {x.max():.4g}], outside the classifier's "
+        if smallest < low - 1e-6 or largest > high + 1e-6:
+            raise ValueError(f"`{name}` has values in [{smallest:.4g}, {largest:.4g}], outside the classifier's "
                              f"clip_values [{low}, {high}]; scale the inputs (e.g. divide by 255).")
         return x.astype(np.float32, copy=False), self._labels_to_indices(y, name)
 
@@ -304,8 +306,9 @@ class AdversarialTrainerBase(Trainer):
                 yield Batch(x_all[rows].to(device), y_all[rows].to(device), probs)
 
         fingerprint = {"samples": nb_samples, "labels_sum": int(y.sum()),
-                       # 9 significant digits: the same data sums alike on every CPU; no float64 copy of the data
-                       "x_sum": float(f"{float(x_all.sum(dtype=torch.float64)):.9g}")}
+                       # 9 significant digits: the same data sums alike on every CPU; numpy accumulates in float64
+                       # without a float64 copy of the data (torch's sum(dtype=float64) makes one)
+                       "x_sum": float(f"{float(np.sum(x, dtype=np.float64)):.9g}")}
         self._run(batches, nb_batches, batch_size, nb_epochs, validation_data, scheduler, fingerprint,
                   checkpoint_dir, resume_from, checkpoint_interval, world)
 
