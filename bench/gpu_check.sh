@@ -2,7 +2,7 @@
 # The GPU checks in one command: on one H100/H200 it finishes in under 8 minutes.
 #
 #   bash bench/gpu_check.sh [OUT_DIR]            # on a machine with a CUDA GPU (default OUT_DIR: bench/gpu-results)
-#   bash bench/gpu_check.sh --dry-run [OUT_DIR]  # the same steps on the CPU at tiny sizes (about a minute)
+#   bash bench/gpu_check.sh --dry-run [OUT_DIR]  # the same steps on the CPU at tiny sizes (~1 CPU minute)
 #
 # Run it from the repository root. It installs nothing (the GPU machine may be offline) and runs `python3`
 # (or $PYTHON) with this checkout importable through PYTHONPATH=. That Python needs: torch with CUDA (2.2 or later;

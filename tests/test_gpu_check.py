@@ -1,7 +1,8 @@
 """``bench/gpu_check.sh --dry-run`` runs every step of the GPU check on the CPU at tiny sizes, so it cannot rot.
 
 The dry run is the same script, the same benchmark modules and the same report, with small CNNs on CIFAR shapes,
-a few inputs and the eager torch.compile backend; it takes about a minute on one core.
+a few inputs and the eager torch.compile backend: about a minute of CPU time (several minutes of wall clock on a
+loaded machine).
 """
 
 from __future__ import annotations
