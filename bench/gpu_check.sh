@@ -46,7 +46,7 @@ if [ "$DRY_RUN" = 1 ]; then
     SMOKE=(--train-size 64 --val-size 16 --test-size 16 --attacks clean --student-option width=2)
     LIMIT=120 BUDGET=600
 else
-    DEVICE=cuda SETTING=cifar-resnet18 BATCH=128 NB_BATCHES=8 REPEATS=3 MAX_ITER=10 BACKEND=inductor
+    DEVICE=cuda SETTING=cifar-resnet18 BATCH=128 NB_BATCHES=20 REPEATS=3 MAX_ITER=10 BACKEND=inductor
     AA=(--model resnet18 --nb-images 500 --batch-size 500 --repeats 2)
     SMOKE=(--train-size 512 --val-size 128 --test-size 128 --attacks clean pgd_sat)
     LIMIT=150 BUDGET=470  # seconds for all steps together: the whole check stays under 8 minutes
