@@ -1,19 +1,17 @@
-"""Cost of one seeded training epoch of the methods since RSLAD, against RSLAD, on the CPU.
+"""Every method of the shared loop through our ART trainer against an independent plain PyTorch loop of its recipe.
 
 Run from the repository root, e.g.::
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_methods.py --nb-samples 2048 --repeats 3
+    OMP_NUM_THREADS=1 PYTHONPATH=. python3 -m bench.bench_methods --nb-samples 2048 --repeats 5 --json out.json
 
-Variants, interleaved in one process (medians over ``--repeats`` rounds after one warm-up round), each one epoch of
-``fit`` on the first ``--nb-samples`` Fashion-MNIST training images (batch 128, eps 0.1, PGD-10 of step 0.025),
-a fresh ``cnn-small`` student from the same initial weights, the shipped teacher ``zoo:fashion-mnist-cnn-large``:
-
-* ``a_rslad``: RSLAD (the reference).
-* ``b_rslad_igdm``: RSLAD with IGDM (``igdm_alpha=1``): two more teacher forwards and one student forward per batch.
-* ``c_adaad``: AdaAD (the teacher inside every attack step).
-* ``d_adaiad``: AdaIAD (AdaAD's attack; introspection on from the first epoch of a one-epoch run).
-* ``e_peeraid``: PeerAiD with a ``cnn-small`` peer (no teacher; the peer trains too).
-* ``f_rslad_ema`` / ``g_rslad_swa``: RSLAD with weight averaging (SWA recomputes BatchNorm by a clean pass).
+For every case below two variants run one epoch each: ``ours:<case>``, our trainer's ``fit(x, y, nb_epochs=1)``
+with ART classifiers in, and ``plain:<case>``, the plain loop of ``bench/plain_loops.py`` (same student weights,
+teacher, data, batch order, batch size, PGD steps, optimizer). ART's own ``AdversarialTrainerMadryPGD`` and
+``AdversarialTrainerTRADESPyTorch`` run beside SAT and TRADES (ART's classes as ART ships them: MadryPGD's attack
+batch is ART's default, TRADESPyTorch attacks with the cross-entropy from a uniform start). All variants run
+interleaved in one process on one thread, in alternating order, medians of ``--repeats`` rounds after one warm-up
+round. Data: the first ``--nb-samples`` Fashion-MNIST training images, eps 0.1, step 0.025, a ``cnn-small``
+student, the shipped teacher ``zoo:fashion-mnist-cnn-large`` (PeerAiD: a ``cnn-small`` peer instead).
 """
 
 from __future__ import annotations
@@ -23,76 +21,184 @@ import copy
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
+from art.attacks.evasion import ProjectedGradientDescentPyTorch
+from art.defences.trainer import AdversarialTrainerMadryPGD, AdversarialTrainerTRADESPyTorch
 from art.estimators.classification import PyTorchClassifier
-from common import format_table, run_interleaved
 
-from art_rslad import (
-    AdversarialTrainerAdaAD,
-    AdversarialTrainerAdaIAD,
-    AdversarialTrainerPeerAiD,
-    AdversarialTrainerRSLAD,
-)
 from art_rslad.data import load_dataset
 from art_rslad.experiments.teachers import load_teacher
 from art_rslad.models import create_model
-from art_rslad.trainers import AdversarialTrainerBase
+from art_rslad.trainers.registry import get_method
+from bench.common import environment, format_ratio_table, ratio_rows, run_interleaved, write_json
+from bench.plain_loops import PLAIN_METHODS, PlainEMA, PlainSetup, batch_order, plain_epoch
 
 SHAPE = (1, 28, 28)
-SETTINGS = {"eps": 0.1, "eps_step": 0.025, "max_iter": 10, "seed": 0, "verbose": False}
+TEACHER = "zoo:fashion-mnist-cnn-large"
 
 
-def classifier(model: torch.nn.Module) -> PyTorchClassifier:
-    """An ART classifier around ``model`` with SGD (lr 0.05, momentum 0.9, weight decay 2e-4)."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=2e-4)
-    return PyTorchClassifier(model, torch.nn.CrossEntropyLoss(), SHAPE, 10, optimizer=optimizer,
-                             clip_values=(0.0, 1.0))
+@dataclass(frozen=True)
+class Case:
+    """One benchmarked method: a registry name, our trainer's extra options, the plain loop's plug-ins."""
+
+    method: str
+    trainer_options: dict[str, Any] = field(default_factory=dict)
+    igdm_alpha: float = 0.0
+    ema: bool = False
 
 
-def variants(x: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, Callable[[], None]]:
-    """One epoch of ``fit`` per variant, each from the same initial student (and peer)."""
-    teacher = load_teacher("zoo:fashion-mnist-cnn-large", "fashion-mnist", device="cpu")
-    torch.manual_seed(0)
-    initial = create_model("cnn-small", 10, input_shape=SHAPE)
-    peer_initial = create_model("cnn-small", 10, input_shape=SHAPE)
-
-    def epoch(build: Callable[[PyTorchClassifier], AdversarialTrainerBase]) -> Callable[[], None]:
-        def run() -> None:
-            torch.manual_seed(0)
-            build(classifier(copy.deepcopy(initial))).fit(x, y, batch_size=batch_size, nb_epochs=1)
-        return run
-
-    return {
-        "a_rslad": epoch(lambda student: AdversarialTrainerRSLAD(student, teacher, **SETTINGS)),
-        "b_rslad_igdm": epoch(lambda student: AdversarialTrainerRSLAD(student, teacher, igdm_alpha=1.0, **SETTINGS)),
-        "c_adaad": epoch(lambda student: AdversarialTrainerAdaAD(student, teacher, **SETTINGS)),
-        "d_adaiad": epoch(lambda student: AdversarialTrainerAdaIAD(student, teacher, **SETTINGS)),
-        "e_peeraid": epoch(lambda student: AdversarialTrainerPeerAiD(
-            student, classifier(copy.deepcopy(peer_initial)), **SETTINGS)),
-        "f_rslad_ema": epoch(lambda student: AdversarialTrainerRSLAD(student, teacher, weight_averaging="ema",
-                                                                     **SETTINGS)),
-        "g_rslad_swa": epoch(lambda student: AdversarialTrainerRSLAD(student, teacher, weight_averaging="swa",
-                                                                     **SETTINGS)),
-    }
+#: Every method of the shared loop, and RSLAD with each plug-in.
+CASES: dict[str, Case] = {
+    **{name: Case(name) for name in PLAIN_METHODS},
+    "rslad+igdm": Case("rslad", {"igdm_alpha": 1.0}, igdm_alpha=1.0),
+    "rslad+ema": Case("rslad", {"weight_averaging": "ema"}, ema=True),
+}
+#: ART's own trainers and the plain loop each is shown beside.
+ART_TRAINERS = {"art-madry-pgd": "sat", "art-trades-pytorch": "trades"}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@dataclass(frozen=True)
+class Bench:
+    """What every variant shares."""
+
+    x: np.ndarray
+    y: np.ndarray
+    batch_size: int
+    eps: float
+    eps_step: float
+    max_iter: int
+    device: torch.device
+    student: torch.nn.Module  # the initial weights every variant copies
+    peer: torch.nn.Module
+    teacher: PyTorchClassifier
+
+
+def sgd(model: torch.nn.Module) -> torch.optim.SGD:
+    return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=2e-4)
+
+
+def classifier(model: torch.nn.Module, device: torch.device) -> PyTorchClassifier:
+    """An ART classifier around ``model`` with SGD (lr 0.05, momentum 0.9, weight decay 2e-4), inputs in [0, 1]."""
+    return PyTorchClassifier(model, torch.nn.CrossEntropyLoss(), SHAPE, 10, optimizer=sgd(model),
+                             clip_values=(0.0, 1.0), device_type="cpu" if device.type == "cpu" else "gpu")
+
+
+def ours(bench: Bench, case: Case) -> Callable[[], None]:
+    """One epoch of our trainer's ``fit``; the trainer is built once, its student keeps training across calls."""
+    method = get_method(case.method)
+    partner: dict[str, Any] = {}
+    if method.needs_teacher:
+        partner["teacher"] = bench.teacher
+    if method.needs_peer:
+        partner["peer"] = classifier(copy.deepcopy(bench.peer), bench.device)
+    trainer = method.trainer(classifier(copy.deepcopy(bench.student), bench.device), **partner, eps=bench.eps,
+                             eps_step=bench.eps_step, max_iter=bench.max_iter, seed=0, verbose=False,
+                             **case.trainer_options)
+    return lambda: trainer.fit(bench.x, bench.y, batch_size=bench.batch_size, nb_epochs=1)
+
+
+def plain_setup(case: Case, student: torch.nn.Module, teacher: torch.nn.Module, peer: torch.nn.Module,
+                **attack: Any) -> PlainSetup:
+    """The plain loop's setup for ``case``: the teacher or the peer (with its own SGD) where the method uses one;
+    ``attack``: ``eps``, ``eps_step``, ``steps``, ``seed``."""
+    method = get_method(case.method)
+    return PlainSetup(student, sgd(student), teacher=teacher if method.needs_teacher else None,
+                      peer=peer if method.needs_peer else None, peer_optimizer=sgd(peer) if method.needs_peer else None,
+                      **attack)
+
+
+def plain(bench: Bench, case: Case) -> Callable[[], None]:
+    """One epoch of the plain loop, with the trainer's batch order."""
+    student = copy.deepcopy(bench.student)
+    setup = plain_setup(case, student, bench.teacher.model, copy.deepcopy(bench.peer), eps=bench.eps,
+                        eps_step=bench.eps_step, steps=bench.max_iter)
+    x, y = torch.from_numpy(bench.x), torch.from_numpy(bench.y)
+    nb_batches = -(-len(x) // bench.batch_size)
+
+    def run() -> None:
+        ema = PlainEMA(student, nb_batches) if case.ema else None
+        plain_epoch(setup, PLAIN_METHODS[case.method], x, y, bench.batch_size, batch_order(len(x), 0, 0),
+                    igdm_alpha=case.igdm_alpha, ema=ema)
+        if ema is not None:
+            student.load_state_dict(ema.state)  # as our trainer returns the averaged student
+
+    return run
+
+
+def art_trainer(bench: Bench, name: str) -> Callable[[], None]:
+    """One epoch of ART's own trainer, as ART ships it."""
+    art_classifier = classifier(copy.deepcopy(bench.student), bench.device)
+    if name == "art-madry-pgd":
+        madry = AdversarialTrainerMadryPGD(art_classifier, nb_epochs=1, batch_size=bench.batch_size, eps=bench.eps,
+                                           eps_step=bench.eps_step, max_iter=bench.max_iter, num_random_init=1)
+        return lambda: madry.fit(bench.x, bench.y)
+    attack = ProjectedGradientDescentPyTorch(art_classifier, eps=bench.eps, eps_step=bench.eps_step,
+                                             max_iter=bench.max_iter, num_random_init=1,
+                                             batch_size=bench.batch_size, verbose=False)
+    trades = AdversarialTrainerTRADESPyTorch(art_classifier, attack, beta=6.0)
+    return lambda: trades.fit(bench.x, bench.y, batch_size=bench.batch_size, nb_epochs=1)
+
+
+def variants(bench: Bench, cases: list[str], art: list[str]) -> tuple[dict[str, Callable[[], None]],
+                                                                   dict[str, tuple[str, str]]]:
+    """The timed variants and the table's pairs (label -> (variant, reference))."""
+    runs: dict[str, Callable[[], None]] = {}
+    pairs: dict[str, tuple[str, str]] = {}
+    for name in cases:
+        runs[f"ours:{name}"], runs[f"plain:{name}"] = ours(bench, CASES[name]), plain(bench, CASES[name])
+        pairs[name] = (f"ours:{name}", f"plain:{name}")
+    for name in art:
+        reference = ART_TRAINERS[name]
+        if f"plain:{reference}" not in runs:
+            runs[f"plain:{reference}"] = plain(bench, CASES[reference])
+        runs[name] = art_trainer(bench, name)
+        pairs[name] = (name, f"plain:{reference}")
+    return runs, pairs
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nb-samples", type=int, default=2048, help="Training images (default 2048).")
     parser.add_argument("--batch-size", type=int, default=128, help="Batch size (default 128).")
-    parser.add_argument("--repeats", type=int, default=3, help="Timed rounds (default 3).")
-    args = parser.parse_args(argv)
+    parser.add_argument("--max-iter", type=int, default=10, help="PGD steps (default 10).")
+    parser.add_argument("--repeats", type=int, default=5, help="Timed rounds (default 5).")
+    parser.add_argument("--cases", default=",".join(CASES), help=f"Comma-separated subset of {', '.join(CASES)}.")
+    parser.add_argument("--art", default=",".join(ART_TRAINERS), help="ART trainers to add ('' for none).")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1).")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", default=None, help="Also write the raw measurements to this JSON file.")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     x, y = load_dataset("fashion-mnist", "train")
-    x, y = x[:args.nb_samples].copy(), y[:args.nb_samples].copy()
-    results = run_interleaved(variants(x, y, args.batch_size), args.repeats, torch.device("cpu"))
-    print(f"One epoch of {args.nb_samples} Fashion-MNIST images, cnn-small student, batch {args.batch_size}, "
-          f"PGD-10, one thread, torch {torch.__version__}")
-    print(format_table(results, args.nb_samples, "images", "a_rslad"))
+    torch.manual_seed(0)
+    bench = Bench(x[:args.nb_samples].copy(), y[:args.nb_samples].copy(), args.batch_size, 0.1, 0.025,
+                  args.max_iter, device, create_model("cnn-small", 10, input_shape=SHAPE).to(device),
+                  create_model("cnn-small", 10, input_shape=SHAPE).to(device),
+                  load_teacher(TEACHER, "fashion-mnist", device=device.type))
+    cases = [name for name in args.cases.split(",") if name]
+    runs, pairs = variants(bench, cases, [name for name in args.art.split(",") if name])
+    results = run_interleaved(runs, args.repeats, device)
+    rows = ratio_rows(results, pairs)
+    memory = "MiB (RSS growth)" if device.type == "cpu" else "MiB (max_memory_allocated)"
+    print(f"One epoch of {args.nb_samples} Fashion-MNIST images, cnn-small student, teacher {TEACHER}, batch "
+          f"{args.batch_size}, PGD-{args.max_iter}, device {device}, {torch.get_num_threads()} thread(s), "
+          f"{args.repeats} repeats, torch {torch.__version__}")
+    print(format_ratio_table(rows, memory))
+    if args.json:
+        write_json(args.json, {"benchmark": "methods", **vars(args), **environment(device)}, results,
+                   args.nb_samples, rows=rows)
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

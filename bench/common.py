@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import os
+import platform
 import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -123,3 +128,53 @@ def format_table(results: dict[str, Measurements], nb_items: int, unit: str, ref
                      f"{max(measured.seconds):.3f}) | {cpu_seconds:.3f} | {measured.median_peak_mib():.0f} "
                      f"| {base / seconds:.3f}x | {cpu_base / cpu_seconds:.3f}x |")
     return "\n".join(lines)
+
+
+def ratio_rows(results: dict[str, Measurements], pairs: dict[str, tuple[str, str]]) -> list[dict[str, float | str]]:
+    """One row per ``label -> (variant, reference)``: medians of both and the variant's speed (reference time over
+    the variant's: above 1 is faster) and memory (variant's peak over the reference's) relative to the reference."""
+    rows: list[dict[str, float | str]] = []
+    for label, (name, reference) in pairs.items():
+        ours, base = results[name], results[reference]
+        rows.append({
+            "label": label, "variant": name, "reference": reference,
+            "cpu_s": ours.median_cpu_seconds(), "reference_cpu_s": base.median_cpu_seconds(),
+            "wall_s": ours.median_seconds(), "reference_wall_s": base.median_seconds(),
+            "speed_cpu": base.median_cpu_seconds() / ours.median_cpu_seconds(),
+            "speed_wall": base.median_seconds() / ours.median_seconds(),
+            "peak_mib": ours.median_peak_mib(), "reference_peak_mib": base.median_peak_mib(),
+            "memory_ratio": ours.median_peak_mib() / max(base.median_peak_mib(), 1e-9),
+        })
+    return rows
+
+
+def format_ratio_table(rows: list[dict[str, float | str]], memory_unit: str) -> str:
+    """A markdown table of :func:`ratio_rows`: CPU time first (the column to read on a shared machine)."""
+    lines = [f"| variant | vs | CPU s (median) | reference CPU s | speed vs reference (CPU) | wall s | reference "
+             f"wall s | speed (wall) | peak {memory_unit} | reference peak | memory vs reference |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['label']} | {row['reference']} | {row['cpu_s']:.3f} | {row['reference_cpu_s']:.3f} "
+                     f"| {row['speed_cpu']:.3f}x | {row['wall_s']:.3f} | {row['reference_wall_s']:.3f} "
+                     f"| {row['speed_wall']:.3f}x | {row['peak_mib']:.1f} | {row['reference_peak_mib']:.1f} "
+                     f"| {row['memory_ratio']:.2f}x |")
+    return "\n".join(lines)
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Versions, thread count, date and device of a measurement."""
+    info: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                            "torch": str(torch.__version__), "python": platform.python_version(),
+                            "threads": torch.get_num_threads(), "device": str(device), "cpu": platform.processor()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def write_json(path: str | os.PathLike[str], settings: dict[str, Any], results: dict[str, Measurements],
+               nb_items: int, **extra: Any) -> None:
+    """The raw measurements of every variant with the run's settings and environment, as JSON at ``path``."""
+    payload = {**settings, "nb_items": nb_items, "variants": {name: asdict(m) for name, m in results.items()},
+               **extra}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")

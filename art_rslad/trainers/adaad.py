@@ -53,8 +53,14 @@ class AdaptiveAttackTrainer(DistillationTrainer):
     attack_random_init: ClassVar[RandomInit] = "gaussian"
     default_attack_training_mode: ClassVar[bool] = False
 
+    def _uses_teacher_probs(self) -> bool:
+        # The default attack's loss reads no labels; only a custom attack is called with p_T(x).
+        estimator = getattr(self.attack, "estimator", None)
+        return not isinstance(getattr(estimator, "model", None), StudentTeacherLogits)
+
     def _attack_targets(self, batch: Batch) -> torch.Tensor:
-        assert batch.teacher_probs is not None
+        if batch.teacher_probs is None:  # the default attack: its loss ignores the labels
+            return torch.zeros(len(batch.y), self._classifier.nb_classes, device=batch.x.device)
         return batch.teacher_probs
 
     def _default_attack(self) -> EvasionAttack:
@@ -111,8 +117,11 @@ class AdversarialTrainerAdaAD(AdaptiveAttackTrainer):
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "alpha": self.alpha, "scale": self.scale}
 
+    def _uses_teacher_probs(self) -> bool:
+        return self.alpha < 1.0 or super()._uses_teacher_probs()
+
     def _distillation_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        assert x_adv is not None and batch.teacher_probs is not None
+        assert x_adv is not None
         adv_logits = self.student_logits(x_adv)
         nat_logits = self.student_logits(batch.x) if self.alpha < 1.0 else None
         teacher_adv_probs = torch.softmax(self.teacher_logits(x_adv), dim=1)

@@ -179,6 +179,10 @@ class AdversarialTrainerBase(RecordedTrainer):
                 # recorded only when on, so that checkpoints written before the option existed still resume
                 **({} if self.averager is None else {"weight_averaging": self.averager.hyperparameters()})}
 
+    def _uses_teacher_probs(self) -> bool:
+        """Whether the batches carry the teacher's probabilities on x (computed once per sample by ``fit``)."""
+        return self.teacher is not None
+
     # ----------------------------------------------------------------- helpers for methods
     def _input_gradient_classifier(self, loss: torch.nn.Module) -> InputGradientClassifier:
         return InputGradientClassifier(self._classifier, loss, amp_dtype=self.amp_dtype,
@@ -227,7 +231,8 @@ class AdversarialTrainerBase(RecordedTrainer):
         world = current_world(self._classifier.device)
         world.check_fits(len(x), "x")
         probs = None
-        if self.teacher is not None:
+        if self._uses_teacher_probs():
+            assert self.teacher is not None
             with model_modes((self.teacher.model, False)):
                 probs = teacher_probs_once(self.teacher_logits, torch.from_numpy(x), batch_size,
                                            self._classifier.device)
@@ -252,7 +257,7 @@ class AdversarialTrainerBase(RecordedTrainer):
         mid-epoch draws and discards the batches already trained on. Other parameters as in :meth:`fit`.
         """
         world = current_world(self._classifier.device)
-        probs = None if self.teacher is None else (lambda x: torch.softmax(self.teacher_logits(x), dim=1))
+        probs = (lambda x: torch.softmax(self.teacher_logits(x), dim=1)) if self._uses_teacher_probs() else None
         source = generator_batches_of(generator, world, lambda x, y: self._check_data(x, y, "generator batch"),
                                       probs, self._classifier.device)
         validation_data = self._check_run(source.batch_size, nb_epochs, scheduler, checkpoint_interval,

@@ -64,8 +64,9 @@ def array_batches(x: np.ndarray, y: np.ndarray, teacher_probs: torch.Tensor | No
             yield Batch(x_all[rows].to(device), y_all[rows].to(device), probs)
 
     fingerprint = {"samples": nb_samples, "labels_sum": int(y.sum()),
-                   # 9 significant digits: the same data sums alike on every CPU; no float64 copy of the data
-                   "x_sum": float(f"{float(x_all.sum(dtype=torch.float64)):.9g}")}
+                   # 9 significant digits: the same data sums alike on every CPU; numpy accumulates in float64
+                   # without a float64 copy of the data (torch's sum(dtype=float64) makes one)
+                   "x_sum": float(f"{float(np.sum(x, dtype=np.float64)):.9g}")}
     return BatchSource(batches, nb_batches, batch_size, fingerprint)
 
 

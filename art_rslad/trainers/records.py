@@ -192,11 +192,13 @@ class RecordedTrainer(Trainer):
                              f"{tuple(classifier.input_shape)}.")
         if len(y) != len(x):
             raise ValueError(f"`{name}` has {len(x)} samples but its labels have {len(y)}.")
-        if not np.issubdtype(x.dtype, np.floating) or not np.isfinite(x).all():
+        # min and max propagate NaN and inf: no boolean copy of the data
+        smallest, largest = (x.min(), x.max()) if np.issubdtype(x.dtype, np.floating) else (np.nan, np.nan)
+        if not (np.isfinite(smallest) and np.isfinite(largest)):
             raise ValueError(f"`{name}` must be a finite float array (NaN or inf found, or integer dtype).")
         low, high = clip_range(classifier)
-        if x.min() < low - 1e-6 or x.max() > high + 1e-6:
-            raise ValueError(f"`{name}` has values in [{x.min():.4g}, {x.max():.4g}], outside the classifier's "
+        if smallest < low - 1e-6 or largest > high + 1e-6:
+            raise ValueError(f"`{name}` has values in [{smallest:.4g}, {largest:.4g}], outside the classifier's "
                              f"clip_values [{low}, {high}]; scale the inputs (e.g. divide by 255).")
         return x.astype(np.float32, copy=False), self._labels_to_indices(y, name)
 
