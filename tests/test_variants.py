@@ -81,7 +81,7 @@ def test_overrides_create_method_entries_and_round_trip(tmp_path: Path) -> None:
     assert config.method_overrides == {"adaad": {"nb_epochs": 3, "lr_milestones": [1, 2]},
                                        "rslad+igdm": {"weight_decay": 0.001}}
     assert config.lr_for("rslad+igdm") == 0.3 and config.lr_for("RSLAD+IGDM") == 0.3
-    assert config.lr_for("sat+ema") == config.lr  # a variant's lr is its own entry's, else the config's
+    assert config.lr_for("trades+ema") == config.lr  # a variant's lr is its own entry's, else the config's
     for suffix in (".toml", ".json"):
         assert Config.from_file(config.save(tmp_path / f"config{suffix}")) == config
     assert '[method_overrides."rslad+igdm"]' in config.to_toml()

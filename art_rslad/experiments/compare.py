@@ -39,6 +39,7 @@ from art_rslad.experiments.folders import (
 )
 from art_rslad.experiments.train import (
     RunSettings,
+    check_runs_here,
     load_config_teacher,
     run_notes,
     shared_datasets,
@@ -121,6 +122,8 @@ def compare(config: Config, out_dir: str | os.PathLike[str], methods: Sequence[s
     shared = {"config": dataclasses.replace(config, seed=0).to_dict(), **settings.recorded(),
               "teacher_source": config.teacher.source}
     world = current_world()  # joins torchrun's group first: on CUDA each rank then builds models on its own GPU
+    for method in methods:
+        check_runs_here(method, world)
     if teacher is None and any(parse_method(method).method.needs_teacher for method in methods):
         teacher = load_config_teacher(config, settings.device)
     if world.is_distributed:  # ranks started with other settings or teacher weights: nothing is written

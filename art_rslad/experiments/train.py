@@ -156,6 +156,15 @@ def method_trainer_options(config: Config) -> dict[str, Any]:
     return options
 
 
+def check_runs_here(method: str, world: World) -> None:
+    """Refuse, before any folder is written, a method whose trainer runs in one process only (PeerAiD) under
+    torchrun."""
+    spec = parse_method(method)
+    if world.is_distributed and not getattr(spec.method.trainer, "distributed_ok", True):
+        raise ValueError(f"{spec.name} trains in one process only (its peer's gradients are not averaged over "
+                         "ranks); start it without torchrun.")
+
+
 # ---------------------------------------------------------------------- teacher and data
 def load_config_teacher(config: Config, device: str | None = None) -> PyTorchClassifier:
     """The teacher named by ``config.teacher.source`` (see :func:`art_rslad.experiments.teachers.load_teacher`)."""
@@ -429,6 +438,7 @@ def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rs
     registered = spec.method
     folder = Path(out_dir)
     world = current_world()  # joins torchrun's group first: on CUDA each rank then builds models on its own GPU
+    check_runs_here(spec.name, world)
     device = resolve_device(settings.device)
     if registered.needs_teacher and teacher is None:
         teacher = load_config_teacher(config, device)
@@ -466,5 +476,5 @@ def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rs
     return result
 
 
-__all__ = ["RunSettings", "load_config_teacher", "run_notes", "shared_datasets", "teacher_fingerprint",
-           "train_run"]
+__all__ = ["JointMultiStepLR", "RunSettings", "check_runs_here", "load_config_teacher", "method_trainer_options",
+           "run_notes", "shared_datasets", "teacher_fingerprint", "train_run"]
