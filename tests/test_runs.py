@@ -13,12 +13,14 @@ import torch
 
 from art_rslad.checkpoint import load_checkpoint, write_text_atomic
 from art_rslad.data import load_dataset
+from art_rslad.distributed import World
 from art_rslad.evaluation import evaluate_robustness
+from art_rslad.experiments import train as train_module
 from art_rslad.experiments.compare import compare
 from art_rslad.experiments.config import Config, TeacherConfig
 from art_rslad.experiments.folders import load_run
 from art_rslad.experiments.teachers import load_teacher
-from art_rslad.experiments.train import RunSettings, train_run
+from art_rslad.experiments.train import RunSettings, check_runs_here, train_run
 from art_rslad.models import create_model, make_classifier
 from art_rslad.report import fixed_settings_notes
 from art_rslad.trainers.base import AdversarialTrainerBase
@@ -326,3 +328,12 @@ def test_a_folder_written_before_the_per_method_keys_still_resumes(tmp_path: Pat
     assert run(tmp_path / "run", config=grown, resume=True).accuracy == first.accuracy
     with pytest.raises(ValueError, match=r"method_lr.sat: folder 0.05, now 0.1"):
         run(tmp_path / "run", config=tiny_config(method_lr={"sat": 0.1}), resume=True)
+
+
+def test_peeraid_is_refused_under_torchrun_before_anything_is_written(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(train_module, "current_world", lambda *args: World(rank=0, size=2))
+    with pytest.raises(ValueError, match="peeraid trains in one process only"):
+        run(tmp_path / "run", method="peeraid")
+    assert not (tmp_path / "run").exists()
+    check_runs_here("sat+ema", World(rank=0, size=2))  # the shared loop's other methods run under torchrun
