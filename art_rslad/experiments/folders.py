@@ -32,8 +32,9 @@ RUN_FORMAT = "art-rslad-run"
 COMPARE_FORMAT = "art-rslad-compare"
 #: Files a run writes into its folder (``overwrite=True`` removes exactly these, and ``figures/``).
 RUN_FILES: tuple[str, ...] = ("run.json", "config.toml", "run.log", "metrics.jsonl", "last.pt", "best.pt",
-                              "eval_best.json", "eval_last.json", "results.md", "student.pt", "student.json",
-                              "peer.pt")
+                              "eval_best.json", "eval_last.json", "results.md", "student.pt", "student.json")
+#: Files only some methods' runs write (PeerAiD's peer); ``overwrite=True`` removes them too.
+METHOD_FILES: tuple[str, ...] = ("peer.pt",)
 COMPARE_FILES: tuple[str, ...] = ("compare.json", "comparison.md", "comparison.json", "compare.log")
 FIGURES = "figures"
 RUNS = "runs"
@@ -215,6 +216,6 @@ def load_run(out_dir: str | os.PathLike[str]) -> RunResult:
                      int(marker["best_epoch"]), marker["accuracy"], int(marker["nb_test"]))
 
 
-__all__ = ["COMPARE_FILES", "COMPARE_FORMAT", "FIGURES", "LATER_CONFIG_KEYS", "PROSE_KEYS", "RUNS", "RUN_FILES",
-           "RUN_FORMAT", "RunResult", "check_writable", "load_run", "log_to", "prepare_folder", "read_json",
-           "run_folder", "write_json"]
+__all__ = ["COMPARE_FILES", "COMPARE_FORMAT", "FIGURES", "LATER_CONFIG_KEYS", "METHOD_FILES", "PROSE_KEYS", "RUNS",
+           "RUN_FILES", "RUN_FORMAT", "RunResult", "check_writable", "load_run", "log_to", "prepare_folder",
+           "read_json", "run_folder", "write_json"]
