@@ -13,6 +13,7 @@ from test_runs import tiny_config
 
 from art_rslad.cli import main
 from art_rslad.experiments.demo import demo
+from art_rslad.models import create_model
 from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.registry import METHODS
 
@@ -105,3 +106,57 @@ def test_list_shows_the_registered_methods(capsys: pytest.CaptureFixture[str]) -
     rslad = next(line for line in printed.splitlines() if line.split()[:1] == ["rslad"])
     assert rslad.split()[1:3] == ["distillation", "teacher"] and "Zi et al., ICCV 2021" in rslad
     assert all(any(line.split()[:1] == [name] for line in printed.splitlines()) for name in METHODS)
+
+
+def test_train_runs_variants_and_peeraid_and_refuses_what_a_method_cannot_take(
+        config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def train_method(method: str, out: str, *extra: str) -> int:
+        return main(["train", "--method", method, "--config", str(config_file), "--out", str(tmp_path / out),
+                     "--set", "nb_epochs=1", *TINY, *extra])
+
+    assert train_method("sat+ema", "sat-ema") == 0
+    assert "| sat+ema | best | 1 |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "sat-ema" / "run.json").read_text())["identity"]["trainer_options"] == {
+        "weight_averaging": "ema"}
+    assert train_method("sat", "sat-set", "--set", "weight_averaging=ema") == 0
+    assert json.loads((tmp_path / "sat-set" / "run.json").read_text())["identity"]["trainer_options"] == {
+        "weight_averaging": "ema"}
+    assert train_method("peeraid", "peeraid") == 0  # no teacher in the config: none is needed
+    assert (tmp_path / "peeraid" / "peer.pt").is_file() and "| peeraid | best | 1 |" in capsys.readouterr().out
+
+    with pytest.raises(SystemExit):
+        train_method("sat+igdm", "never")
+    assert "sat is not a teacher-student distillation method" in capsys.readouterr().err
+    assert train_method("sat", "never", "--set", "igdm_alpha=1") == 2
+    assert "sets igdm_alpha=1, but sat is not" in capsys.readouterr().err
+    assert train_method("art-madry-pgd", "never", "--set", "weight_averaging=swa") == 2
+    assert "runs ART's own training loop" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+
+
+def test_compare_and_tune_take_variants(config_file: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    teacher = tmp_path / "teacher.pt"  # a state dict: the default cnn-small on 8x8 digits, 9,834 parameters
+    torch.manual_seed(1)
+    torch.save(create_model("cnn-small", 10, input_shape=(1, 8, 8)).state_dict(), teacher)
+    assert main(["compare", "--methods", "rslad", "rslad+igdm", "sat+ema", "peeraid", "--config", str(config_file),
+                 "--set", "nb_epochs=1", "--set", f"teacher.source={teacher}", "--set", "teacher.model=cnn-small",
+                 "--out", str(tmp_path / "cmp"), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "| rslad+igdm | best | 1 |" in printed and "| sat+ema | last | 1 |" in printed
+    assert "| peeraid | best | 1 |" in printed and "rslad+igdm igdm_alpha 1.0" in printed
+    assert (tmp_path / "cmp" / "runs" / "rslad+igdm" / "seed-0" / "run.json").is_file()
+
+    assert main(["tune", "--config", str(config_file), "--methods", "sat+ema", "peeraid", "--grid", "0.05",
+                 "--epochs", "1", "--train-size", "48", "--val-size", "16", "--out", str(tmp_path / "tune"),
+                 "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "| sat+ema |" in printed and "--set method_lr.sat+ema=0.05 --set method_lr.peeraid=0.05" in printed
+    assert set(json.loads((tmp_path / "tune" / "tuning.json").read_text())["chosen"]) == {"sat+ema", "peeraid"}
+
+
+def test_list_says_how_variants_are_written(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    printed = capsys.readouterr().out
+    assert "NAME[+igdm][+ema|+swa]" in printed
+    assert "+igdm: ard, iad, adaad, rslad, adaiad" in printed

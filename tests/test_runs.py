@@ -13,12 +13,14 @@ import torch
 
 from art_rslad.checkpoint import load_checkpoint, write_text_atomic
 from art_rslad.data import load_dataset
+from art_rslad.distributed import World
 from art_rslad.evaluation import evaluate_robustness
+from art_rslad.experiments import train as train_module
 from art_rslad.experiments.compare import compare
 from art_rslad.experiments.config import Config, TeacherConfig
 from art_rslad.experiments.folders import load_run
 from art_rslad.experiments.teachers import load_teacher
-from art_rslad.experiments.train import RunSettings, train_run
+from art_rslad.experiments.train import RunSettings, check_runs_here, train_run
 from art_rslad.models import create_model, make_classifier
 from art_rslad.report import fixed_settings_notes
 from art_rslad.trainers.base import AdversarialTrainerBase
@@ -226,3 +228,112 @@ def test_atomic_writes_of_one_file_from_several_threads_never_collide(tmp_path: 
         list(pool.map(lambda text: [write_text_atomic(text, target) for _ in range(20)], texts))
     assert target.read_text(encoding="utf-8") in texts
     assert [path.name for path in tmp_path.iterdir()] == ["compare.json"]
+
+
+# ---------------------------------------------------------------------- the methods since RSLAD, variants, overrides
+def test_a_peeraid_run_trains_a_peer_beside_the_student_saves_it_and_resumes_exactly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # lr x0.1 after the first of two epochs: the peer's lr follows the student's schedule
+    config = tiny_config(lr_milestones=(1,), lr_schedule_epochs=2)  # teacher.source is empty: none is loaded
+    whole = run(tmp_path / "whole", method="peeraid", config=config)
+    folder = whole.out_dir
+    marker = json.loads((folder / "run.json").read_text())
+    assert marker["identity"]["method"] == "peeraid" and marker["identity"]["teacher"] is None
+    best = load_checkpoint(folder / "best.pt")
+    peer = torch.load(folder / "peer.pt", weights_only=True)
+    assert all(torch.equal(value, best["extra_state"]["peer_model_state"][key]) for key, value in peer.items())
+    student = torch.load(folder / "student.pt", weights_only=True)
+    assert peer.keys() == student.keys() and not all(torch.equal(peer[key], student[key]) for key in peer)
+    last = load_checkpoint(folder / "last.pt")
+    assert last["extra_state"]["peer_optimizer_state"]["param_groups"][0]["lr"] == pytest.approx(0.005)
+    assert [record["lr"] for record in whole.history] == pytest.approx([0.05, 0.005])
+
+    original = AdversarialTrainerBase._train_step
+    steps = {"count": 0}
+
+    def interrupted_step(self: AdversarialTrainerBase, batch: Any) -> Any:
+        steps["count"] += 1
+        if steps["count"] == 5:  # second epoch, second batch
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(AdversarialTrainerBase, "_train_step", interrupted_step)
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp_path / "resumed", method="peeraid", config=config, checkpoint_interval=1)
+    resumed = run(tmp_path / "resumed", method="peeraid", config=config, checkpoint_interval=1, resume=True)
+    assert resumed.accuracy == whole.accuracy
+    again = torch.load(tmp_path / "resumed" / "peer.pt", weights_only=True)
+    assert all(torch.equal(value, peer[key]) for key, value in again.items())
+
+
+def test_a_variant_run_records_what_ran(tmp_path: Path) -> None:
+    result = run(tmp_path / "igdm", method="rslad+igdm", teacher=tiny_teacher())
+    marker = json.loads((tmp_path / "igdm" / "run.json").read_text())
+    assert result.method == "rslad+igdm" and marker["identity"]["method"] == "rslad+igdm"
+    assert marker["identity"]["trainer_options"] == {"igdm_alpha": 1.0}
+    assert marker["identity"]["config"]["igdm_alpha"] == 1.0 and marker["method_settings"] == {"igdm_alpha": 1.0}
+    assert load_checkpoint(tmp_path / "igdm" / "best.pt")["config"]["igdm_alpha"] == 1.0
+    assert Config.from_file(tmp_path / "igdm" / "config.toml").igdm_alpha == 1.0
+    ema = run(tmp_path / "ema", method="sat+ema")
+    assert load_checkpoint(ema.out_dir / "last.pt")["config"]["weight_averaging"]["name"] == "ema"
+    with pytest.raises(ValueError, match="sat is not a teacher-student distillation method"):
+        run(tmp_path / "never", method="sat+igdm")
+    assert not (tmp_path / "never").exists()
+
+
+def test_per_method_overrides_are_applied_and_recorded(tmp_path: Path) -> None:
+    config = tiny_config(nb_epochs=2, method_overrides={"sat": {"nb_epochs": 1, "weight_decay": 1e-3}})
+    result = run(tmp_path / "sat", config=config)
+    assert len(result.history) == 1 and result.config.nb_epochs == 1 and result.config.weight_decay == 1e-3
+    marker = json.loads((tmp_path / "sat" / "run.json").read_text())
+    assert marker["method_settings"] == {"nb_epochs": 1, "weight_decay": 1e-3}
+    assert marker["identity"]["config"]["nb_epochs"] == 1
+    assert marker["identity"]["config"]["method_overrides"] == config.method_overrides
+    assert run(tmp_path / "trades", method="trades", config=config).config.nb_epochs == 2  # no entry of its own
+
+
+def test_compare_holds_variants_beside_their_methods(tmp_path: Path) -> None:
+    config = tiny_config(nb_epochs=1, method_overrides={"sat+ema": {"weight_decay": 1e-3}})
+    result = compare(config, tmp_path, ["sat", "SAT+EMA", "rslad", "rslad+igdm"], [0], settings(),
+                     teacher=tiny_teacher())
+    assert [row.method for row in result.table.rows][::2] == ["sat", "sat+ema", "rslad", "rslad+igdm"]
+    assert (tmp_path / "runs" / "rslad+igdm" / "seed-0" / "student.pt").is_file()
+    markdown = (tmp_path / "comparison.md").read_text()
+    assert "| rslad+igdm | best | 1 |" in markdown
+    assert "Per-method settings, in place of those above: sat+ema weight_decay 0.001, weight_averaging ema; " \
+           "rslad+igdm igdm_alpha 1.0." in markdown
+
+
+def test_compare_refuses_a_run_wide_setting_a_method_cannot_take_before_training(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"method 'sat' sets igdm_alpha=1, but sat is not"):
+        compare(tiny_config(igdm_alpha=1.0), tmp_path / "cmp", ["rslad", "sat"], [0], settings(),
+                teacher=tiny_teacher())
+    with pytest.raises(ValueError, match=r"`methods`: unknown or no methods \['madry\+ema'\]"):
+        compare(tiny_config(), tmp_path / "cmp", ["madry+ema"])
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_a_folder_written_before_the_per_method_keys_still_resumes(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    first = run(tmp_path / "run", config=tiny_config(method_lr={"sat": 0.05}))
+    path = tmp_path / "run" / "run.json"
+    marker = json.loads(path.read_text())
+    for key in ("igdm_alpha", "weight_averaging", "loss_scale", "method_overrides", "method_overrides_note"):
+        del marker["identity"]["config"][key]
+    path.write_text(json.dumps(marker))
+    monkeypatch.setattr(AdversarialTrainerBase, "_train_step", lambda *args: pytest.fail("trained again"))
+    # The preset has since gained other methods' lrs and settings: the run of sat is still the same run.
+    grown = tiny_config(method_lr={"sat": 0.05, "peeraid": 0.3}, method_overrides={"rslad": {"nb_epochs": 9}})
+    assert run(tmp_path / "run", config=grown, resume=True).accuracy == first.accuracy
+    with pytest.raises(ValueError, match=r"method_lr.sat: folder 0.05, now 0.1"):
+        run(tmp_path / "run", config=tiny_config(method_lr={"sat": 0.1}), resume=True)
+
+
+def test_peeraid_is_refused_under_torchrun_before_anything_is_written(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(train_module, "current_world", lambda *args: World(rank=0, size=2))
+    with pytest.raises(ValueError, match="peeraid trains in one process only"):
+        run(tmp_path / "run", method="peeraid")
+    assert not (tmp_path / "run").exists()
+    check_runs_here("sat+ema", World(rank=0, size=2))  # the shared loop's other methods run under torchrun

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+from pathlib import Path
 
 import pytest
+from test_runs import tiny_config
 
 from art_rslad.experiments.config import get_preset
 from art_rslad.experiments.tune import select_learning_rates
@@ -56,9 +59,38 @@ def test_bad_input(tmp_path, kwargs, message) -> None:
 
 @pytest.mark.parametrize("preset", ["fashion-mnist", "digits"])
 def test_cpu_presets_use_the_committed_tuning(preset: str) -> None:
-    """The preset's per-method lr is what `art-rslad tune` chose; its output is committed beside the study."""
-    from pathlib import Path
+    """The preset's per-method lr is what `art-rslad tune` chose; its output is committed beside the study: the
+    first tuning of the six methods, then that of the methods since RSLAD with the same settings."""
+    studies = Path(__file__).parents[1] / "studies"
+    first, new = (json.loads((studies / folder / "tuning.json").read_text())
+                  for folder in (f"tune-{preset}", f"tune-{preset}-new"))
+    config = get_preset(preset)
+    assert config.method_lr == {**first["chosen"], **new["chosen"]}
+    assert not set(first["chosen"]) & set(new["chosen"])
+    assert new["settings"] == first["settings"]  # the same preset, grid, epochs and sizes
+    assert set(new["chosen"]) == {"adaiad", "peeraid", "rslad+igdm", "adaiad+igdm", "sat+ema", "rslad+ema"}
+    for folder in (f"tune-{preset}", f"tune-{preset}-new"):
+        assert f"--out studies/{folder}." in config.method_lr_note
+    commands = re.findall(r"--methods ([a-z+ ]+) --epochs", config.method_lr_note)
+    assert [set(command.split()) for command in commands] == [set(first["chosen"]), set(new["chosen"])]
 
-    tuning = json.loads((Path(__file__).parents[1] / "studies" / f"tune-{preset}" / "tuning.json").read_text())
-    assert get_preset(preset).method_lr == tuning["chosen"]
-    assert f"--out studies/tune-{preset}" in get_preset(preset).method_lr_note
+
+def test_tuning_takes_variants_and_peeraid(tmp_path: Path) -> None:
+    options = {"grid": [0.05], "nb_epochs": 1, "train_size": 48, "val_size": 16, "verbose": False}
+    config = tiny_config()
+    result = select_learning_rates(config, ["SAT+EMA", "peeraid"], tmp_path, **options)
+    assert set(result["chosen"]) == {"sat+ema", "peeraid"}
+    run = json.loads((tmp_path / "sat+ema" / "lr-0.05" / "run.json").read_text())["identity"]
+    assert run["method"] == "sat+ema" and run["trainer_options"] == {"weight_averaging": "ema"}
+    assert run["config"]["method_lr"] == {"sat+ema": 0.05}
+    assert (tmp_path / "peeraid" / "lr-0.05" / "peer.pt").is_file()
+    with pytest.raises(ValueError, match="sat is not a teacher-student distillation method"):
+        select_learning_rates(config, ["sat+igdm"], tmp_path, **options)
+
+
+def test_short_runs_keep_the_methods_own_settings_but_not_its_epochs(tmp_path: Path) -> None:
+    options = {"grid": [0.05], "nb_epochs": 1, "train_size": 48, "val_size": 16, "verbose": False}
+    config = tiny_config(method_overrides={"sat": {"nb_epochs": 5, "weight_decay": 1e-3}})
+    select_learning_rates(config, ["sat"], tmp_path, **options)
+    recorded = json.loads((tmp_path / "sat" / "lr-0.05" / "run.json").read_text())["identity"]["config"]
+    assert (recorded["nb_epochs"], recorded["weight_decay"], recorded["method_overrides"]) == (1, 1e-3, {})

@@ -4,25 +4,26 @@ Examples::
 
     art-rslad compare --methods sat trades rslad --seeds 0 1 2 --preset fashion-mnist --out runs/study
     art-rslad compare --methods sat trades rslad --seeds 0 1 2 --preset fashion-mnist --out runs/study --resume
+    art-rslad compare --methods sat sat+ema rslad rslad+igdm adaiad peeraid --preset fashion-mnist --out runs/new
     torchrun --standalone --nproc-per-node 8 -m art_rslad compare --methods sat rslad \\
         --preset cifar10-resnet18 --set batch_size=16 --out runs/study   # 8 GPUs, global batch 128
 
-Each (method, seed) is a run folder under <out>/runs/<method>/seed-<seed> trained with the method's learning rate
-from the preset. The table (best and last checkpoint x Clean, FGSM, PGD_SAT, PGD_TRADES, CW_inf, AA, mean ± std
-over seeds) goes to <out>/comparison.md and .json, the figures to <out>/figures/. --resume continues a compare whose
-process died: finished runs and evaluations are reused, methods and seeds may be added. Under torchrun every run
-is trained and evaluated by all ranks (batch_size per rank) and rank 0 alone writes the folders
-(docs/distributed.md).
+Each (method, seed) is a run folder under <out>/runs/<method>/seed-<seed> (runs/rslad+igdm/seed-0 for a variant)
+trained with the method's learning rate and per-method settings from the preset; a method is written
+NAME[+igdm][+ema|+swa] (see `art-rslad train --help`). The table (best and last checkpoint x Clean, FGSM,
+PGD_SAT, PGD_TRADES, CW_inf, AA, mean ± std over seeds) goes to <out>/comparison.md and .json, the figures to
+<out>/figures/. --resume continues a compare whose process died: finished runs and evaluations are reused, methods
+and seeds may be added. Under torchrun every run is trained and evaluated by all ranks (batch_size per rank) and
+rank 0 alone writes the folders (docs/distributed.md).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from art_rslad.cli.train import add_run_options, config_from_args, guarded, run_settings
+from art_rslad.cli.train import add_run_options, config_from_args, guarded, methods_help, run_settings
 from art_rslad.distributed import command_world
 from art_rslad.experiments.compare import compare
-from art_rslad.trainers.registry import method_names
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -31,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--methods", nargs="+", required=True, metavar="METHOD",
-                        help=f"Training methods, from: {', '.join(sorted(method_names()))}.")
+                        help=methods_help())
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="SEED", help="Seeds (default: 0).")
     add_run_options(parser)
     return parser

@@ -8,6 +8,7 @@ import argparse
 from art_rslad.data import dataset_info, dataset_names
 from art_rslad.experiments.config import get_preset, preset_names
 from art_rslad.experiments.teachers import list_zoo, zoo_card
+from art_rslad.experiments.variants import SPEC_FORM, takes_igdm, takes_weight_averaging
 from art_rslad.models import get_entry, list_models, model_parameter_count
 from art_rslad.trainers.registry import METHODS
 
@@ -23,8 +24,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     print("Methods (name, family, teacher, paper):")
     for method in METHODS.values():
-        teacher = "teacher" if method.needs_teacher else "-"
+        teacher = "teacher" if method.needs_teacher else "peer" if method.needs_peer else "-"
         print(f"  {method.name:<28} {method.family:<22} {teacher:<8} {method.paper}")
+    print(f"Method variants, written {SPEC_FORM}:")
+    print("  +igdm: " + ", ".join(name for name, method in METHODS.items() if takes_igdm(method)))
+    print("  +ema, +swa: " + ", ".join(name for name, method in METHODS.items() if takes_weight_averaging(method)))
     print(f"Models (parameters at nb_classes={args.nb_classes}):")
     for name in list_models():
         entry = get_entry(name)

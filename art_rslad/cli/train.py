@@ -5,8 +5,15 @@ Examples::
     art-rslad train --method rslad --preset fashion-mnist --out runs/rslad
     art-rslad train --method sat --config my.toml --set nb_epochs=20 --set method_lr.sat=0.1 --out runs/sat
     art-rslad train --method rslad --preset fashion-mnist --out runs/rslad --resume   # after an interruption
+    art-rslad train --method rslad+igdm --preset fashion-mnist --out runs/rslad-igdm   # RSLAD with IGDM's term
+    art-rslad train --method sat --set weight_averaging=ema --preset fashion-mnist --out runs/sat-ema
     torchrun --standalone --nproc-per-node 8 -m art_rslad train --method rslad --preset cifar10-resnet18 \\
         --set batch_size=16 --out runs/rslad   # 8 GPUs; global batch 8 x 16 = 128, the paper's
+
+A method is written NAME[+igdm][+ema|+swa]: +igdm adds IGDM's term to a distillation method (igdm_alpha, 1 unless
+the config sets it), +ema / +swa average the student's weights (methods of the shared loop). The method trains with
+its per-method settings from the config (method_overrides: e.g. its official schedule). PeerAiD trains a peer of
+the student's architecture beside it and saves it as peer.pt (one process only, not under torchrun).
 
 Under torchrun each rank trains on its shard of every epoch (the config's batch_size is per rank: the global batch
 is N x batch_size) and attacks its block of the test inputs; rank 0 alone writes the run folder. See
@@ -30,6 +37,7 @@ from art_rslad.distributed import command_world
 from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS
 from art_rslad.experiments.config import Config, get_preset, parse_assignment, preset_names
 from art_rslad.experiments.train import RunSettings, train_run
+from art_rslad.experiments.variants import SPEC_FORM, method_name
 from art_rslad.trainers.registry import method_names
 
 
@@ -41,6 +49,21 @@ def assignment(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
+def method_spec(text: str) -> str:
+    """argparse type of a method spec ``NAME[+igdm][+ema|+swa]``
+    (:func:`~art_rslad.experiments.variants.method_name`)."""
+    try:
+        return method_name(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def methods_help(default: str | None = None) -> str:
+    """The help text of a method option: the registered names and how a variant is written."""
+    return (f"Training method{'' if default else 's'}: {', '.join(method_names())}, written {SPEC_FORM} (e.g. "
+            f"rslad+igdm, sat+ema)" + (f" (default: {default})." if default else "."))
+
+
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """The options ``train`` and ``compare`` share: config, overrides, data sizes, evaluation, folder handling."""
     source = parser.add_mutually_exclusive_group()
@@ -49,7 +72,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--config", type=Path, help="A .toml or .json config file instead of a preset.")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="Override a config key, repeatable; dotted keys reach tables (e.g. nb_epochs=2, "
-                             "method_lr.rslad=0.1, teacher.source=zoo:fashion-mnist-cnn-large).")
+                             "method_lr.rslad=0.1, teacher.source=zoo:fashion-mnist-cnn-large, igdm_alpha=1, "
+                             "weight_averaging=ema, method_overrides.adaad.nb_epochs=200).")
     parser.add_argument("--out", type=Path, required=True, help="Output folder.")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="Continue the run in --out after an interruption.")
@@ -101,11 +125,11 @@ def guarded(command: str, body: Callable[[], int]) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "train", help="Train a student with one method (rslad, sat, trades, ...); checkpoints, evaluation, card.",
+        "train", help="Train a student with one method (rslad, sat, rslad+igdm, ...); checkpoints, evaluation, card.",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--method", default="rslad", choices=sorted(method_names()), metavar="METHOD",
-                        help=f"Training method: {', '.join(sorted(method_names()))} (default: rslad).")
+    parser.add_argument("--method", default="rslad", type=method_spec, metavar="METHOD",
+                        help=methods_help("rslad"))
     parser.add_argument("--teacher", help="Teacher source, overriding the config's teacher.source "
                                           "('zoo:<name>', 'robustbench:<name>' or a state-dict path).")
     add_run_options(parser)

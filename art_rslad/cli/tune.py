@@ -3,6 +3,7 @@
 Example::
 
     art-rslad tune --preset fashion-mnist --methods sat trades ard iad adaad rslad --out runs/tune
+    art-rslad tune --preset fashion-mnist --methods adaiad peeraid rslad+igdm sat+ema --out runs/tune-new
 
 Prints the validation PGD-10 accuracy of every (method, lr) and the chosen lr per method, as ``--set`` options
 to paste into ``art-rslad train`` / ``compare``; everything is also in ``<out>/tuning.json``. Interrupted tunings
@@ -28,7 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     source.add_argument("--config", type=Path, help="A .toml or .json config file instead of a preset.")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="Override a config key, repeatable.")
-    parser.add_argument("--methods", nargs="+", required=True, metavar="METHOD", help="Methods to tune.")
+    parser.add_argument("--methods", nargs="+", required=True, metavar="METHOD",
+                        help="Methods to tune, written NAME[+igdm][+ema|+swa] (e.g. rslad, rslad+igdm, sat+ema).")
     parser.add_argument("--grid", nargs="+", type=float, default=list(DEFAULT_GRID), metavar="LR",
                         help=f"Learning rates tried (default: {' '.join(map(str, DEFAULT_GRID))}).")
     parser.add_argument("--epochs", type=int, default=2, help="Epochs of each short run (default: 2).")

@@ -39,12 +39,14 @@ from art_rslad.experiments.folders import (
 )
 from art_rslad.experiments.train import (
     RunSettings,
+    check_runs_here,
     load_config_teacher,
     run_notes,
     shared_datasets,
     teacher_fingerprint,
     train_run,
 )
+from art_rslad.experiments.variants import SEPARATOR, SPEC_FORM, method_name, parse_method
 from art_rslad.report import (
     CHECKPOINTS,
     ComparisonTable,
@@ -54,7 +56,7 @@ from art_rslad.report import (
     plot_table_bars,
     training_time_note,
 )
-from art_rslad.trainers.registry import METHODS, get_method
+from art_rslad.trainers.registry import METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +79,17 @@ class CompareResult:
     figures: list[Path] = field(default_factory=list)
 
 
-def _check_methods_and_seeds(methods: Sequence[str], seeds: Sequence[int]) -> tuple[list[str], list[int]]:
-    methods = [method.lower() for method in methods]
-    unknown = [method for method in methods if method not in METHODS]
+def _check_methods_and_seeds(config: Config, methods: Sequence[str],
+                             seeds: Sequence[int]) -> tuple[list[str], list[int]]:
+    """The method specs written the canonical way and the seeds; a ValueError names an unknown method, a variant or
+    setting a method cannot take (before anything trains), a repeated method or a bad seed list."""
+    unknown = [method for method in methods if method.lower().split(SEPARATOR)[0] not in METHODS]
     if unknown or not methods:
-        raise ValueError(f"`methods`: unknown or no methods {unknown}; known methods: {', '.join(METHODS)}.")
+        raise ValueError(f"`methods`: unknown or no methods {unknown}; known methods: {', '.join(METHODS)} "
+                         f"(with variants written {SPEC_FORM}).")
+    methods = [method_name(method) for method in methods]
+    for method in methods:
+        config.for_method(method)
     if len(set(methods)) != len(methods):
         raise ValueError(f"`methods` lists a method twice: {methods}.")
     seeds = [int(seed) for seed in seeds]
@@ -101,18 +109,22 @@ def compare(config: Config, out_dir: str | os.PathLike[str], methods: Sequence[s
 
     :param config: Shared settings (its ``seed`` is replaced by each of ``seeds``).
     :param out_dir: The compare folder.
-    :param methods: Names of :data:`art_rslad.trainers.registry.METHODS`, e.g. ``["sat", "trades", "rslad"]``.
+    :param methods: Method specs over :data:`art_rslad.trainers.registry.METHODS`, e.g. ``["sat", "sat+ema",
+        "rslad", "rslad+igdm"]`` (:mod:`art_rslad.experiments.variants`); each trains with
+        ``config.for_method(method)``.
     :param seeds: Seeds; the table shows mean ± std over them.
     :param settings: Sizes, attacks, student options, device, resume or overwrite, shared by every run.
     :param teacher: The teacher (default: loaded once from ``config.teacher.source`` when a method needs one).
     """
     settings = RunSettings() if settings is None else settings
-    methods, seeds = _check_methods_and_seeds(methods, seeds)
+    methods, seeds = _check_methods_and_seeds(config, methods, seeds)
     folder = Path(out_dir)
     shared = {"config": dataclasses.replace(config, seed=0).to_dict(), **settings.recorded(),
               "teacher_source": config.teacher.source}
     world = current_world()  # joins torchrun's group first: on CUDA each rank then builds models on its own GPU
-    if teacher is None and any(get_method(method).needs_teacher for method in methods):
+    for method in methods:
+        check_runs_here(method, world)
+    if teacher is None and any(parse_method(method).method.needs_teacher for method in methods):
         teacher = load_config_teacher(config, settings.device)
     if world.is_distributed:  # ranks started with other settings or teacher weights: nothing is written
         check_agreement(world, {**shared, "teacher": None if teacher is None else teacher_fingerprint(teacher)})
@@ -144,7 +156,7 @@ def compare(config: Config, out_dir: str | os.PathLike[str], methods: Sequence[s
 
 def _fixed_settings(method: str) -> dict[str, str]:
     """The shared settings that the trainer of ``method`` (one of ART's own) fixes itself; empty for ours."""
-    return dict(getattr(get_method(method).trainer, "fixed_settings", None) or {})
+    return dict(getattr(parse_method(method).method.trainer, "fixed_settings", None) or {})
 
 
 def _start_compare(folder: Path, shared: dict[str, Any], methods: Sequence[str], seeds: Sequence[int],

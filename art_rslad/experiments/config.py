@@ -7,7 +7,10 @@ Unknown keys and wrongly typed values raise a ValueError that names the key; ``c
 
 A preset carries, per method, the learning rate chosen once by the validation rule (:attr:`Config.method_lr`), and
 :attr:`Config.method_lr_note` says how those values were chosen (see docs/decisions.md, "Learning rate per method").
-Method names come from the one registry of methods, :mod:`art_rslad.trainers.registry`.
+:attr:`Config.method_overrides` holds the settings that differ per method (a method's official schedule, its loss
+scale); :meth:`Config.for_method` is the config a method actually trains with. Method names come from the one
+registry of methods, :mod:`art_rslad.trainers.registry`, written as specs ``NAME[+igdm][+ema|+swa]``
+(:mod:`art_rslad.experiments.variants`).
 """
 
 from __future__ import annotations
@@ -16,31 +19,37 @@ import dataclasses
 import json
 import math
 import os
-import re
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from art_rslad.experiments.tomlfile import dumps_toml, loads_toml
+from art_rslad.experiments.variants import (
+    IGDM_DEFAULT_ALPHA,
+    SEPARATOR,
+    SPEC_FORM,
+    check_method_settings,
+    method_name,
+    parse_method,
+)
+from art_rslad.trainers.averaging import AVERAGERS
 from art_rslad.trainers.registry import METHODS, method_names
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the optional backport, else TOML files cannot be read
-    try:
-        import tomli as tomllib  # type: ignore[no-redef]
-    except ModuleNotFoundError:
-        tomllib = None  # type: ignore[assignment]
 
 #: The registry's family whose methods can train a teacher (``teacher.method``).
 TEACHER_FAMILY = "adversarial training"
 #: The registry's families whose methods a preset gives a learning rate of their own (``method_lr``).
-PRESET_LR_FAMILIES: tuple[str, ...] = ("adversarial training", "distillation")
+PRESET_LR_FAMILIES: tuple[str, ...] = ("adversarial training", "distillation", "peer distillation")
+#: Config keys a method's entry in ``method_overrides`` may set (its lr is ``method_lr``'s).
+METHOD_SETTING_KEYS: tuple[str, ...] = ("nb_epochs", "batch_size", "momentum", "weight_decay", "lr_milestones",
+                                        "lr_schedule_epochs", "lr_gamma", "eps_step", "max_iter", "igdm_alpha",
+                                        "weight_averaging", "loss_scale")
 
 
 def preset_lr_methods() -> list[str]:
-    """The methods a preset's ``method_lr`` covers: the registry's adversarial training and distillation methods."""
+    """The methods a preset's ``method_lr`` covers: the registry's adversarial training, distillation and peer
+    distillation methods."""
     return [name for family in PRESET_LR_FAMILIES for name in method_names(family)]
 
 
@@ -101,8 +110,18 @@ class Config:
     :param seed: Seed of initialisation, batch order, attacks and the validation split.
     :param val_fraction: Fraction of the training set held out for validation.
     :param augmentation: ``"none"``, ``"crop"`` or ``"crop-flip"`` (see :mod:`art_rslad.data`).
-    :param method_lr: Method name -> learning rate chosen by the validation rule.
+    :param igdm_alpha: IGDM's final weight for every method of the run (0: off; a method without IGDM's term is
+        refused); ``+igdm`` in a method's name turns it on for that method alone (at 1 while this is 0).
+    :param weight_averaging: ``"ema"`` or ``"swa"`` for every method of the run (``""``: none; ART's own trainers
+        are refused); ``+ema`` / ``+swa`` in a method's name set it for that method alone.
+    :param loss_scale: The loss scale of every method of the run (0: each method's own, its official scale; a
+        method without a scale is refused); mostly a per-method setting in ``method_overrides``.
+    :param method_lr: Method (or ``NAME+variant``) -> learning rate chosen by the validation rule.
     :param method_lr_note: How the ``method_lr`` values were chosen (the command, or that they are untuned).
+    :param method_overrides: Method (or ``NAME+variant``) -> config keys (:data:`METHOD_SETTING_KEYS`) that this
+        method trains with instead, e.g. its official schedule; a variant takes its base method's entry, then its
+        own (see :meth:`for_method`).
+    :param method_overrides_note: Where the ``method_overrides`` come from (e.g. each method's official recipe).
     """
 
     name: str = "custom"
@@ -123,8 +142,13 @@ class Config:
     seed: int = 0
     val_fraction: float = 0.1
     augmentation: str = "none"
+    igdm_alpha: float = 0.0
+    weight_averaging: str = ""
+    loss_scale: float = 0.0
     method_lr: dict[str, float] = field(default_factory=dict)
     method_lr_note: str = ""
+    method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    method_overrides_note: str = ""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -139,7 +163,8 @@ class Config:
                 raise ValueError(f"Config key `{key}` must be > 0, got {value}.")
         for key, value in {"lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay,
                            "lr_gamma": self.lr_gamma, "teacher.lr": self.teacher.lr,
-                           "teacher.beta": self.teacher.beta}.items():
+                           "teacher.beta": self.teacher.beta, "igdm_alpha": self.igdm_alpha,
+                           "loss_scale": self.loss_scale}.items():
             if not value >= 0 or math.isinf(value):
                 raise ValueError(f"Config key `{key}` must be a finite number >= 0, got {value}.")
         if not 0 < self.val_fraction < 1:
@@ -151,16 +176,61 @@ class Config:
         if self.teacher.method not in teacher_methods:
             raise ValueError(f"Config key `teacher.method` must be one of {', '.join(map(repr, teacher_methods))}, "
                              f"got {self.teacher.method!r}.")
+        if self.weight_averaging not in ("", *AVERAGERS):
+            raise ValueError(f"Config key `weight_averaging` must be '' (none) or one of "
+                             f"{', '.join(map(repr, AVERAGERS))}, got {self.weight_averaging!r}.")
         for method, lr in self.method_lr.items():  # every registered method, ART's trainers included
-            if method not in METHODS:
-                raise ValueError(f"Config key `method_lr.{method}`: unknown method; known: {', '.join(METHODS)}.")
+            _check_method_key(f"method_lr.{method}", method)
             if not lr > 0:
                 raise ValueError(f"Config key `method_lr.{method}` must be > 0, got {lr}.")
+        for method in self.method_overrides:
+            _check_method_key(f"method_overrides.{method}", method)
+            self.for_method(method)
 
     # ------------------------------------------------------------------ derived values
     def lr_for(self, method: str) -> float:
-        """The learning rate of ``method``: its ``method_lr`` entry, else :attr:`lr`."""
+        """The learning rate of ``method`` (a spec such as ``rslad+igdm``): its ``method_lr`` entry, else :attr:`lr`."""
         return self.method_lr.get(method.lower(), self.lr)
+
+    def for_method(self, method: str) -> Config:
+        """The config ``method`` (a spec ``NAME[+igdm][+ema|+swa]``) trains with.
+
+        Its base method's ``method_overrides`` entry, then the spec's own entry, replace the config's keys; then
+        ``+igdm`` sets :attr:`igdm_alpha` (to 1 where it is 0) and ``+ema`` / ``+swa`` set
+        :attr:`weight_averaging`. A ValueError names a setting the method cannot take (IGDM on a method without a
+        teacher, weight averaging on ART's own trainers, a loss scale on a method without one) or a conflict between
+        the config's weight averaging and the spec's. The result keeps :attr:`method_overrides`, so applying it
+        again changes nothing.
+        """
+        spec = parse_method(method)
+        data = {**self.to_dict(), "method_overrides": {}}
+        for key in dict.fromkeys([spec.method.name, spec.name]):
+            entry = self.method_overrides.get(key, {})
+            unknown = sorted(set(entry) - set(METHOD_SETTING_KEYS))
+            if unknown:
+                raise ValueError(f"Config key `method_overrides.{key}` sets {', '.join(unknown)}; a method may "
+                                 f"override only: {', '.join(METHOD_SETTING_KEYS)} (its lr is `method_lr.{key}`).")
+            data.update(entry)
+        if spec.igdm:
+            data["igdm_alpha"] = data["igdm_alpha"] or IGDM_DEFAULT_ALPHA
+        if spec.weight_averaging:
+            if data["weight_averaging"] not in ("", spec.weight_averaging):
+                raise ValueError(f"Method {spec.name!r} averages by {spec.weight_averaging} but its config sets "
+                                 f"weight_averaging={data['weight_averaging']!r}; drop one of the two.")
+            data["weight_averaging"] = spec.weight_averaging
+        try:
+            config = Config.from_dict(data)
+        except ValueError as error:
+            raise ValueError(f"Config key `method_overrides.{spec.name}`: {error}") from error
+        check_method_settings(spec.method, config.igdm_alpha, config.weight_averaging, config.loss_scale,
+                              f"The config of method {spec.name!r}")
+        config.method_overrides = json.loads(json.dumps(self.method_overrides))  # built without: no recursion
+        return config
+
+    def method_settings(self, method: str) -> dict[str, Any]:
+        """The keys in which ``method``'s config (:meth:`for_method`) differs from this one."""
+        own, base = self.for_method(method).to_dict(), self.to_dict()
+        return {key: value for key, value in own.items() if value != base[key]}
 
     def milestones_for(self, nb_epochs: int | None = None) -> list[int]:
         """The lr milestones scaled from ``lr_schedule_epochs`` to ``nb_epochs`` (default :attr:`nb_epochs`).
@@ -176,14 +246,17 @@ class Config:
 
         Values are read by :func:`parse_assignment` and checked by :meth:`from_dict`, so a wrong key or type raises
         a ValueError naming it. Examples: ``nb_epochs=2``, ``method_lr.rslad=0.1``,
-        ``teacher.source=zoo:fashion-mnist-cnn-large``, ``lr_milestones=[100,150]``.
+        ``teacher.source=zoo:fashion-mnist-cnn-large``, ``lr_milestones=[100,150]``, ``igdm_alpha=1``,
+        ``method_overrides.adaad.nb_epochs=200`` (a method's entry is created as needed).
         """
         data = self.to_dict()
         for override in overrides:
             key, value = parse_assignment(override)
             *parents, leaf = key.split(".")
             table = data
-            for parent in parents:
+            for depth, parent in enumerate(parents):
+                if depth and parent not in table:  # inside a table such as method_overrides: a new entry
+                    table[parent] = {}
                 if not isinstance(table.get(parent), dict):
                     raise ValueError(f"Override {override!r}: `{parent}` is not a table of the config.")
                 table = table[parent]
@@ -222,18 +295,12 @@ class Config:
             raise FileNotFoundError(f"No config file at {str(source)!r}.")
         text = source.read_text(encoding="utf-8")
         try:
-            data = _loads_toml(text) if suffix == ".toml" else json.loads(text)
+            data = loads_toml(text) if suffix == ".toml" else json.loads(text)
         except ValueError as error:  # TOMLDecodeError and JSONDecodeError are ValueErrors
             raise ValueError(f"{source} is not valid {suffix[1:].upper()}: {error}") from error
         if not isinstance(data, dict):
             raise ValueError(f"{source} must hold a table of config keys, got {type(data).__name__}.")
         return cls.from_dict(data)
-
-
-def _loads_toml(text: str) -> dict[str, Any]:
-    if tomllib is None:
-        raise ValueError("Reading TOML on Python 3.10 needs `pip install tomli`; or use a .json config.")
-    return tomllib.loads(text)
 
 
 def _format_of(path: Path) -> str:
@@ -256,8 +323,24 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     return cls(**values)
 
 
+def _check_method_key(key: str, method: str) -> None:
+    """A table key that must be a method spec written the canonical way; a ValueError names ``key`` otherwise."""
+    if method.lower().split(SEPARATOR)[0] not in METHODS:
+        raise ValueError(f"Config key `{key}`: unknown method; known: {', '.join(METHODS)} (with variants written "
+                         f"{SPEC_FORM}).")
+    try:
+        canonical = method_name(method)
+    except ValueError as error:
+        raise ValueError(f"Config key `{key}`: {error}") from error
+    if canonical != method:
+        raise ValueError(f"Config key `{key}`: write the method as {canonical!r}.")
+
+
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
-    """Check ``value`` against ``annotation`` (str, int, float, tuple[int, ...], dict[str, float], a dataclass)."""
+    """Check ``value`` against ``annotation`` (str, int, float, tuple[int, ...], dict[str, float], a dataclass;
+    Any is a value checked later, e.g. a ``method_overrides`` entry's, by :meth:`Config.for_method`)."""
+    if annotation is Any:
+        return value
     origin = typing.get_origin(annotation)
     if dataclasses.is_dataclass(annotation):
         return _build(annotation, value, f"{key}.")
@@ -281,77 +364,66 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     return value
 
 
-# ---------------------------------------------------------------------- a small TOML writer
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else json.dumps(key)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    raise ValueError(f"Cannot write a {type(value).__name__} as a TOML value.")
-
-
-def dumps_toml(data: dict[str, Any]) -> str:
-    """Write a dict of scalars, lists of scalars and nested dicts (tables) as TOML."""
-    lines: list[str] = []
-    tables: list[tuple[str, dict[str, Any]]] = []
-
-    def emit(table: dict[str, Any], path: str) -> None:
-        for key, value in table.items():
-            if isinstance(value, dict):
-                tables.append((f"{path}{_toml_key(key)}", value))
-            else:
-                lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-
-    emit(data, "")
-    while tables:
-        path, table = tables.pop(0)
-        lines.extend(["", f"[{path}]"])
-        emit(table, f"{path}.")
-    return "\n".join(lines) + "\n"
-
-
 # ---------------------------------------------------------------------- presets
 _PAPER_NOTE = ("The paper's lr 0.1 for every method with each method's official loss scale (not tuned here; "
                "under this 300-epoch recipe the official code uses one lr for all).")
-#: Chosen by `art-rslad tune` (art_rslad.experiments.tune.RULE); the scores are in studies/tune-<preset>/tuning.json.
+_200_EPOCHS: dict[str, Any] = {"nb_epochs": 200, "lr_schedule_epochs": 200, "lr_milestones": [100, 150]}
+_IGDM_BASES = ("ard", "iad", "adaad", "adaiad")
+
+
+def _paper_overrides(dataset: str) -> tuple[dict[str, dict[str, Any]], str]:
+    """Each method's official recipe where it differs from RSLAD's (the preset's own), and the note that says so."""
+    overrides: dict[str, dict[str, Any]] = {
+        "ard": {"nb_epochs": 200, "lr_schedule_epochs": 200, "lr_milestones": [100]},
+        "iad": dict(_200_EPOCHS),
+        "adaad": {**_200_EPOCHS, "weight_decay": 5e-4},
+        "adaiad": {**_200_EPOCHS, "weight_decay": 5e-4},
+        "peeraid": {"weight_averaging": "swa"},
+        **{f"{base}+igdm": {**_200_EPOCHS, "weight_decay": 2e-4} for base in _IGDM_BASES},
+    }
+    note = ("Each method's official recipe: RSLAD, SAT, TRADES, PeerAiD and RSLAD+IGDM 300 epochs, lr x0.1 after "
+            "215/260/285 (the preset's own); ARD 200 epochs, one decay after 100; IAD 200 epochs, after 100/150; "
+            "AdaAD and AdaIAD 200 epochs after 100/150, weight decay 5e-4; the other methods +IGDM 200 epochs after "
+            "100/150, weight decay 2e-4; PeerAiD averages the student by SWA from the first lr drop.")
+    if dataset == "cifar100":  # AdaAD's CIFAR-100 code takes a batch-mean KL; IGDM weighs its term 10-20 there
+        overrides["adaad"]["loss_scale"] = 1.0
+        for base in ("rslad", *_IGDM_BASES):
+            overrides.setdefault(f"{base}+igdm", {})["igdm_alpha"] = 10.0
+        note += (" On CIFAR-100 AdaAD's loss is a batch-mean KL (scale 1, as its official CIFAR-100 code; see "
+                 "docs/decisions.md, \"Loss scales and reductions\") and IGDM's weight is 10 (its paper: 10-20).")
+    return overrides, note
+#: Chosen by `art-rslad tune` (art_rslad.experiments.tune.RULE); the scores are in studies/tune-<preset>/tuning.json,
+#: and for the methods since RSLAD (the second table of each preset) in studies/tune-<preset>-new/tuning.json.
 _FASHION_MNIST_LR = {"sat": 0.03, "trades": 0.03, "ard": 0.3, "iad": 0.03, "adaad": 1.0, "rslad": 1.0}
+_FASHION_MNIST_NEW_LR = {"adaiad": 0.03, "peeraid": 0.1, "rslad+igdm": 0.3, "adaiad+igdm": 0.03, "sat+ema": 0.03,
+                         "rslad+ema": 1.0}
 _DIGITS_LR = {"sat": 0.03, "trades": 0.03, "ard": 1.0, "iad": 0.03, "adaad": 1.0, "rslad": 1.0}
+_DIGITS_NEW_LR = {"adaiad": 0.3, "peeraid": 0.03, "rslad+igdm": 1.0, "adaiad+igdm": 0.03, "sat+ema": 0.1,
+                  "rslad+ema": 1.0}
 
 
-def _tuned_note(preset: str, nb_epochs: int, train: str, val_size: int) -> str:
+def _tuned_note(preset: str, nb_epochs: int, train: str, val_size: int, new: dict[str, float]) -> str:
     return (
         "Chosen by the validation rule: for each method the lr in {0.01, 0.03, 0.1, 0.3, 1} "
         f"whose {nb_epochs}-epoch run on {train} training images had the highest PGD-10 accuracy on {val_size:,} "
         f"validation images; command: art-rslad tune --preset {preset} --methods sat trades ard iad adaad rslad "
         f"--epochs {nb_epochs} --train-size 10000 --val-size {val_size} --out studies/tune-{preset}. RSLAD and "
-        "AdaAD keep the official loss scale 0.1, so their lr 1 is a batch-mean KL at lr 0.1."
+        "AdaAD keep the official loss scale 0.1, so their lr 1 is a batch-mean KL at lr 0.1. The methods since "
+        f"RSLAD by the same rule and settings: art-rslad tune --preset {preset} --methods {' '.join(new)} --epochs "
+        f"{nb_epochs} --train-size 10000 --val-size {val_size} --out studies/tune-{preset}-new."
     )
 
 
 def _paper_preset(dataset: str, student: str, teacher: str, teacher_source: str) -> Config:
+    overrides, note = _paper_overrides(dataset)
     return Config(
         name=f"{dataset}-{student}", dataset=dataset, student=student,
         teacher=TeacherConfig(model=teacher, source=teacher_source, method="trades", nb_epochs=100, lr=0.1,
                               beta=6.0),
         nb_epochs=300, batch_size=128, lr=0.1, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=8 / 255, eps_step=2 / 255, max_iter=10, seed=0,
-        val_fraction=0.1, augmentation="crop-flip", method_lr=dict.fromkeys(preset_lr_methods(), 0.1),
-        method_lr_note=_PAPER_NOTE,
+        val_fraction=0.1, augmentation="crop-flip", method_lr=dict.fromkeys([*preset_lr_methods(), *overrides], 0.1),
+        method_lr_note=_PAPER_NOTE, method_overrides=overrides, method_overrides_note=note,
     )
 
 
@@ -368,8 +440,8 @@ def _presets() -> dict[str, Config]:
                               nb_epochs=10, lr=0.05, beta=6.0),
         nb_epochs=8, batch_size=128, lr=0.05, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=0.1, eps_step=0.025, max_iter=10, seed=0, val_fraction=0.1,
-        augmentation="none", method_lr=dict(_FASHION_MNIST_LR),
-        method_lr_note=_tuned_note("fashion-mnist", 2, "10,000", 1000),
+        augmentation="none", method_lr={**_FASHION_MNIST_LR, **_FASHION_MNIST_NEW_LR},
+        method_lr_note=_tuned_note("fashion-mnist", 2, "10,000", 1000, _FASHION_MNIST_NEW_LR),
     )
     presets["digits"] = Config(
         name="digits", dataset="digits", student="cnn-small",
@@ -377,7 +449,8 @@ def _presets() -> dict[str, Config]:
                               lr=0.05, beta=6.0),
         nb_epochs=30, batch_size=64, lr=0.05, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=0.1, eps_step=0.025, max_iter=10, seed=0, val_fraction=0.1,
-        augmentation="none", method_lr=dict(_DIGITS_LR), method_lr_note=_tuned_note("digits", 10, "all 1,294", 144),
+        augmentation="none", method_lr={**_DIGITS_LR, **_DIGITS_NEW_LR},
+        method_lr_note=_tuned_note("digits", 10, "all 1,294", 144, _DIGITS_NEW_LR),
     )
     return presets
 

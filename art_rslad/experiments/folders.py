@@ -5,10 +5,11 @@ A run folder holds ``run.json`` (what the run is and how far it got), ``config.t
 "best" is the epoch with the highest PGD-10 accuracy on a validation split held out of the training set, never
 the test set), ``eval_best.npz`` and ``eval_last.npz`` (robustness reports in their compact form; ``.json`` while
 an evaluation runs), ``results.md``, the trained student ``student.pt`` (best checkpoint, plain state dict) with
-its model card ``student.json``, and ``figures/``. A finished run stored compactly (docs/runs.md, "Compact run
-folders") keeps ``student.pt`` and its reports, not the training checkpoints: :func:`checkpoint_weights` reads the
-weights from whichever is there. A compare folder holds ``compare.json``, one run folder per (method, seed) under
-``runs/``, ``comparison.md`` / ``comparison.json`` (the paper's table, mean ± std over seeds), ``compare.log`` and
+its model card ``student.json``, for PeerAiD the peer at the same epoch as ``peer.pt``, and ``figures/``. A finished
+run stored compactly (docs/runs.md, "Compact run folders") keeps ``student.pt`` and its reports, not the training
+checkpoints: :func:`checkpoint_weights` reads the weights from whichever is there. A compare folder holds
+``compare.json``, one run folder per (method, seed) under ``runs/`` (``runs/rslad+igdm/seed-0`` for a variant),
+``comparison.md`` / ``comparison.json`` (the paper's table, mean ± std over seeds), ``compare.log`` and
 ``figures/``.
 """
 
@@ -28,6 +29,7 @@ import torch
 
 from art_rslad.checkpoint import load_checkpoint, load_file, write_text_atomic
 from art_rslad.experiments.config import Config
+from art_rslad.experiments.variants import SEPARATOR
 from art_rslad.report import CHECKPOINTS
 
 RUN_FORMAT = "art-rslad-run"
@@ -38,12 +40,18 @@ RUN_FILES: tuple[str, ...] = ("run.json", "config.toml", "run.log", "metrics.jso
                               "eval_best.npz", "eval_last.npz", "results.md", "student.pt", "student.json")
 #: The resume states of a run's evaluations, there while they run (the finished reports replace them).
 RUN_STATES: tuple[str, ...] = ("eval_best.json", "eval_last.json")
+#: Files only some methods' runs write (PeerAiD's peer); ``overwrite=True`` removes them too.
+METHOD_FILES: tuple[str, ...] = ("peer.pt",)
 COMPARE_FILES: tuple[str, ...] = ("compare.json", "comparison.md", "comparison.json", "compare.log")
 FIGURES = "figures"
 RUNS = "runs"
 #: Keys of a recorded identity that only say in words how a setting was chosen (the preset's note on its learning
 #: rates): a resume does not compare their wording, and the folder keeps the one it recorded.
-PROSE_KEYS: tuple[tuple[str, ...], ...] = (("config", "method_lr_note"),)
+PROSE_KEYS: tuple[tuple[str, ...], ...] = (("config", "method_lr_note"), ("config", "method_overrides_note"))
+#: Config keys added after run folders were first written, with the value that means "off": a folder recorded
+#: without them resumes as long as they stay off.
+LATER_CONFIG_KEYS: dict[str, Any] = {"igdm_alpha": 0.0, "weight_averaging": "", "loss_scale": 0.0,
+                                     "method_overrides": {}}
 
 
 @dataclass
@@ -117,8 +125,11 @@ def _differences(saved: Any, wanted: Any, prefix: str = "") -> list[str]:
     return [] if saved == wanted else [f"{prefix.rstrip('.')}: folder {saved!r}, now {wanted!r}"]
 
 
-def _without_prose(identity: Any) -> Any:
-    """``identity`` without the :data:`PROSE_KEYS`."""
+def _comparable(identity: Any) -> Any:
+    """The part of ``identity`` a resume must match: without the :data:`PROSE_KEYS`, without the
+    :data:`LATER_CONFIG_KEYS` at their "off" value, and with the per-method tables (``method_lr``,
+    ``method_overrides``) narrowed to the run's own method (a compare's identity drops them: each run checks its
+    own), so that a preset gaining a method still resumes the runs it already holds."""
     if not isinstance(identity, dict):
         return identity
     stripped = json.loads(json.dumps(identity))
@@ -128,6 +139,16 @@ def _without_prose(identity: Any) -> Any:
             table = table.get(parent) if isinstance(table, dict) else None
         if isinstance(table, dict):
             table.pop(leaf, None)
+    config = stripped.get("config")
+    if isinstance(config, dict):
+        own = str(stripped.get("method", ""))
+        for key in ("method_lr", "method_overrides"):
+            if isinstance(config.get(key), dict):
+                config[key] = {name: value for name, value in config[key].items()
+                               if own and name in (own, own.split(SEPARATOR)[0])}
+        for key, off in LATER_CONFIG_KEYS.items():
+            if config.get(key, off) == off:
+                config.pop(key, None)
     return stripped
 
 
@@ -148,7 +169,7 @@ def prepare_folder(folder: Path, marker: str, identity: dict[str, Any], *, resum
             raise ValueError(f"Nothing to resume in {folder}: it holds no {marker}. Start the run without "
                              "--resume (resume=False).")
         saved = read_json(marker_path)
-        differences = _differences(_without_prose(saved.get("identity")), _without_prose(identity))
+        differences = _differences(_comparable(saved.get("identity")), _comparable(identity))
         if differences:
             raise ValueError(f"Cannot resume: {folder} holds a different run ("
                              + "; ".join(differences[:8]) + "). Use another folder, or --overwrite to replace it.")
@@ -218,6 +239,6 @@ def checkpoint_weights(out_dir: str | os.PathLike[str], checkpoint: str) -> dict
     return load_file(folder / "student.pt")
 
 
-__all__ = ["COMPARE_FILES", "COMPARE_FORMAT", "FIGURES", "PROSE_KEYS", "RUNS", "RUN_FILES", "RUN_FORMAT",
-           "RUN_STATES", "RunResult", "check_writable", "checkpoint_weights", "load_run", "log_to", "prepare_folder",
-           "read_json", "run_folder", "write_json"]
+__all__ = ["COMPARE_FILES", "COMPARE_FORMAT", "FIGURES", "LATER_CONFIG_KEYS", "METHOD_FILES", "PROSE_KEYS", "RUNS",
+           "RUN_FILES", "RUN_FORMAT", "RUN_STATES", "RunResult", "check_writable", "checkpoint_weights", "load_run",
+           "log_to", "prepare_folder", "read_json", "run_folder", "write_json"]

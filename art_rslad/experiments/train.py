@@ -9,7 +9,10 @@
     result = train_run(get_preset("fashion-mnist"), "runs/rslad", "rslad", settings)
     print(result.accuracy["best"])
 
-The folder's contents are listed in :mod:`art_rslad.experiments.folders`. Every step resumes:
+``method`` is a spec ``NAME[+igdm][+ema|+swa]`` (:mod:`art_rslad.experiments.variants`), trained with the config
+:meth:`~art_rslad.experiments.config.Config.for_method` gives it (its per-method settings applied); PeerAiD's peer
+is built here, beside the student. The folder's contents are listed in :mod:`art_rslad.experiments.folders`. Every
+step resumes:
 ``RunSettings(resume=True)`` continues training from ``last.pt`` (an interrupted CPU run ends with the same weights
 as an uninterrupted one) and skips finished evaluations and attacks.
 
@@ -36,6 +39,7 @@ import numpy as np
 import torch
 from art.estimators.classification import PyTorchClassifier
 
+from art_rslad.checkpoint import load_checkpoint
 from art_rslad.data import dataset_info, load_dataset, make_data_generator, train_val_split
 from art_rslad.distributed import World, check_agreement, current_world, on_main
 from art_rslad.evaluation import DEFAULT_ATTACKS, evaluate_robustness_distributed
@@ -43,6 +47,7 @@ from art_rslad.evaluation.report import compact_path, finished_report, store_fin
 from art_rslad.experiments.config import Config
 from art_rslad.experiments.folders import (
     FIGURES,
+    METHOD_FILES,
     RUN_FILES,
     RUN_FORMAT,
     RUN_STATES,
@@ -53,9 +58,9 @@ from art_rslad.experiments.folders import (
     write_json,
 )
 from art_rslad.experiments.teachers import ModelCard, load_teacher, package_versions, sha256_file
+from art_rslad.experiments.variants import MethodSpec, parse_method
 from art_rslad.models import count_parameters, create_model, make_classifier, resolve_device
 from art_rslad.report import build_table, plot_curves, plot_table_bars, settings_notes
-from art_rslad.trainers.registry import Method, get_method
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +111,61 @@ class RunSettings:
         """The settings a run folder records in its identity (they change the numbers)."""
         return {"train_size": self.train_size, "val_size": self.val_size, "test_size": self.test_size,
                 "attacks": list(self.attacks), "student_options": dict(self.student_options)}
+
+
+class JointMultiStepLR(torch.optim.lr_scheduler.MultiStepLR):
+    """A MultiStepLR on the student's optimizer that moves further optimizers (PeerAiD's peer) by the same
+    milestones: the shared loop steps and checkpoints one scheduler, and PeerAiD's recipe decays both networks' lr.
+
+    :param optimizer: The student's optimizer.
+    :param milestones: Epochs after which every learning rate is multiplied by ``gamma``.
+    :param gamma: The factor.
+    :param others: The other optimizers.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, milestones: Sequence[int], gamma: float,
+                 others: Sequence[torch.optim.Optimizer]) -> None:
+        self.others: list[torch.optim.lr_scheduler.MultiStepLR] = []  # the base class steps once while built
+        super().__init__(optimizer, list(milestones), gamma=gamma)
+        self.others = [torch.optim.lr_scheduler.MultiStepLR(other, list(milestones), gamma=gamma) for other in others]
+
+    def step(self, epoch: int | None = None) -> None:  # type: ignore[override]
+        super().step()
+        for other in self.others:
+            other.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {key: value for key, value in super().state_dict().items() if key != "others"}
+        return {**state, "others": [other.state_dict() for other in self.others]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        others = state.pop("others")
+        super().load_state_dict(state)
+        for other, other_state in zip(self.others, others, strict=True):
+            other.load_state_dict(other_state)
+
+
+def method_trainer_options(config: Config) -> dict[str, Any]:
+    """The trainer options a method's config (:meth:`~art_rslad.experiments.config.Config.for_method`) switches
+    on: ``igdm_alpha``, ``weight_averaging`` and the loss ``scale``, each only when set."""
+    options: dict[str, Any] = {}
+    if config.igdm_alpha:
+        options["igdm_alpha"] = config.igdm_alpha
+    if config.weight_averaging:
+        options["weight_averaging"] = config.weight_averaging
+    if config.loss_scale:
+        options["scale"] = config.loss_scale
+    return options
+
+
+def check_runs_here(method: str, world: World) -> None:
+    """Refuse, before any folder is written, a method whose trainer runs in one process only (PeerAiD) under
+    torchrun."""
+    spec = parse_method(method)
+    if world.is_distributed and not getattr(spec.method.trainer, "distributed_ok", True):
+        raise ValueError(f"{spec.name} trains in one process only (its peer's gradients are not averaged over "
+                         "ranks); start it without torchrun.")
 
 
 # ---------------------------------------------------------------------- teacher and data
@@ -172,9 +232,16 @@ def _load_data(config: Config, settings: RunSettings) -> _Data:
 
 def run_notes(config: Config, methods: Sequence[str], teacher_source: str | None, train_size: int | None,
               nb_test: int) -> list[str]:
-    """The notes under a run's or a compare's table (:func:`art_rslad.report.settings_notes`)."""
-    return settings_notes(config.to_dict(), config.milestones_for(), methods, teacher_source=teacher_source,
-                          train_size=train_size, nb_test=nb_test, processes=current_world().size)
+    """The notes under a run's or a compare's table (:func:`art_rslad.report.settings_notes`), and one that lists
+    the settings in which a method's config (:meth:`~art_rslad.experiments.config.Config.for_method`) differs."""
+    notes = settings_notes(config.to_dict(), config.milestones_for(), methods, teacher_source=teacher_source,
+                           train_size=train_size, nb_test=nb_test, processes=current_world().size)
+    own = {method: config.method_settings(method) for method in methods}
+    if any(own.values()):
+        notes.append("Per-method settings, in place of those above: " + "; ".join(
+            f"{method} " + ", ".join(f"{key} {value}" for key, value in changes.items())
+            for method, changes in own.items() if changes) + ".")
+    return notes
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -229,16 +296,18 @@ def _evaluate_checkpoints(classifier: PyTorchClassifier, folder: Path, best: Sta
 
 
 # ---------------------------------------------------------------------- the folder's bookkeeping
-def _start_run(folder: Path, identity: dict[str, Any], config: Config,
-               settings: RunSettings) -> tuple[dict[str, Any], bool]:
+def _start_run(folder: Path, identity: dict[str, Any], config: Config, settings: RunSettings,
+               method_settings: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     """Prepare ``folder`` and write run.json and config.toml (an unfinished run); return the run's marker and whether
-    a last.pt is there to resume from. A finished run's folder is left as it is."""
+    a last.pt is there to resume from. A finished run's folder is left as it is. ``method_settings`` (the keys in
+    which the method's config differs from the run's config) is recorded beside the identity."""
     saved = prepare_folder(folder, "run.json", identity, resume=settings.resume, overwrite=settings.overwrite,
-                           argument="out_dir", owned=(*RUN_FILES, *RUN_STATES))
+                           argument="out_dir", owned=(*RUN_FILES, *RUN_STATES, *METHOD_FILES))
     if saved is not None and saved.get("status") == "finished":
         return saved, True
     marker = saved or {"format": RUN_FORMAT, "identity": identity, "status": "training",
                        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    marker["method_settings"] = dict(method_settings)
     write_json(folder / "run.json", marker)
     config.save(folder / "config.toml")
     return marker, (folder / "last.pt").is_file()
@@ -253,6 +322,9 @@ def _finish_run(result: RunResult, classifier: PyTorchClassifier, best: StateDic
                                         marker["identity"]["train_size"], result.nb_test))
     (folder / "results.md").write_text(table.to_markdown(), encoding="utf-8")
     torch.save({key: value.cpu() for key, value in best.items()}, folder / "student.pt")
+    if parse_method(result.method).method.needs_peer:  # the peer at the best epoch, as best.pt holds it
+        peer = load_checkpoint(folder / "best.pt")["extra_state"]["peer_model_state"]
+        torch.save({key: value.cpu() for key, value in peer.items()}, folder / "peer.pt")
     _model_card(result, classifier, marker["identity"]).save(folder / "student.json")
     plot_curves({result.method: [result.history]}, folder / FIGURES / "robust_accuracy_per_epoch.png")
     plot_table_bars(table, folder / FIGURES / "accuracy_best.png", checkpoint="best")
@@ -280,36 +352,45 @@ def _model_card(result: RunResult, classifier: PyTorchClassifier, identity: Mapp
 
 
 # ---------------------------------------------------------------------- training
-def _run_identity(config: Config, method: Method, settings: RunSettings, trainer_options: Mapping[str, Any] | None,
-                  teacher: PyTorchClassifier | None) -> dict[str, Any]:
-    """What the run is: the folder records it and a resume must match it."""
-    teacher_identity = None if not method.needs_teacher or teacher is None else {
+def _run_identity(config: Config, spec: MethodSpec, settings: RunSettings,
+                  trainer_options: Mapping[str, Any] | None, teacher: PyTorchClassifier | None) -> dict[str, Any]:
+    """What the run is: the folder records it and a resume must match it. ``config`` is the method's own
+    (:meth:`~art_rslad.experiments.config.Config.for_method`) and the trainer options are all that reach the
+    trainer, those its config switches on included."""
+    teacher_identity = None if not spec.method.needs_teacher or teacher is None else {
         "source": config.teacher.source, "sha256_of_weights": teacher_fingerprint(teacher)}
-    return {"method": method.name, "config": config.to_dict(), **settings.recorded(),
-            "trainer_options": dict(trainer_options or {}), "teacher": teacher_identity}
+    return {"method": spec.name, "config": config.to_dict(), **settings.recorded(),
+            "trainer_options": {**method_trainer_options(config), **(trainer_options or {})},
+            "teacher": teacher_identity}
 
 
-def _build_trainer(config: Config, method: Method, identity: Mapping[str, Any], teacher: PyTorchClassifier | None,
-                   device: str, verbose: bool) -> tuple[PyTorchClassifier, Any]:
-    """The seeded student classifier and its trainer."""
-    info = dataset_info(config.dataset)
+def _build_trainer(config: Config, spec: MethodSpec, identity: Mapping[str, Any], teacher: PyTorchClassifier | None,
+                   device: str, verbose: bool) -> tuple[PyTorchClassifier, Any, list[torch.optim.Optimizer]]:
+    """The seeded student classifier, its trainer, and the optimizers besides the student's (PeerAiD's peer).
+
+    A peer is the student's architecture with the student's options and optimizer settings, initialised right after
+    the student from the same seeded stream (so a different draw, and the student's own draw unchanged).
+    """
+    method, info = spec.method, dataset_info(config.dataset)
     torch.manual_seed(config.seed)
-    model = create_model(config.student, info.nb_classes, input_shape=info.input_shape,
-                         **identity["student_options"])
-    classifier = make_classifier(model, config.dataset, lr=config.lr_for(method.name), momentum=config.momentum,
-                                 weight_decay=config.weight_decay, device=device)
-    teacher_argument = {"teacher": teacher} if method.needs_teacher else {}
-    trainer = method.trainer(classifier, **teacher_argument, eps=config.eps,  # type: ignore[call-arg]
+    networks = [create_model(config.student, info.nb_classes, input_shape=info.input_shape,
+                             **identity["student_options"]) for _ in range(2 if method.needs_peer else 1)]
+    classifier, *peers = [make_classifier(model, config.dataset, lr=config.lr_for(spec.name),
+                                          momentum=config.momentum, weight_decay=config.weight_decay, device=device)
+                          for model in networks]
+    networks_argument = {"teacher": teacher} if method.needs_teacher else {"peer": peers[0]} if peers else {}
+    trainer = method.trainer(classifier, **networks_argument, eps=config.eps,  # type: ignore[call-arg]
                              eps_step=config.eps_step, max_iter=config.max_iter, seed=config.seed, verbose=verbose,
                              **identity["trainer_options"])
-    return classifier, trainer
+    return classifier, trainer, [peer.optimizer for peer in peers]
 
 
 def _fit(trainer: Any, classifier: PyTorchClassifier, config: Config, data: _Data, folder: Path,
-         resume_from: Path | None, checkpoint_interval: int) -> None:
-    """Train with the config's scaled schedule, writing best.pt and last.pt into ``folder``."""
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(classifier.optimizer, config.milestones_for(),
-                                                     gamma=config.lr_gamma)
+         resume_from: Path | None, checkpoint_interval: int, others: Sequence[torch.optim.Optimizer]) -> None:
+    """Train with the config's scaled schedule (on every optimizer), writing best.pt and last.pt into ``folder``."""
+    scheduler = (JointMultiStepLR(classifier.optimizer, config.milestones_for(), config.lr_gamma, others) if others
+                 else torch.optim.lr_scheduler.MultiStepLR(classifier.optimizer, config.milestones_for(),
+                                                           gamma=config.lr_gamma))
     options = {"validation_data": (data.x_val, data.y_val), "nb_epochs": config.nb_epochs, "scheduler": scheduler,
                "checkpoint_dir": folder, "resume_from": resume_from, "checkpoint_interval": checkpoint_interval}
     try:
@@ -330,46 +411,55 @@ def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rs
               trainer_options: Mapping[str, Any] | None = None) -> RunResult:
     """Train ``config.student`` with ``method``, keep best and last checkpoints, evaluate both on the test set.
 
-    The learning rate is ``config.lr_for(method)`` (the preset's per-method lr; see docs/decisions.md, "Learning
-    rate per method"); the lr drops by ``config.lr_gamma`` at the paper's milestones scaled to ``config.nb_epochs``
-    (see docs/decisions.md, "Scaled schedules"). The weights evaluated are those the trainer holds at the end
-    (last) and its ``best_state_dict`` (best), the same as ``last.pt`` and ``best.pt``.
+    The run trains with ``config.for_method(method)``: the method's ``method_overrides`` applied and its spec's
+    IGDM or weight averaging switched on; that config is what run.json and config.toml record. The learning rate
+    is ``config.lr_for(method)`` (the preset's per-method lr; see docs/decisions.md, "Learning rate per method");
+    the lr drops by ``lr_gamma`` at the milestones scaled to the method's ``nb_epochs`` (see docs/decisions.md,
+    "Scaled schedules"). The weights evaluated are those the trainer holds at the end (last) and its
+    ``best_state_dict`` (best), the same as ``last.pt`` and ``best.pt``. A peer method (PeerAiD) gets a fresh peer
+    of the student's architecture with its own optimizer; its lr follows the same schedule and its weights at the
+    best epoch are saved as ``peer.pt``.
 
     :param config: Dataset, student, teacher source, optimiser, schedule, attack budget and seed.
     :param out_dir: The run folder (created; see :mod:`art_rslad.experiments.folders` for its contents).
-    :param method: A name of :data:`art_rslad.trainers.registry.METHODS`, e.g. ``"rslad"``, ``"sat"``, ``"trades"``.
+    :param method: A method spec ``NAME[+igdm][+ema|+swa]`` over :data:`art_rslad.trainers.registry.METHODS`,
+        e.g. ``"rslad"``, ``"sat"``, ``"rslad+igdm"``, ``"sat+ema"``.
     :param settings: Sizes, evaluation attacks, student options, device, resume or overwrite (:class:`RunSettings`).
     :param teacher: The teacher as a classifier; by default loaded from ``config.teacher.source`` for methods
-        that distil (methods that do not distil ignore it).
+        that distil (methods that do not distil never load one).
     :param trainer_options: Extra keyword arguments of the method's trainer (e.g. ``{"scale": 1.0}``).
     :raises FileExistsError: ``out_dir`` holds another run or other files and neither resume nor overwrite is set.
     :raises ValueError: A bad setting, an unwritable folder, or a resume with nothing (or another run) to resume.
     :raises OSError: A checkpoint could not be written (e.g. disk full); the previous checkpoint is intact.
     """
     settings = RunSettings() if settings is None else settings
-    registered = get_method(method)
+    spec = parse_method(method)
+    method_settings = config.method_settings(spec.name)
+    config = config.for_method(spec.name)
+    registered = spec.method
     folder = Path(out_dir)
     world = current_world()  # joins torchrun's group first: on CUDA each rank then builds models on its own GPU
+    check_runs_here(spec.name, world)
     device = resolve_device(settings.device)
     if registered.needs_teacher and teacher is None:
         teacher = load_config_teacher(config, device)
-    identity = _run_identity(config, registered, settings, trainer_options, teacher)
+    identity = _run_identity(config, spec, settings, trainer_options, teacher)
     check_agreement(world, identity)  # ranks started with other settings or teacher weights: nothing is written
-    marker, has_last = on_main(world, _start_run, folder, identity, config, settings)
+    marker, has_last = on_main(world, _start_run, folder, identity, config, settings, method_settings)
     if marker.get("status") == "finished":
         logger.info("%s: the run is already finished; its results are read back", folder)
         return load_run(folder)
 
     with log_to(folder / "run.log") if world.is_main else contextlib.nullcontext():
         started = time.perf_counter()
-        logger.info("%s run %s in %s (%s)", "Resuming" if settings.resume else "Starting", registered.name, folder,
+        logger.info("%s run %s in %s (%s)", "Resuming" if settings.resume else "Starting", spec.name, folder,
                     device)
         data = _load_data(config, settings)
-        classifier, trainer = _build_trainer(config, registered, identity, teacher, device, settings.verbose)
+        classifier, trainer, others = _build_trainer(config, spec, identity, teacher, device, settings.verbose)
         resume_from = folder / "last.pt" if settings.resume and has_last else None  # every rank loads this file
         if settings.resume and resume_from is None:
             logger.info("No last.pt in %s yet: training starts from the first epoch", folder)
-        _fit(trainer, classifier, config, data, folder, resume_from, settings.checkpoint_interval)
+        _fit(trainer, classifier, config, data, folder, resume_from, settings.checkpoint_interval, others)
         marker.update(status="evaluating", best_epoch=trainer.best_epoch)
         # Also the point where the other ranks wait for rank 0 to have written best.pt and last.pt.
         on_main(world, write_json, folder / "run.json", marker)
@@ -377,15 +467,15 @@ def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rs
         last = {key: value.detach().clone() for key, value in classifier.model.state_dict().items()}
         best = trainer.best_state_dict
         accuracy = _evaluate_checkpoints(classifier, folder, best, last, data, config, settings, world)
-        result = RunResult(folder, registered.name, config, trainer.history, trainer.best_epoch, accuracy,
+        result = RunResult(folder, spec.name, config, trainer.history, trainer.best_epoch, accuracy,
                            len(data.x_test))
         marker.update(status="finished", accuracy=accuracy, nb_test=len(data.x_test),
                       seconds_last_session=round(time.perf_counter() - started, 1))
         on_main(world, _finish_run, result, classifier, best, marker)
-        logger.info("Finished %s in %s: best epoch %d; best checkpoint %s", registered.name, folder,
+        logger.info("Finished %s in %s: best epoch %d; best checkpoint %s", spec.name, folder,
                     trainer.best_epoch, ", ".join(f"{k} {100 * v:.2f}%" for k, v in accuracy["best"].items()))
     return result
 
 
-__all__ = ["RunSettings", "load_config_teacher", "run_notes", "shared_datasets", "teacher_fingerprint",
-           "train_run"]
+__all__ = ["JointMultiStepLR", "RunSettings", "check_runs_here", "load_config_teacher", "method_trainer_options",
+           "run_notes", "shared_datasets", "teacher_fingerprint", "train_run"]

@@ -20,9 +20,10 @@ from typing import Any
 
 from art.estimators.classification import PyTorchClassifier
 
-from art_rslad.experiments.config import Config, preset_lr_methods
+from art_rslad.experiments.config import PRESET_LR_FAMILIES, Config
 from art_rslad.experiments.train import RunSettings, load_config_teacher, train_run
-from art_rslad.trainers.registry import METHODS, get_method
+from art_rslad.experiments.variants import SEPARATOR, method_name, parse_method
+from art_rslad.trainers.registry import METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +49,10 @@ def select_learning_rates(
 ) -> dict[str, Any]:
     """Choose each method's learning rate by the rule of the module docstring.
 
-    :param config: The preset to tune (dataset, student, teacher, optimiser, eps; its ``nb_epochs`` is replaced).
-    :param methods: Names of :data:`art_rslad.trainers.registry.METHODS`.
+    :param config: The preset to tune (dataset, student, teacher, optimiser, eps); each method's short runs use its
+        config (:meth:`~art_rslad.experiments.config.Config.for_method`) with ``nb_epochs`` replaced.
+    :param methods: Method specs over :data:`art_rslad.trainers.registry.METHODS` (e.g. ``rslad``,
+        ``rslad+igdm``, ``sat+ema``).
     :param out_dir: Folder of the short runs and of ``tuning.json`` (the result, rewritten after every run).
     :param grid: Learning rates tried for every method.
     :param nb_epochs: Epochs of each short run.
@@ -61,12 +64,11 @@ def select_learning_rates(
     :param verbose: Progress bars.
     :return: ``{"rule": ..., "chosen": {method: lr}, "val_pgd": {method: {lr: accuracy}}, "settings": {...}}``.
     """
-    grid = _check_input(grid, methods, nb_epochs)
+    grid, methods = _check_input(config, grid, methods, nb_epochs)
     folder = Path(out_dir)
     options = {key.lower(): dict(value) for key, value in (trainer_options or {}).items()}
-    if teacher is None and any(get_method(method).needs_teacher for method in methods):
+    if teacher is None and any(parse_method(method).method.needs_teacher for method in methods):
         teacher = load_config_teacher(config, device)
-    short = dataclasses.replace(config, nb_epochs=int(nb_epochs))
     settings = {"preset": config.name, "grid": grid, "nb_epochs": int(nb_epochs), "train_size": train_size,
                 "val_size": val_size, "trainer_options": options}
     # Methods tuned earlier into the same folder with the same settings stay in tuning.json.
@@ -74,14 +76,15 @@ def select_learning_rates(
     same = previous.get("settings") == settings
     scores: dict[str, dict[str, float]] = dict(previous.get("val_pgd", {})) if same else {}
     chosen: dict[str, float] = dict(previous.get("chosen", {})) if same else {}
-    for method in (m.lower() for m in methods):
+    for method in methods:
         scores[method] = {}
         for lr in grid:
             run_dir = folder / method / f"lr-{lr:g}"
             run_settings = RunSettings(train_size=train_size, val_size=val_size, test_size=100, attacks=("clean",),
                                        checkpoint_interval=0, device=device, verbose=verbose,
                                        resume=(run_dir / "run.json").is_file())
-            run = train_run(_with_lr(short, method, lr), run_dir, method, run_settings, teacher=teacher,
+            run = train_run(_short_config(config, method, int(nb_epochs), lr), run_dir, method, run_settings,
+                            teacher=teacher,
                             trainer_options=options.get(method))
             scores[method][f"{lr:g}"] = max(record["val_pgd"] for record in run.history)
             logger.info("tune %s lr %g: best validation PGD-10 accuracy %.4f", method, lr, scores[method][f"{lr:g}"])
@@ -92,24 +95,32 @@ def select_learning_rates(
     return result
 
 
-def _check_input(grid: Sequence[float], methods: Sequence[str], nb_epochs: int) -> list[float]:
-    """The grid, sorted; a ValueError names a bad grid, method or epoch count."""
+def _check_input(config: Config, grid: Sequence[float], methods: Sequence[str],
+                 nb_epochs: int) -> tuple[list[float], list[str]]:
+    """The grid, sorted, and the method specs written the canonical way; a ValueError names a bad grid, method,
+    variant or epoch count."""
     lrs = sorted(float(lr) for lr in grid)
     if not lrs or any(lr <= 0 for lr in lrs) or len(set(lrs)) != len(lrs):
         raise ValueError(f"`grid` must hold distinct positive learning rates, got {lrs}.")
-    unknown = [method for method in methods if method.lower() not in METHODS]
+    unknown = [method for method in methods if method.lower().split(SEPARATOR)[0] not in METHODS]
     if unknown or not methods:
         raise ValueError(f"`methods`: unknown or no methods {unknown}; known methods: {', '.join(METHODS)}.")
     if int(nb_epochs) != nb_epochs or nb_epochs < 1:
         raise ValueError(f"`nb_epochs` must be a positive integer, got {nb_epochs}.")
-    return lrs
+    specs = [method_name(method) for method in methods]
+    for spec in specs:
+        config.for_method(spec)
+    return lrs, specs
 
 
-def _with_lr(config: Config, method: str, lr: float) -> Config:
-    """``config`` in which ``method`` trains at ``lr``, stripped of the other methods' lrs and the lr note.
+def _short_config(config: Config, method: str, nb_epochs: int, lr: float) -> Config:
+    """The config of ``method``'s short run at ``lr``: the method's own config (its per-method settings applied)
+    for ``nb_epochs`` epochs, stripped of the other methods' lrs and settings and of the lr note.
 
     A short run then depends only on its own lr: it stays valid (and resumable) after the preset's chosen lrs
     are written back.
     """
-    return dataclasses.replace(config, lr=lr, method_lr={method: lr} if method in preset_lr_methods() else {},
-                               method_lr_note="")
+    own = config.for_method(method)
+    tuned = parse_method(method).method.family in PRESET_LR_FAMILIES
+    return dataclasses.replace(own, nb_epochs=nb_epochs, lr=lr, method_lr={method: lr} if tuned else {},
+                               method_lr_note="", method_overrides={})
