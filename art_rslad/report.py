@@ -282,8 +282,9 @@ def black_box_note(attacks: Sequence[str], surrogate: str | None) -> list[str]:
     :param attacks: The table's attacks.
     :param surrogate: Where the transfer attacks' surrogate came from (a teacher source).
     """
-    parts = [f"{attack_label(name)} = {source} crafted on the surrogate {surrogate or 'given'} and evaluated on "
-             "the student" for name, source in _BLACK_BOX_SOURCES.items() if name in attacks]
+    transfer = [name for name in _BLACK_BOX_SOURCES if name in attacks]
+    parts = [f"{' and '.join(map(attack_label, transfer))} = {' and '.join(_BLACK_BOX_SOURCES[n] for n in transfer)} "
+             f"crafted on the surrogate {surrogate or 'given'} and evaluated on the student"] if transfer else []
     if "square" in attacks:
         parts.append("Square = ART's SquareAttack, which only queries the student's predictions")
     return ["Black-box attacks: " + "; ".join(parts) + "."] if parts else []
