@@ -284,7 +284,8 @@ def black_box_note(attacks: Sequence[str], surrogate: str | None) -> list[str]:
     """
     transfer = [name for name in _BLACK_BOX_SOURCES if name in attacks]
     parts = [f"{' and '.join(map(attack_label, transfer))} = {' and '.join(_BLACK_BOX_SOURCES[n] for n in transfer)} "
-             f"crafted on the surrogate {surrogate or 'given'} and evaluated on the student"] if transfer else []
+             f"crafted on {f'the surrogate {surrogate}' if surrogate else 'the given surrogate'} and evaluated on the "
+             "student"] if transfer else []
     if "square" in attacks:
         parts.append("Square = ART's SquareAttack, which only queries the student's predictions")
     return ["Black-box attacks: " + "; ".join(parts) + "."] if parts else []

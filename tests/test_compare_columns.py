@@ -55,7 +55,8 @@ def test_compare_adds_the_black_box_columns_from_a_surrogate(tmp_path: Path, mon
     markdown = (tmp_path / "comparison.md").read_text()
     assert "| Method | Checkpoint | Seeds | Clean | PGD_SAT | Transfer PGD | Transfer CW | Worst class (PGD_SAT) |" \
         in markdown
-    assert "Transfer PGD = PGD_SAT crafted on the surrogate" in markdown and "Worst class (PGD_SAT) = " in markdown
+    assert "Transfer PGD and Transfer CW = PGD_SAT and CW_inf crafted on the given surrogate" in markdown
+    assert "Worst class (PGD_SAT) = " in markdown
     run = result.runs[("sat", 0)]
     # The run evaluates what needs only the student; compare adds the transfer attacks.
     assert list(json.loads((run.out_dir / "eval_best.json").read_text())["accuracy"]) == ["clean", "pgd_sat"]
