@@ -2,7 +2,8 @@
 
 Pure functions of plain numbers, so a table can be rebuilt from the JSON files of finished runs::
 
-    table = build_table({"rslad": {"best": [{"clean": 0.83, "autoattack": 0.51}], "last": [...]}, "sat": ...})
+    table = build_table({"rslad": {"best": [{"clean": 0.83, "autoattack": 0.51}], "last": [...]}, "sat": ...},
+                        worst_class={"rslad": {"best": [0.22], "last": [...]}, "sat": ...})
     print(table.to_markdown())
     plot_table_bars(table, "final_table.png")
     plot_curves({"rslad": [history_seed0, history_seed1]}, "robust_accuracy_per_epoch.png")
@@ -31,6 +32,8 @@ from matplotlib.ticker import MaxNLocator
 
 #: The columns of the paper's white-box table, in its order.
 PAPER_ATTACKS: tuple[str, ...] = ("clean", "fgsm", "pgd_sat", "pgd_trades", "cw_inf", "autoattack")
+#: The columns of the paper's black-box table: PGD and CW_inf transferred from a robust surrogate, and Square.
+PAPER_BLACK_BOX_ATTACKS: tuple[str, ...] = ("transfer_pgd", "transfer_cw", "square")
 #: Column titles as the paper writes them; other names are shown as they are.
 ATTACK_LABELS: dict[str, str] = {
     "clean": "Clean", "fgsm": "FGSM", "pgd_sat": "PGD_SAT", "pgd_trades": "PGD_TRADES", "cw_inf": "CW_inf",
@@ -77,11 +80,16 @@ class Cell:
 
 @dataclass(frozen=True)
 class TableRow:
-    """One row of the table: a method at one checkpoint, a :class:`Cell` per attack."""
+    """One row of the table: a method at one checkpoint, a :class:`Cell` per attack, and the worst class's.
+
+    ``worst_class`` holds the lowest per-class accuracy of each seed's run; None where the table has no worst-class
+    column or a run of this row does not know it.
+    """
 
     method: str
     checkpoint: str
     cells: dict[str, Cell]
+    worst_class: Cell | None = None
 
 
 @dataclass
@@ -91,11 +99,13 @@ class ComparisonTable:
     :param attacks: Column order (attack names of :func:`art_rslad.evaluate_robustness`).
     :param rows: Rows in method order, each method's checkpoints in :data:`CHECKPOINTS` order.
     :param notes: Lines printed under the markdown table (settings, how lr was chosen, ...).
+    :param worst_class_attack: The attack whose worst-class accuracy is the last column; None for no such column.
     """
 
     attacks: tuple[str, ...]
     rows: list[TableRow]
     notes: list[str] = field(default_factory=list)
+    worst_class_attack: str | None = None
 
     @property
     def methods(self) -> list[str]:
@@ -110,12 +120,15 @@ class ComparisonTable:
                          + ", ".join(f"{r.method}/{r.checkpoint}" for r in self.rows) + ".")
 
     def to_markdown(self) -> str:
-        """A markdown table: method, checkpoint, seeds, then one column per attack (accuracy in %)."""
-        header = ["Method", "Checkpoint", "Seeds", *(attack_label(name) for name in self.attacks)]
+        """A markdown table: method, checkpoint, seeds, one column per attack, then the worst class (accuracy in %)."""
+        worst = [] if self.worst_class_attack is None else [f"Worst class ({attack_label(self.worst_class_attack)})"]
+        header = ["Method", "Checkpoint", "Seeds", *(attack_label(name) for name in self.attacks), *worst]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in self.rows:
             seeds = max((len(cell.values) for cell in row.cells.values()), default=0)
             cells = [row.cells[name].format() if name in row.cells else "–" for name in self.attacks]
+            if worst:
+                cells.append("–" if row.worst_class is None else row.worst_class.format())
             lines.append("| " + " | ".join([row.method, row.checkpoint, str(seeds), *cells]) + " |")
         text = "\n".join(lines) + "\n"
         if self.notes:
@@ -123,22 +136,29 @@ class ComparisonTable:
         return text
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: per row and attack the per-seed values, mean and std (fractions in [0, 1])."""
-        return {
-            "attacks": list(self.attacks),
-            "rows": [{"method": row.method, "checkpoint": row.checkpoint,
-                      "cells": {name: {"values": list(cell.values), "mean": cell.mean, "std": cell.std}
-                                for name, cell in row.cells.items()}} for row in self.rows],
-            "notes": list(self.notes),
-        }
+        """JSON-ready: per row and attack the per-seed values, mean and std (fractions in [0, 1]); the worst-class
+        entries only when the table has that column (a table without it is written as before)."""
+        def cell_dict(cell: Cell) -> dict[str, Any]:
+            return {"values": list(cell.values), "mean": cell.mean, "std": cell.std}
+
+        def row_dict(row: TableRow) -> dict[str, Any]:
+            worst = {} if self.worst_class_attack is None else {
+                "worst_class": None if row.worst_class is None else cell_dict(row.worst_class)}
+            return {"method": row.method, "checkpoint": row.checkpoint,
+                    "cells": {name: cell_dict(cell) for name, cell in row.cells.items()}, **worst}
+
+        worst_attack = {} if self.worst_class_attack is None else {"worst_class_attack": self.worst_class_attack}
+        return {"attacks": list(self.attacks), **worst_attack, "rows": [row_dict(row) for row in self.rows],
+                "notes": list(self.notes)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ComparisonTable:
         """Inverse of :meth:`to_dict`."""
         rows = [TableRow(row["method"], row["checkpoint"],
-                         {name: Cell(tuple(cell["values"])) for name, cell in row["cells"].items()})
+                         {name: Cell(tuple(cell["values"])) for name, cell in row["cells"].items()},
+                         Cell(tuple(row["worst_class"]["values"])) if row.get("worst_class") else None)
                 for row in data["rows"]]
-        return cls(tuple(data["attacks"]), rows, list(data.get("notes", [])))
+        return cls(tuple(data["attacks"]), rows, list(data.get("notes", [])), data.get("worst_class_attack"))
 
     def save(self, folder: str | Path, stem: str = "comparison") -> tuple[Path, Path]:
         """Write ``<stem>.md`` and ``<stem>.json`` into ``folder``; return their paths."""
@@ -150,17 +170,29 @@ class ComparisonTable:
         return markdown, data
 
 
+WorstClass = Mapping[str, Mapping[str, Sequence[float | None]]]
+
+
 def build_table(
     results: Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]],
     attacks: Sequence[str] | None = None,
     notes: Sequence[str] = (),
+    *,
+    worst_class: WorstClass | None = None,
+    worst_class_attack: str = "autoattack",
 ) -> ComparisonTable:
     """Aggregate per-seed accuracies into a :class:`ComparisonTable`.
 
     :param results: ``results[method][checkpoint]`` is a list with one ``{attack: accuracy}`` dict per seed
         (accuracies as fractions in [0, 1]); checkpoints are ordered as in :data:`CHECKPOINTS`.
-    :param attacks: Columns; by default the attacks of :data:`PAPER_ATTACKS` found in ``results``, then any other.
+    :param attacks: Columns; by default the attacks of :data:`PAPER_ATTACKS` and :data:`PAPER_BLACK_BOX_ATTACKS`
+        found in ``results``, then any other.
     :param notes: Lines to print under the table.
+    :param worst_class: ``worst_class[method][checkpoint]`` is a list with each seed's lowest per-class accuracy
+        under ``worst_class_attack``, None for a run that does not know it (a report without the inputs' labels).
+        Given with at least one value, the table gets a last column (mean ± std over seeds, "–" where a seed's run
+        does not know it) and a note saying what it is; None or no value at all: no column, no note.
+    :param worst_class_attack: The attack of ``worst_class``.
     """
     if not results:
         raise ValueError("`results` is empty: pass at least one method with evaluated checkpoints.")
@@ -170,7 +202,10 @@ def build_table(
             for accuracies in seeds:
                 found.update(dict.fromkeys(accuracies))
     if attacks is None:
-        attacks = [name for name in PAPER_ATTACKS if name in found] + [n for n in found if n not in PAPER_ATTACKS]
+        known = PAPER_ATTACKS + PAPER_BLACK_BOX_ATTACKS
+        attacks = [name for name in known if name in found] + [name for name in found if name not in known]
+    worst = {method: dict(per_checkpoint) for method, per_checkpoint in (worst_class or {}).items()}
+    has_worst = any(value is not None for per in worst.values() for seeds in per.values() for value in seeds)
     rows = []
     for method, per_checkpoint in results.items():
         order = [c for c in CHECKPOINTS if c in per_checkpoint] + [c for c in per_checkpoint if c not in CHECKPOINTS]
@@ -181,8 +216,28 @@ def build_table(
                 values = tuple(float(accuracies[name]) for accuracies in seeds if name in accuracies)
                 if values:
                     cells[name] = Cell(values)
-            rows.append(TableRow(method, checkpoint, cells))
-    return ComparisonTable(tuple(attacks), rows, list(notes))
+            worst_seeds = worst.get(method, {}).get(checkpoint, [])
+            known_worst = has_worst and bool(worst_seeds) and all(value is not None for value in worst_seeds)
+            rows.append(TableRow(method, checkpoint, cells,
+                                 Cell(tuple(map(float, worst_seeds))) if known_worst else None))
+    if not has_worst:
+        return ComparisonTable(tuple(attacks), rows, list(notes))
+    missing = any(row.worst_class is None for row in rows)
+    return ComparisonTable(tuple(attacks), rows, [*notes, worst_class_note(worst_class_attack, missing)],
+                           worst_class_attack)
+
+
+def worst_class_note(attack: str, missing: bool = False) -> str:
+    """The note under a table with a worst-class column: what the column is, and what "–" means there.
+
+    :param attack: The attack of the column.
+    :param missing: Whether some run does not know its worst class.
+    """
+    label = attack_label(attack)
+    return (f"Worst class ({label}) = each run's lowest per-class accuracy under {label} on the test images (the "
+            "class may differ between seeds and checkpoints), mean ± sample std over seeds"
+            + ("; – where a run's report does not hold its inputs' labels (written before reports kept them)."
+               if missing else "."))
 
 
 def settings_notes(config: Mapping[str, Any], milestones: Sequence[int], methods: Sequence[str], *,
@@ -214,6 +269,26 @@ def settings_notes(config: Mapping[str, Any], milestones: Sequence[int], methods
         "best = the epoch with the highest PGD-10 accuracy on a validation split held out of the training set "
         "(never the test set); last = the final epoch.",
     ]
+
+
+#: What each black-box column attacks with, for the note under a table that has it.
+_BLACK_BOX_SOURCES: dict[str, str] = {"transfer_pgd": "PGD_SAT", "transfer_cw": "CW_inf"}
+
+
+def black_box_note(attacks: Sequence[str], surrogate: str | None) -> list[str]:
+    """The note on a table's black-box columns (none when it has none): what the transfer attacks are crafted on,
+    and that Square only queries the student's predictions.
+
+    :param attacks: The table's attacks.
+    :param surrogate: Where the transfer attacks' surrogate came from (a teacher source).
+    """
+    transfer = [name for name in _BLACK_BOX_SOURCES if name in attacks]
+    parts = [f"{' and '.join(map(attack_label, transfer))} = {' and '.join(_BLACK_BOX_SOURCES[n] for n in transfer)} "
+             f"crafted on {f'the surrogate {surrogate}' if surrogate else 'the given surrogate'} and evaluated on the "
+             "student"] if transfer else []
+    if "square" in attacks:
+        parts.append("Square = ART's SquareAttack, which only queries the student's predictions")
+    return ["Black-box attacks: " + "; ".join(parts) + "."] if parts else []
 
 
 def training_time_note(histories: Mapping[str, Sequence[Sequence[Mapping[str, float]]]]) -> str:

@@ -29,12 +29,13 @@ PYAUTOATTACK_RESNET18 = PYAUTOATTACK_DIR / "examples" / "model_test.pt"
 
 
 def test_registry_lists_the_papers_models_and_the_cpu_cnns() -> None:
-    assert {"resnet18", "mobilenetv2", "wrn-34-10", "wrn-70-16", "wideresnet", "cnn-small", "cnn-large"} <= set(
-        list_models())
+    assert {"resnet18", "mobilenetv2", "resnet50", "wrn-34-10", "wrn-70-16", "wideresnet", "cnn-small", "cnn-large",
+            "cnn-pool"} <= set(list_models())
 
 
 @pytest.mark.parametrize(("name", "shape"), [("resnet18", (3, 32, 32)), ("mobilenetv2", (3, 32, 32)),
-                                             ("cnn-small", (1, 28, 28)), ("cnn-large", (1, 28, 28))])
+                                             ("resnet50", (3, 32, 32)), ("cnn-small", (1, 28, 28)),
+                                             ("cnn-large", (1, 28, 28)), ("cnn-pool", (1, 28, 28))])
 def test_models_output_one_logit_per_class(name: str, shape: tuple[int, ...]) -> None:
     model = create_model(name, nb_classes=7).eval()
     with torch.no_grad():
@@ -51,6 +52,28 @@ def test_wideresnet_depth_and_width_are_configurable() -> None:
     assert 266e6 < model_parameter_count("wrn-70-16") < 268e6
     with pytest.raises(ValueError, match="depth"):
         create_model("wideresnet", depth=30)
+
+
+def test_resnet50_is_the_cifar_bottleneck_resnet_of_the_papers_surrogate() -> None:
+    model = create_model("resnet50")
+    assert count_parameters(model) == model_parameter_count("resnet50")
+    assert 23.4e6 < count_parameters(model) < 23.6e6  # RobustBench's Engstrom2019Robustness: 23.5M
+    assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
+    assert not any(isinstance(module, torch.nn.MaxPool2d) for module in model.modules())
+    assert [len(stage) for stage in (model.layer1, model.layer2, model.layer3, model.layer4)] == [3, 4, 6, 3]
+    assert model.layer1[0].conv3.out_channels == 256 and model.linear.in_features == 2048
+
+
+def test_cnn_pool_differs_from_the_student_and_teacher_it_attacks() -> None:
+    pool = create_model("cnn-pool")
+    assert any(isinstance(module, torch.nn.MaxPool2d) for module in pool.modules())
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in pool.modules())
+    assert 100_000 < count_parameters(pool) < 110_000  # its zoo file stays well under 1 MB
+    eight = create_model("cnn-pool", input_shape=(1, 8, 8)).eval()
+    with torch.no_grad():
+        assert eight(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+    with pytest.raises(ValueError, match="hidden"):
+        create_model("cnn-pool", hidden=0)
 
 
 def test_meta_parameter_count_equals_the_real_one() -> None:

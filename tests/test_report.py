@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from art_rslad.report import ComparisonTable, build_table, plot_curves, plot_table_bars
+from art_rslad.report import ComparisonTable, black_box_note, build_table, plot_curves, plot_table_bars
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RESULTS = {
@@ -44,6 +44,52 @@ def test_table_round_trips_through_json(tmp_path: Path) -> None:
     restored = ComparisonTable.from_dict(json.loads(json_path.read_text()))
     assert restored.to_markdown() == table.to_markdown() == markdown_path.read_text()
     assert restored.to_dict()["rows"][0]["cells"]["clean"]["values"] == [0.81, 0.83]
+
+
+WORST_CLASS = {"rslad": {"best": [0.30, 0.34], "last": [0.28, None]}, "sat": {"best": [0.20, 0.22]}}
+
+
+def test_worst_class_column_is_the_mean_over_seeds_of_each_runs_worst_class(tmp_path: Path) -> None:
+    table = build_table(RESULTS, notes=["lr from the preset"], worst_class=WORST_CLASS)
+    assert table.worst_class_attack == "autoattack"
+    assert table.row("rslad", "best").worst_class.mean == pytest.approx(0.32)
+    assert table.row("rslad", "last").worst_class is None  # a seed's report had no labels
+    lines = table.to_markdown().splitlines()
+    assert lines[0] == "| Method | Checkpoint | Seeds | Clean | AA | Square | Worst class (AA) |"
+    assert lines[2] == "| rslad | best | 2 | 82.00 ± 1.41 | 53.00 ± 2.83 | 60.00 | 32.00 ± 2.83 |"
+    assert lines[3].endswith("| – | – |") and lines[4].endswith("| 21.00 ± 1.41 |")
+    assert lines[-1].startswith("Worst class (AA) = each run's lowest per-class accuracy under AA")
+    assert "– where a run's report does not hold its inputs' labels" in lines[-1]
+    assert lines[-2] == "lr from the preset"
+    _, json_path = table.save(tmp_path, "table")
+    restored = ComparisonTable.from_dict(json.loads(json_path.read_text()))
+    assert restored.to_markdown() == table.to_markdown() and restored.to_dict() == table.to_dict()
+
+
+def test_no_known_worst_class_gives_the_table_without_it() -> None:
+    """Runs whose reports predate the inputs' labels: the table is exactly the one built without worst classes."""
+    unknown = {method: {name: [None] * len(seeds) for name, seeds in per.items()} for method, per in RESULTS.items()}
+    old = build_table(RESULTS, notes=["lr"])
+    for table in (build_table(RESULTS, notes=["lr"], worst_class=unknown), build_table(RESULTS, notes=["lr"],
+                                                                                      worst_class={})):
+        assert table.to_markdown() == old.to_markdown()
+        assert json.dumps(table.to_dict()) == json.dumps(old.to_dict())
+        assert "worst_class" not in json.dumps(table.to_dict())
+
+
+def test_black_box_columns_come_after_the_white_box_ones_with_a_note() -> None:
+    table = build_table({"sat": {"best": [{"square": 0.6, "transfer_cw": 0.7, "clean": 0.8, "transfer_pgd": 0.65}]}})
+    assert table.attacks == ("clean", "transfer_pgd", "transfer_cw", "square")
+    header = table.to_markdown().splitlines()[0]
+    assert header == "| Method | Checkpoint | Seeds | Clean | Transfer PGD | Transfer CW | Square |"
+    assert black_box_note(table.attacks, "zoo:fashion-mnist-cnn-pool") == [
+        "Black-box attacks: Transfer PGD and Transfer CW = PGD_SAT and CW_inf crafted on the surrogate "
+        "zoo:fashion-mnist-cnn-pool and evaluated on the student; Square = ART's SquareAttack, which only queries "
+        "the student's predictions."]
+    assert black_box_note(("clean", "transfer_cw"), "robustbench:Engstrom2019Robustness") == [
+        "Black-box attacks: Transfer CW = CW_inf crafted on the surrogate robustbench:Engstrom2019Robustness and "
+        "evaluated on the student."]
+    assert black_box_note(("clean", "autoattack"), "") == []
 
 
 def test_table_rejects_empty_results_and_unknown_rows() -> None:

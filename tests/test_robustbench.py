@@ -1,7 +1,8 @@
 """RobustBench teachers by name, offline: the import fix, loading from RobustBench's cache layout, clear errors.
 
-The checkpoint is a randomly initialised WideResNet-34-10 written where RobustBench's loader looks for
-``Zhang2019Theoretically``; no test touches the network (downloads are disabled or replaced by a failing stub).
+The checkpoints are randomly initialised networks (a WideResNet-34-10, a ResNet-50) written where RobustBench's
+loader looks for ``Zhang2019Theoretically`` and ``Engstrom2019Robustness``; no test touches the network (downloads
+are disabled or replaced by a failing stub, or the file is there).
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ import pytest
 import torch
 from art.estimators.classification import PyTorchClassifier
 
+from art_rslad.experiments.columns import load_surrogate
+from art_rslad.experiments.config import get_preset
+from art_rslad.models import create_model
 from art_rslad.robustbench import (
     INSTALL_HINT,
+    MODEL_DIR_ENV,
     PAPER_TEACHERS,
     import_robustbench,
     load_robustbench_teacher,
@@ -28,6 +33,7 @@ from art_rslad.robustbench import (
 )
 
 NAME = "Zhang2019Theoretically"
+RESNET50 = "Engstrom2019Robustness"
 
 
 def _zoo_entry(name: str, dataset: str = "cifar10", threat_model: str = "Linf") -> dict:
@@ -166,3 +172,31 @@ def test_card_records_reported_numbers_marked_as_reported() -> None:
     unknown = robustbench_card("Wong2020Fast")
     assert unknown["clean_accuracy"] is None
     assert "not in art-rslad's table" in unknown["accuracy_source"]
+
+
+def test_cifar10_presets_transfer_surrogate_loads_from_the_cache_layout(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The paper's robust ResNet-50 surrogate, by the name the CIFAR-10 presets give it; its weights are those of
+    the registry's ``resnet50`` behind RobustBench's input normalisation."""
+    config = get_preset("cifar10-resnet18")
+    assert {get_preset(name).transfer_surrogate for name in ("cifar10-resnet18", "cifar10-mobilenetv2")} == {
+        f"robustbench:{RESNET50}"}
+    torch.manual_seed(0)
+    reference = _zoo_entry(RESNET50)["model"]().eval()
+    path = tmp_path / "cifar10" / "Linf" / f"{RESNET50}.pt"
+    path.parent.mkdir(parents=True)
+    torch.save(reference.state_dict(), path)
+    monkeypatch.setenv(MODEL_DIR_ENV, str(tmp_path))
+
+    surrogate = load_surrogate(config, ("clean", "transfer_pgd"), device="cpu")
+
+    assert isinstance(surrogate, PyTorchClassifier) and not surrogate.model.training
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = reference(x)
+    assert torch.allclose(torch.from_numpy(surrogate.predict(x.numpy())), expected, atol=1e-4)
+    ours = create_model("resnet50").eval()
+    ours.load_state_dict({key: value for key, value in reference.state_dict().items() if key not in ("mu", "sigma")})
+    with torch.no_grad():
+        assert torch.allclose(ours((x - reference.mu) / reference.sigma), expected, atol=1e-4)
+    assert load_surrogate(config, ("clean", "autoattack")) is None  # no transfer attack: nothing is loaded

@@ -5,25 +5,30 @@ Examples::
     art-rslad compare --methods sat trades rslad --seeds 0 1 2 --preset fashion-mnist --out runs/study
     art-rslad compare --methods sat trades rslad --seeds 0 1 2 --preset fashion-mnist --out runs/study --resume
     art-rslad compare --methods sat sat+ema rslad rslad+igdm adaiad peeraid --preset fashion-mnist --out runs/new
+    art-rslad compare --methods sat rslad --preset fashion-mnist --black-box --out runs/black-box
     torchrun --standalone --nproc-per-node 8 -m art_rslad compare --methods sat rslad \\
         --preset cifar10-resnet18 --set batch_size=16 --out runs/study   # 8 GPUs, global batch 128
 
 Each (method, seed) is a run folder under <out>/runs/<method>/seed-<seed> (runs/rslad+igdm/seed-0 for a variant)
 trained with the method's learning rate and per-method settings from the preset; a method is written
 NAME[+igdm][+ema|+swa] (see `art-rslad train --help`). The table (best and last checkpoint x Clean, FGSM,
-PGD_SAT, PGD_TRADES, CW_inf, AA, mean ± std over seeds) goes to <out>/comparison.md and .json, the figures to
-<out>/figures/. --resume continues a compare whose process died: finished runs and evaluations are reused, methods
-and seeds may be added. Under torchrun every run is trained and evaluated by all ranks (batch_size per rank) and
-rank 0 alone writes the folders (docs/distributed.md).
+PGD_SAT, PGD_TRADES, CW_inf, AA, mean ± std over seeds, then each method's worst-class accuracy) goes to
+<out>/comparison.md and .json, the figures to <out>/figures/. --black-box adds the paper's black-box columns:
+PGD_SAT and CW_inf crafted on the config's transfer_surrogate (loaded once) and the query-based Square attack.
+--resume continues a compare whose process died: finished runs and evaluations are reused, methods and seeds may be
+added. Under torchrun every run is trained and evaluated by all ranks (batch_size per rank) and rank 0 alone writes
+the folders (docs/distributed.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from art_rslad.cli.train import add_run_options, config_from_args, guarded, methods_help, run_settings
 from art_rslad.distributed import command_world
 from art_rslad.experiments.compare import compare
+from art_rslad.report import PAPER_BLACK_BOX_ATTACKS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -34,6 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--methods", nargs="+", required=True, metavar="METHOD",
                         help=methods_help())
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="SEED", help="Seeds (default: 0).")
+    parser.add_argument("--black-box", action="store_true",
+                        help=f"Also the paper's black-box attacks: {' '.join(PAPER_BLACK_BOX_ATTACKS)} (the transfer "
+                             "attacks are crafted on the config's transfer_surrogate).")
     add_run_options(parser)
     return parser
 
@@ -41,6 +49,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     settings = run_settings(args)
+    if args.black_box:
+        attacks = tuple(dict.fromkeys([*settings.attacks, *PAPER_BLACK_BOX_ATTACKS]))
+        settings = dataclasses.replace(settings, attacks=attacks)
 
     def body() -> int:
         with command_world() as world:  # torchrun's process group, or one process

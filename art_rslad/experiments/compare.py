@@ -26,6 +26,7 @@ from typing import Any
 from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.distributed import check_agreement, current_world, on_main
+from art_rslad.experiments.columns import by_method, load_surrogate, run_settings_without_transfer, table_columns
 from art_rslad.experiments.config import Config
 from art_rslad.experiments.folders import (
     COMPARE_FILES,
@@ -50,6 +51,7 @@ from art_rslad.experiments.variants import SEPARATOR, SPEC_FORM, method_name, pa
 from art_rslad.report import (
     CHECKPOINTS,
     ComparisonTable,
+    black_box_note,
     build_table,
     fixed_settings_notes,
     plot_curves,
@@ -99,13 +101,16 @@ def _check_methods_and_seeds(config: Config, methods: Sequence[str],
 
 
 def compare(config: Config, out_dir: str | os.PathLike[str], methods: Sequence[str], seeds: Sequence[int] = (0,),
-            settings: RunSettings | None = None, *, teacher: PyTorchClassifier | None = None) -> CompareResult:
+            settings: RunSettings | None = None, *, teacher: PyTorchClassifier | None = None,
+            surrogate: PyTorchClassifier | None = None) -> CompareResult:
     """Train and evaluate every (method, seed) with the same teacher, student, data and budget; tabulate.
 
     Each run is a :func:`~art_rslad.experiments.train.train_run` in ``out_dir/runs/<method>/seed-<seed>`` with
     ``config.seed`` set to the seed and the method's lr from the preset. ``settings.resume`` continues a compare
     whose process died: finished runs are read back, unfinished ones resume from their checkpoints and saved
-    evaluations; methods and seeds may be added on resume, the other settings must match.
+    evaluations; methods and seeds may be added on resume, the other settings must match. The transfer attacks of
+    ``settings.attacks`` are crafted on ``surrogate`` after each run (see :mod:`art_rslad.experiments.columns`);
+    the table ends with each method's worst-class accuracy where the runs' reports know their inputs' labels.
 
     :param config: Shared settings (its ``seed`` is replaced by each of ``seeds``).
     :param out_dir: The compare folder.
@@ -115,6 +120,8 @@ def compare(config: Config, out_dir: str | os.PathLike[str], methods: Sequence[s
     :param seeds: Seeds; the table shows mean ± std over them.
     :param settings: Sizes, attacks, student options, device, resume or overwrite, shared by every run.
     :param teacher: The teacher (default: loaded once from ``config.teacher.source`` when a method needs one).
+    :param surrogate: The model the transfer attacks are crafted on (default: loaded once from
+        ``config.transfer_surrogate`` when ``settings.attacks`` hold transfer attacks).
     """
     settings = RunSettings() if settings is None else settings
     methods, seeds = _check_methods_and_seeds(config, methods, seeds)
@@ -126,8 +133,11 @@ def compare(config: Config, out_dir: str | os.PathLike[str], methods: Sequence[s
         check_runs_here(method, world)
     if teacher is None and any(parse_method(method).method.needs_teacher for method in methods):
         teacher = load_config_teacher(config, settings.device)
+    if surrogate is None:
+        surrogate = load_surrogate(config, settings.attacks, settings.device)
     if world.is_distributed:  # ranks started with other settings or teacher weights: nothing is written
-        check_agreement(world, {**shared, "teacher": None if teacher is None else teacher_fingerprint(teacher)})
+        check_agreement(world, {**shared, **{name: None if model is None else teacher_fingerprint(model)
+                                             for name, model in (("teacher", teacher), ("surrogate", surrogate))}})
     started = on_main(world, _start_compare, folder, shared, methods, seeds, settings)
     runs: dict[tuple[str, int], RunResult] = {}
     with log_to(folder / "compare.log") if world.is_main else contextlib.nullcontext(), shared_datasets():
@@ -135,19 +145,22 @@ def compare(config: Config, out_dir: str | os.PathLike[str], methods: Sequence[s
             for method in methods:
                 run_dir = run_folder(folder, method, seed)
                 logger.info("compare: %s, seed %d -> %s", method, seed, run_dir)
-                run_settings = dataclasses.replace(settings, resume=(method, seed) in started, overwrite=False)
+                run_settings = dataclasses.replace(run_settings_without_transfer(settings),
+                                                   resume=(method, seed) in started, overwrite=False)
                 runs[(method, seed)] = train_run(dataclasses.replace(config, seed=seed), run_dir, method,
                                                  run_settings, teacher=teacher)
         histories = {method: [runs[(method, seed)].history for seed in seeds] for method in methods}
+        columns = table_columns(runs, settings, surrogate, world)
         table = build_table(
-            {method: {name: [runs[(method, seed)].accuracy[name] for seed in seeds] for name in CHECKPOINTS}
-             for method in methods},
+            by_method(columns.accuracy, methods, seeds),
             attacks=settings.attacks,
             notes=[*run_notes(config, methods, config.teacher.source, settings.train_size,
                               min(result.nb_test for result in runs.values())),
+                   *black_box_note(settings.attacks, config.transfer_surrogate),
                    f"Seeds: {', '.join(map(str, seeds))}; mean ± sample std over seeds.",
                    training_time_note(histories),
                    *fixed_settings_notes({method: _fixed_settings(method) for method in methods})],
+            worst_class=by_method(columns.worst_class, methods, seeds), worst_class_attack=columns.worst_class_attack,
         )
         figures = on_main(world, _write_comparison, folder, table, histories)
         logger.info("Comparison written to %s", folder / "comparison.md")

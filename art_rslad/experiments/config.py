@@ -94,6 +94,8 @@ class Config:
     :param dataset: Dataset name (see :func:`art_rslad.data.dataset_names`).
     :param student: Registry name of the student architecture.
     :param teacher: The teacher (:class:`TeacherConfig`).
+    :param transfer_surrogate: The robust model the transfer attacks (``transfer_pgd``, ``transfer_cw``) are crafted
+        on, as a teacher source (``"zoo:<name>"``, ``"robustbench:<name>"`` or a state-dict path); empty for none.
     :param nb_epochs: Training epochs.
     :param batch_size: Batch size.
     :param lr: Default SGD learning rate (a method's own entry in ``method_lr`` takes precedence).
@@ -128,6 +130,7 @@ class Config:
     dataset: str = "fashion-mnist"
     student: str = "cnn-small"
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    transfer_surrogate: str = ""
     nb_epochs: int = 8
     batch_size: int = 128
     lr: float = 0.05
@@ -414,12 +417,13 @@ def _tuned_note(preset: str, nb_epochs: int, train: str, val_size: int, new: dic
     )
 
 
-def _paper_preset(dataset: str, student: str, teacher: str, teacher_source: str) -> Config:
+def _paper_preset(dataset: str, student: str, teacher: str, teacher_source: str, surrogate: str) -> Config:
     overrides, note = _paper_overrides(dataset)
     return Config(
         name=f"{dataset}-{student}", dataset=dataset, student=student,
         teacher=TeacherConfig(model=teacher, source=teacher_source, method="trades", nb_epochs=100, lr=0.1,
                               beta=6.0),
+        transfer_surrogate=surrogate,
         nb_epochs=300, batch_size=128, lr=0.1, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=8 / 255, eps_step=2 / 255, max_iter=10, seed=0,
         val_fraction=0.1, augmentation="crop-flip", method_lr=dict.fromkeys([*preset_lr_methods(), *overrides], 0.1),
@@ -429,15 +433,18 @@ def _paper_preset(dataset: str, student: str, teacher: str, teacher_source: str)
 
 def _presets() -> dict[str, Config]:
     presets = {
-        f"{dataset}-{student}": _paper_preset(dataset, student, teacher, source)
-        for dataset, teacher, source in (("cifar10", "wrn-34-10", "robustbench:Zhang2019Theoretically"),
-                                         ("cifar100", "wrn-70-16", "robustbench:Gowal2020Uncovering"))
+        f"{dataset}-{student}": _paper_preset(dataset, student, teacher, source, surrogate)
+        # The paper's transfer surrogate is a robust ResNet-50; RobustBench has one for CIFAR-10 only.
+        for dataset, teacher, source, surrogate in (
+            ("cifar10", "wrn-34-10", "robustbench:Zhang2019Theoretically", "robustbench:Engstrom2019Robustness"),
+            ("cifar100", "wrn-70-16", "robustbench:Gowal2020Uncovering", ""))
         for student in ("resnet18", "mobilenetv2")
     }
     presets["fashion-mnist"] = Config(
         name="fashion-mnist", dataset="fashion-mnist", student="cnn-small",
         teacher=TeacherConfig(model="cnn-large", source="zoo:fashion-mnist-cnn-large", method="trades",
                               nb_epochs=10, lr=0.05, beta=6.0),
+        transfer_surrogate="zoo:fashion-mnist-cnn-pool",
         nb_epochs=8, batch_size=128, lr=0.05, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=0.1, eps_step=0.025, max_iter=10, seed=0, val_fraction=0.1,
         augmentation="none", method_lr={**_FASHION_MNIST_LR, **_FASHION_MNIST_NEW_LR},

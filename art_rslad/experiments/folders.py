@@ -45,9 +45,11 @@ METHOD_FILES: tuple[str, ...] = ("peer.pt",)
 COMPARE_FILES: tuple[str, ...] = ("compare.json", "comparison.md", "comparison.json", "compare.log")
 FIGURES = "figures"
 RUNS = "runs"
-#: Keys of a recorded identity that only say in words how a setting was chosen (the preset's note on its learning
-#: rates): a resume does not compare their wording, and the folder keeps the one it recorded.
-PROSE_KEYS: tuple[tuple[str, ...], ...] = (("config", "method_lr_note"), ("config", "method_overrides_note"))
+#: Keys of a recorded identity that a resume does not compare, and the folder keeps as it recorded them: the notes
+#: that say in words how a setting was chosen, and the transfer surrogate, which training never uses (the
+#: black-box columns a compare adds name their surrogate in their own reports).
+PROSE_KEYS: tuple[tuple[str, ...], ...] = (("config", "method_lr_note"), ("config", "method_overrides_note"),
+                                           ("config", "transfer_surrogate"))
 #: Config keys added after run folders were first written, with the value that means "off": a folder recorded
 #: without them resumes as long as they stay off.
 LATER_CONFIG_KEYS: dict[str, Any] = {"igdm_alpha": 0.0, "weight_averaging": "", "loss_scale": 0.0,

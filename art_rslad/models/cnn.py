@@ -1,10 +1,13 @@
-"""Small CNNs for 28x28 grey-scale inputs (Fashion-MNIST, MNIST): the CPU-sized student and teacher.
+"""Small CNNs for 28x28 grey-scale inputs (Fashion-MNIST, MNIST): the CPU-sized student, teacher and surrogate.
 
-Both downsample with stride-2 4x4 convolutions rather than stride-1 convolutions and pooling: on a CPU the input
-gradient of a full-resolution convolution with few channels dominates the cost of every attack step, and the
-robust accuracy on Fashion-MNIST depends more on the width of the dense layers than on full-resolution features.
-Neither is an ``nn.Sequential`` at the top level: ART's TRADES and FBF trainers read ``model_outputs[0]``, which
-for a Sequential is the first layer's output (ART returns every layer's output for an ``nn.Sequential``).
+The student and the teacher downsample with stride-2 4x4 convolutions rather than stride-1 convolutions and
+pooling: on a CPU the input gradient of a full-resolution convolution with few channels dominates the cost of every
+attack step, and the robust accuracy on Fashion-MNIST depends more on the width of the dense layers than on
+full-resolution features. No model here is an ``nn.Sequential`` at the top level: ART's TRADES and FBF trainers
+read ``model_outputs[0]``, which for a Sequential is the first layer's output (ART returns every layer's output for
+an ``nn.Sequential``). The transfer surrogate (``cnn-pool``) is built the other way on purpose, with 3x3 stride-1
+convolutions and max-pooling, so that the attacks crafted on it come from an architecture unlike the student's and
+the teacher's.
 """
 
 from __future__ import annotations
@@ -62,3 +65,41 @@ def cnn_large(nb_classes: int = 10, in_channels: int = 1, width: int = 24, hidde
     """The CPU-sized teacher for Fashion-MNIST and MNIST (the shipped zoo teacher): 24/48 channels, no BatchNorm,
     a 128-unit dense layer (321k parameters)."""
     return StridedCNN(nb_classes, in_channels, width, hidden=hidden, batch_norm=False, image_size=image_size)
+
+
+class PooledCNN(nn.Module):
+    """Two 3x3 convolutions (``width`` and ``2 * width`` channels), each followed by ReLU and 2x2 max-pooling, and a
+    dense head with one hidden layer.
+
+    :param nb_classes: Number of output logits.
+    :param in_channels: Channels of the input images.
+    :param width: Channels of the first convolution.
+    :param hidden: Units of the hidden dense layer.
+    :param image_size: Height (= width) of the square input images; must be divisible by 4.
+    """
+
+    def __init__(self, nb_classes: int = 10, in_channels: int = 1, width: int = 16, hidden: int = 64,
+                 image_size: int = 28) -> None:
+        super().__init__()
+        if image_size % 4:
+            raise ValueError(f"`image_size` must be divisible by 4, got {image_size}.")
+        if width < 1 or hidden < 1:
+            raise ValueError(f"`width` and `hidden` must be >= 1, got {width} and {hidden}.")
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, kernel_size=3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, kernel_size=3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(nn.Linear(2 * width * (image_size // 4) ** 2, hidden), nn.ReLU(inplace=True),
+                                        nn.Linear(hidden, nb_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
+@register_model("cnn-pool", "CNN for 28x28 inputs with 3x3 convolutions and max-pooling (transfer surrogate)",
+                (1, 28, 28))
+def cnn_pool(nb_classes: int = 10, in_channels: int = 1, width: int = 16, hidden: int = 64,
+             image_size: int = 28) -> PooledCNN:
+    """The CPU-sized transfer surrogate for Fashion-MNIST and MNIST (the shipped zoo surrogate): 16/32 channels at
+    full and half resolution, max-pooling, a 64-unit dense layer, no BatchNorm (106k parameters)."""
+    return PooledCNN(nb_classes, in_channels, width, hidden=hidden, image_size=image_size)
