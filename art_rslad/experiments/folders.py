@@ -46,8 +46,7 @@ COMPARE_FILES: tuple[str, ...] = ("compare.json", "comparison.md", "comparison.j
 FIGURES = "figures"
 RUNS = "runs"
 #: Keys of a recorded identity that a resume does not compare, and the folder keeps as it recorded them: the notes
-#: that say in words how a setting was chosen, and the transfer surrogate, which training never uses (the
-#: black-box columns a compare adds name their surrogate in their own reports).
+#: that say in words how a setting was chosen, and the transfer surrogate, which training never uses.
 PROSE_KEYS: tuple[tuple[str, ...], ...] = (("config", "method_lr_note"), ("config", "method_overrides_note"),
                                            ("config", "transfer_surrogate"))
 #: Config keys added after run folders were first written, with the value that means "off": a folder recorded
