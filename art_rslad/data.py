@@ -24,6 +24,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -391,22 +392,16 @@ class _AugmentedArrays(torch.utils.data.Dataset):
 
 
 def make_data_generator(
-    x: np.ndarray,
-    y: np.ndarray,
-    batch_size: int = 128,
-    *,
-    augmentation: str = "none",
-    shuffle: bool = True,
-    seed: int = 0,
+    x: np.ndarray, y: np.ndarray, batch_size: int = 128, **loader_options: Any
 ) -> PyTorchDataGenerator:
     """An ART ``PyTorchDataGenerator`` over :func:`make_data_loader` (what ``fit_generator`` takes).
 
     :param x: Inputs (N, C, H, W), float in [0, 1].
     :param y: Labels (N,) as class indices (or (N, C) one-hot).
     :param batch_size: Batch size.
-    :param augmentation: One of :data:`AUGMENTATIONS`.
-    :param shuffle: Reshuffle each epoch.
-    :param seed: Seed of the shuffling and the augmentation.
+    :param loader_options: ``augmentation``, ``shuffle``, ``seed`` and ``drop_last``, as in
+        :func:`make_data_loader` (and with its defaults).
     """
-    loader = make_data_loader(x, y, batch_size, augmentation=augmentation, shuffle=shuffle, seed=seed)
-    return PyTorchDataGenerator(loader, size=len(x), batch_size=batch_size)
+    loader = make_data_loader(x, y, batch_size, **loader_options)
+    size = len(loader) * batch_size if loader.drop_last else len(x)  # the samples one pass over the loader yields
+    return PyTorchDataGenerator(loader, size=size, batch_size=batch_size)

@@ -160,3 +160,13 @@ def test_data_generator_is_an_art_generator_of_numpy_batches() -> None:
     assert isinstance(generator, PyTorchDataGenerator) and generator.size == 40
     batch_x, batch_y = generator.get_batch()
     assert isinstance(batch_x, np.ndarray) and batch_x.shape == (16, 3, 32, 32) and batch_y.shape == (16,)
+
+
+def test_data_generator_takes_the_loader_options_and_counts_what_drop_last_keeps() -> None:
+    x = np.random.default_rng(0).random((40, 3, 8, 8), dtype=np.float32)
+    generator = make_data_generator(x, np.arange(40) % 10, 16, shuffle=False, drop_last=True)
+    assert generator.size == 32  # two full batches of 16; the last 8 samples are dropped
+    batch_x, _ = generator.get_batch()
+    np.testing.assert_array_equal(batch_x, x[:16])
+    with pytest.raises(TypeError):
+        make_data_generator(x, np.arange(40) % 10, 16, shufle=False)

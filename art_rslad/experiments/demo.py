@@ -20,41 +20,36 @@ logger = logging.getLogger(__name__)
 DEMO_METHODS: tuple[str, ...] = ("sat", "rslad")
 
 
+def _resuming_only_from(settings: RunSettings, record: Path) -> RunSettings:
+    """``settings`` with ``resume`` kept only where ``record`` (the file a finished step writes) is there."""
+    return dataclasses.replace(settings, resume=settings.resume and record.is_file())
+
+
 def demo_teacher(
-    config: Config,
-    out_dir: str | os.PathLike[str],
-    *,
-    train_size: int = 10_000,
-    nb_epochs: int = 5,
-    val_size: int = 500,
-    test_size: int = 200,
-    resume: bool = False,
-    overwrite: bool = False,
-    device: str | None = None,
-    verbose: bool = True,
+    config: Config, out_dir: str | os.PathLike[str], settings: RunSettings, *, nb_epochs: int = 5
 ) -> tuple[PyTorchClassifier, str]:
     """The demo's teacher: the shipped model named by ``config.teacher.source`` when it is in the zoo, otherwise a
-    quick one trained here (``config.teacher.method`` on the first ``train_size`` images, ``nb_epochs`` epochs) as a
-    run in ``out_dir`` (validated on ``val_size`` images, evaluated clean and under PGD_SAT on ``test_size``).
+    quick one trained here (``config.teacher.method``, ``nb_epochs`` epochs) as a run in ``out_dir``, sized, placed
+    and resumed by ``settings`` and evaluated clean and under PGD_SAT only.
 
     :return: The teacher and its source (the zoo name, or the path of the trained weights with their card).
     """
     source = config.teacher.source
     if source.startswith("zoo:") and source[len("zoo:"):] in list_zoo():
         logger.info("Teacher: the shipped %s", source)
-        return load_teacher(source, config.dataset, device=device), source
-    logger.info("No shipped teacher %r here: training a quick %s teacher (%s, %d images, %d epochs) in %s",
-                source, config.teacher.method, config.teacher.model, train_size, nb_epochs, out_dir)
+        return load_teacher(source, config.dataset, device=settings.device), source
+    logger.info("No shipped teacher %r here: training a quick %s teacher (%s, %s images, %d epochs) in %s",
+                source, config.teacher.method, config.teacher.model, settings.train_size or "all", nb_epochs,
+                out_dir)
     teacher_config = dataclasses.replace(config, student=config.teacher.model, nb_epochs=nb_epochs,
                                          method_lr={config.teacher.method: config.teacher.lr})
     options = {"beta": config.teacher.beta} if config.teacher.method == "trades" else {}
     folder = Path(out_dir)
-    settings = RunSettings(train_size=train_size, val_size=val_size, test_size=test_size,
-                           attacks=("clean", "pgd_sat"), device=device, verbose=verbose,
-                           resume=resume and (folder / "run.json").is_file(), overwrite=overwrite)
-    result = train_run(teacher_config, folder, config.teacher.method, settings, trainer_options=options)
+    teacher_settings = dataclasses.replace(_resuming_only_from(settings, folder / "run.json"),
+                                           attacks=("clean", "pgd_sat"))
+    result = train_run(teacher_config, folder, config.teacher.method, teacher_settings, trainer_options=options)
     weights = result.out_dir / "student.pt"
-    return load_teacher(str(weights), config.dataset, device=device), str(weights)
+    return load_teacher(str(weights), config.dataset, device=settings.device), str(weights)
 
 
 def demo(
@@ -81,16 +76,16 @@ def demo(
     """
     folder = Path(out_dir)
     config = dataclasses.replace(get_preset("fashion-mnist"), nb_epochs=nb_epochs)
+    settings = RunSettings(train_size=train_size, val_size=val_size, test_size=test_size, device=device,
+                           verbose=verbose, resume=resume, overwrite=overwrite)
     with shared_datasets():
-        teacher, source = demo_teacher(config, folder / "teacher", train_size=teacher_train_size,
-                                       nb_epochs=teacher_nb_epochs, val_size=val_size, test_size=test_size,
-                                       resume=resume, overwrite=overwrite, device=device, verbose=verbose)
+        teacher, source = demo_teacher(config, folder / "teacher",
+                                       dataclasses.replace(settings, train_size=teacher_train_size),
+                                       nb_epochs=teacher_nb_epochs)
         config = dataclasses.replace(config, teacher=dataclasses.replace(config.teacher, source=source))
         compare_dir = folder / "compare"
-        settings = RunSettings(train_size=train_size, val_size=val_size, test_size=test_size, device=device,
-                               verbose=verbose, resume=resume and (compare_dir / "compare.json").is_file(),
-                               overwrite=overwrite)
-        return compare(config, compare_dir, DEMO_METHODS, [config.seed], settings, teacher=teacher)
+        return compare(config, compare_dir, DEMO_METHODS, [config.seed],
+                       _resuming_only_from(settings, compare_dir / "compare.json"), teacher=teacher)
 
 
 __all__ = ["DEMO_METHODS", "demo", "demo_teacher"]

@@ -13,6 +13,7 @@ from art_rslad.estimators import forward_logits
 from art_rslad.losses import adaad_loss, kl_per_sample
 from art_rslad.trainers.batches import Batch
 from art_rslad.trainers.distillation import DistillationTrainer
+from art_rslad.trainers.records import check_fraction, check_positive
 
 
 class StudentTeacherLogits(torch.nn.Module):
@@ -104,14 +105,10 @@ class AdversarialTrainerAdaAD(AdaptiveAttackTrainer):
         :param alpha: Weight of the adversarial KL term, in [0, 1] (1: S(x) is not computed).
         :param scale: Multiplier of the loss, > 0 (0.1 reproduces the official code); acts like a learning rate.
         :param kwargs: ``eps``, ``eps_step``, ``max_iter``, ``attack``, ``attack_training_mode``, ``seed``,
-            ``verbose``, ``igdm_alpha``, ``weight_averaging``, as in
+            ``verbose``, ``amp_dtype``, ``channels_last``, ``igdm_alpha``, ``weight_averaging``, as in
             :class:`~art_rslad.trainers.base.AdversarialTrainerBase`.
         """
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"`alpha` must be in [0, 1], got {alpha}.")
-        if scale <= 0:
-            raise ValueError(f"`scale` must be > 0, got {scale}.")
-        self.alpha, self.scale = float(alpha), float(scale)
+        self.alpha, self.scale = check_fraction("alpha", alpha), check_positive("scale", scale)
         super().__init__(classifier, teacher, **kwargs)
 
     def hyperparameters(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from art_rslad.losses import adaiad_loss, iad_weights
 from art_rslad.trainers.adaad import AdaptiveAttackTrainer
 from art_rslad.trainers.batches import Batch
 from art_rslad.trainers.iad import check_warmup_epochs, introspection_start
+from art_rslad.trainers.records import check_non_negative, check_positive
 
 
 class AdversarialTrainerAdaIAD(AdaptiveAttackTrainer):
@@ -40,14 +41,10 @@ class AdversarialTrainerAdaIAD(AdaptiveAttackTrainer):
         :param warmup_epochs: Epochs trained without introspection, at most ``nb_epochs``; None scales the official
             60 of 200 epochs to the run's ``nb_epochs`` (see docs/decisions.md, "Scaled schedules").
         :param kwargs: ``eps``, ``eps_step``, ``max_iter``, ``attack``, ``attack_training_mode``, ``seed``,
-            ``verbose``, ``igdm_alpha``, ``weight_averaging``, as in
+            ``verbose``, ``amp_dtype``, ``channels_last``, ``igdm_alpha``, ``weight_averaging``, as in
             :class:`~art_rslad.trainers.base.AdversarialTrainerBase`.
         """
-        if temperature <= 0:
-            raise ValueError(f"`temperature` must be > 0, got {temperature}.")
-        if beta < 0:
-            raise ValueError(f"`beta` must be >= 0, got {beta}.")
-        self.temperature, self.beta = float(temperature), float(beta)
+        self.temperature, self.beta = check_positive("temperature", temperature), check_non_negative("beta", beta)
         self.warmup_epochs = check_warmup_epochs(warmup_epochs)
         super().__init__(classifier, teacher, **kwargs)
 

@@ -11,6 +11,7 @@ from art_rslad.attacks import RandomInit
 from art_rslad.losses import ard_loss
 from art_rslad.trainers.batches import Batch
 from art_rslad.trainers.distillation import DistillationTrainer
+from art_rslad.trainers.records import check_fraction
 
 
 class AdversarialTrainerARD(DistillationTrainer):
@@ -27,7 +28,6 @@ class AdversarialTrainerARD(DistillationTrainer):
     """
 
     method: ClassVar[str] = "ard"
-    needs_teacher: ClassVar[bool] = True
     attack_random_init: ClassVar[RandomInit] = "uniform"
     default_attack_training_mode: ClassVar[bool] = True
 
@@ -41,14 +41,12 @@ class AdversarialTrainerARD(DistillationTrainer):
         :param tau: Distillation temperature, > 0 (30).
         :param alpha: Weight of the distillation term, in [0, 1] (1: no cross-entropy term).
         :param kwargs: ``eps``, ``eps_step``, ``max_iter``, ``attack``, ``attack_training_mode``, ``seed``,
-            ``verbose``, ``igdm_alpha``, ``weight_averaging``, as in
+            ``verbose``, ``amp_dtype``, ``channels_last``, ``igdm_alpha``, ``weight_averaging``, as in
             :class:`~art_rslad.trainers.base.AdversarialTrainerBase`.
         """
         if tau <= 0:
             raise ValueError(f"`tau` (the distillation temperature) must be > 0, got {tau}.")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"`alpha` must be in [0, 1], got {alpha}.")
-        self.tau, self.alpha = float(tau), float(alpha)
+        self.tau, self.alpha = float(tau), check_fraction("alpha", alpha)
         super().__init__(classifier, teacher, **kwargs)
 
     def hyperparameters(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from torch import nn
 
 from art_rslad.estimators import classifier_like
 from art_rslad.trainers.art import ArtTrainerAdapter
+from art_rslad.trainers.records import check_positive
 
 
 class TemperatureSoftmax(nn.Module):
@@ -81,9 +82,7 @@ class ArtDefensiveDistillation(ArtTrainerAdapter):
         :param temperature: Distillation temperature T > 0 (100 in the paper).
         Other parameters as in :class:`~art_rslad.trainers.art.ArtTrainerAdapter`.
         """
-        if not temperature > 0:
-            raise ValueError(f"`temperature` must be > 0, got {temperature}.")
-        self.temperature = float(temperature)
+        self.temperature = check_positive("temperature", temperature)
         super().__init__(classifier, teacher, **kwargs)
         self.teacher: PyTorchClassifier | None = None
 

@@ -10,6 +10,7 @@ from art.estimators.classification import PyTorchClassifier
 from art_rslad.losses import iad_loss, iad_weights
 from art_rslad.trainers.ard import AdversarialTrainerARD
 from art_rslad.trainers.batches import Batch
+from art_rslad.trainers.records import check_non_negative
 
 #: IAD's warm-up: the introspection weights start at epoch 60 of 200 (AdaIAD's too).
 WARMUP_FRACTION = 60 / 200
@@ -66,12 +67,10 @@ class AdversarialTrainerIAD(AdversarialTrainerARD):
         :param warmup_epochs: Epochs trained with ``w = 1`` before introspection starts, at most ``nb_epochs``;
             None scales IAD's 60 of 200 epochs to the run's ``nb_epochs``.
         :param kwargs: ``eps``, ``eps_step``, ``max_iter``, ``attack``, ``attack_training_mode``, ``seed``,
-            ``verbose``, ``igdm_alpha``, ``weight_averaging``, as in
+            ``verbose``, ``amp_dtype``, ``channels_last``, ``igdm_alpha``, ``weight_averaging``, as in
             :class:`~art_rslad.trainers.base.AdversarialTrainerBase`.
         """
-        if beta < 0:
-            raise ValueError(f"`beta` must be >= 0, got {beta}.")
-        self.beta = float(beta)
+        self.beta = check_non_negative("beta", beta)
         self.warmup_epochs = check_warmup_epochs(warmup_epochs)
         super().__init__(classifier, teacher, tau=tau, alpha=alpha, **kwargs)
 

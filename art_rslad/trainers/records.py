@@ -74,6 +74,27 @@ def check_budget(classifier: PyTorchClassifier, eps: float | None, eps_step: flo
     return float(eps)
 
 
+def check_positive(name: str, value: float) -> float:
+    """``value`` as a float, a ValueError naming ``name`` unless it is > 0."""
+    if not value > 0:
+        raise ValueError(f"`{name}` must be > 0, got {value}.")
+    return float(value)
+
+
+def check_non_negative(name: str, value: float) -> float:
+    """``value`` as a float, a ValueError naming ``name`` unless it is >= 0."""
+    if not value >= 0:
+        raise ValueError(f"`{name}` must be >= 0, got {value}.")
+    return float(value)
+
+
+def check_fraction(name: str, value: float) -> float:
+    """``value`` as a float, a ValueError naming ``name`` unless it is in [0, 1] (a loss term's weight)."""
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1], got {value}.")
+    return float(value)
+
+
 def check_attack(attack: object, classifier: PyTorchClassifier) -> None:
     """A user's training attack must be an ART EvasionAttack built on the student itself."""
     if attack is None:

@@ -10,6 +10,7 @@ from art.estimators.classification import PyTorchClassifier
 from art_rslad.attacks import RandomInit
 from art_rslad.losses import trades_loss
 from art_rslad.trainers.batches import Batch
+from art_rslad.trainers.records import check_non_negative
 from art_rslad.trainers.sat import LabelTrainer
 
 
@@ -44,9 +45,7 @@ class AdversarialTrainerTRADES(LabelTrainer):
             ``verbose``, as in :class:`~art_rslad.trainers.base.AdversarialTrainerBase`. A custom ``attack`` is
             called with the model's natural probabilities as labels.
         """
-        if beta < 0:
-            raise ValueError(f"`beta` must be >= 0, got {beta}.")
-        self.beta = float(beta)
+        self.beta = check_non_negative("beta", beta)
         super().__init__(classifier, teacher, soft_labels=soft_labels, **kwargs)
 
     def hyperparameters(self) -> dict[str, Any]:
