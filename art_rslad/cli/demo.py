@@ -35,6 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--nb-epochs", type=int, default=5, help="Epochs per student (default: 5).")
     parser.add_argument("--test-size", type=int, default=200,
                         help="Test images evaluated, AutoAttack included (default: 200).")
+    parser.add_argument("--black-box", action="store_true",
+                        help="Also the paper's black-box columns: PGD_SAT and CW_inf transferred from the shipped "
+                             "surrogate, and Square (a few minutes more).")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="Device (default: cuda when available, else cpu).")
     parser.add_argument("--quiet", action="store_true", help="No progress bars.")
@@ -45,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     def body() -> int:
         started = time.perf_counter()
         result = demo(args.out, train_size=args.train_size, nb_epochs=args.nb_epochs, test_size=args.test_size,
-                      resume=args.resume, overwrite=args.overwrite, device=args.device, verbose=not args.quiet)
+                      resume=args.resume, overwrite=args.overwrite, device=args.device, verbose=not args.quiet,
+                      black_box=args.black_box)
         print(result.table.to_markdown())
         print("Figures: " + ", ".join(str(path) for path in result.figures))
         print(f"Run folders: {result.out_dir / 'runs'}; finished in {time.perf_counter() - started:.0f} s.")

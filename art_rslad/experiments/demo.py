@@ -9,10 +9,12 @@ from pathlib import Path
 
 from art.estimators.classification import PyTorchClassifier
 
+from art_rslad.evaluation import DEFAULT_ATTACKS
 from art_rslad.experiments.compare import CompareResult, compare
 from art_rslad.experiments.config import Config, get_preset
 from art_rslad.experiments.teachers import list_zoo, load_teacher
 from art_rslad.experiments.train import RunSettings, shared_datasets, train_run
+from art_rslad.report import PAPER_BLACK_BOX_ATTACKS
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ def demo(
     overwrite: bool = False,
     device: str | None = None,
     verbose: bool = True,
+    black_box: bool = False,
 ) -> CompareResult:
     """On Fashion-MNIST, distil an RSLAD student and train a SAT student from the same start, then evaluate both
     checkpoints of each under every white-box attack of the paper, AutoAttack included.
@@ -73,11 +76,14 @@ def demo(
     ``train_size`` training images, the shipped teacher (or a quick one, see :func:`demo_teacher`), and the first
     ``test_size`` test images. The compare lands in ``out_dir/compare`` (table and figures), a trained teacher in
     ``out_dir/teacher`` (``teacher_train_size`` images, ``teacher_nb_epochs`` epochs; only without a shipped one).
+    ``black_box`` adds the paper's black-box columns: PGD_SAT and CW_inf transferred from the preset's shipped
+    surrogate (a robust model of another architecture than the teacher) and the query-based Square attack.
     """
     folder = Path(out_dir)
     config = dataclasses.replace(get_preset("fashion-mnist"), nb_epochs=nb_epochs)
-    settings = RunSettings(train_size=train_size, val_size=val_size, test_size=test_size, device=device,
-                           verbose=verbose, resume=resume, overwrite=overwrite)
+    attacks = (*DEFAULT_ATTACKS, *PAPER_BLACK_BOX_ATTACKS) if black_box else DEFAULT_ATTACKS
+    settings = RunSettings(train_size=train_size, val_size=val_size, test_size=test_size, attacks=attacks,
+                           device=device, verbose=verbose, resume=resume, overwrite=overwrite)
     with shared_datasets():
         teacher, source = demo_teacher(config, folder / "teacher",
                                        dataclasses.replace(settings, train_size=teacher_train_size),
