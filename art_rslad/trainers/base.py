@@ -36,6 +36,7 @@ from art_rslad.attacks import (
 from art_rslad.checkpoint import load_checkpoint, save_atomic
 from art_rslad.distributed import World, current_world
 from art_rslad.estimators import check_classifier, clip_range, forward_logits, model_modes
+from art_rslad.evaluation.evaluate import show_progress
 from art_rslad.trainers.averaging import WeightAveraging, make_averager
 from art_rslad.trainers.batches import Batch, BatchSource, array_batches, generator_batches_of, teacher_probs_once
 from art_rslad.trainers.ddp import sync_buffers, wrap_student
@@ -112,7 +113,7 @@ class AdversarialTrainerBase(RecordedTrainer):
         :param attack_training_mode: Student in train mode (True) or eval mode (False) while the attack runs;
             None follows the method's paper.
         :param seed: Seed of the batch order, the attack's random starts and the validation attack.
-        :param verbose: Show progress bars.
+        :param verbose: Show progress bars (on a terminal or in a notebook; in a log file the epoch lines only).
         :param amp_dtype: ``torch.bfloat16`` runs the forward passes of the attack, the loss, the teacher and
             validation under autocast (logits and losses stay float32); None (default) keeps float32. For GPUs.
         :param channels_last: Convert the student and teacher to channels_last memory format (in place) and feed
@@ -313,7 +314,7 @@ class AdversarialTrainerBase(RecordedTrainer):
         self._ddp = wrap_student(self._classifier, self.teacher, world, config, scheduler)
         run = _Run(source, self.nb_epochs, validation_data, scheduler, config,
                    None if checkpoint_dir is None or not world.is_main else Path(checkpoint_dir),
-                   checkpoint_interval, world, self.verbose and world.is_main)
+                   checkpoint_interval, world, show_progress(self.verbose and world.is_main))
         start_epoch, start_batch, totals = 0, 0, [0.0, 0.0, 0]
         if resume_from is not None:
             start_epoch, start_batch, totals = self._resume(resume_from, config, scheduler)
