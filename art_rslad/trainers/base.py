@@ -49,6 +49,7 @@ from art_rslad.trainers.records import (
     check_budget,
     validation_attack,
 )
+from art_rslad.trainers.summary import SummaryWriterOption, epoch_summary
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class AdversarialTrainerBase(RecordedTrainer):
         amp_dtype: torch.dtype | None = None,
         channels_last: bool = False,
         weight_averaging: str | WeightAveraging | None = None,
+        summary_writer: SummaryWriterOption = None,
     ) -> None:
         """
         :param classifier: The student, an ART PyTorchClassifier with an optimizer and clip_values; trained in place.
@@ -122,6 +124,8 @@ class AdversarialTrainerBase(RecordedTrainer):
             mean per epoch, BatchNorm statistics recomputed), a configured :class:`~art_rslad.trainers.averaging.EMA`
             or :class:`~art_rslad.trainers.averaging.SWA`, or None (default: no averaging). Validation, the best
             checkpoint and the student after ``fit`` use the averaged weights; the live weights keep training.
+        :param summary_writer: Each epoch's record as TensorBoard scalars: True (the ``runs/`` folder), a log folder,
+            or a ``SummaryWriter``; None (default) writes none. Needs the extra ``art-rslad[tensorboard]``.
         """
         super().__init__(classifier)
         if self.needs_teacher and teacher is None:
@@ -145,6 +149,7 @@ class AdversarialTrainerBase(RecordedTrainer):
             self.default_attack_training_mode if attack_training_mode is None else bool(attack_training_mode)
         )
         self.averager = make_averager(weight_averaging)
+        self._summary = epoch_summary(summary_writer)
         self._user_attack = attack  # recorded with the budget it really runs with
         self.attack: EvasionAttack | None = None
         if self.uses_attack:
@@ -387,6 +392,8 @@ class AdversarialTrainerBase(RecordedTrainer):
             self._save(run.folder / "best.pt", run, epoch + 1, 0, [0.0, 0.0, 0])
         record["seconds"] = time.perf_counter() - started
         self._append_record(record, run.nb_epochs)
+        if self._summary is not None and run.world.is_main:
+            self._summary.write(record)
         if run.folder is not None:
             self._save(run.folder / "last.pt", run, epoch + 1, 0, [0.0, 0.0, 0])
             self._write_metrics(run.folder)
