@@ -257,10 +257,10 @@ def settings_notes(config: Mapping[str, Any], milestones: Sequence[int], methods
     method_lr = config["method_lr"]
     return [
         f"Accuracy (%) on the first {nb_test} {config['dataset']} test images, L-inf eps {config['eps']:.4g}. "
-        f"Student {config['student']}; teacher {teacher_source or 'none'}; {config['nb_epochs']} epochs, batch "
-        f"{batch}, SGD momentum {config['momentum']}, weight decay {config['weight_decay']}, lr x"
-        f"{config['lr_gamma']} after epochs {list(milestones)}; training PGD eps_step {config['eps_step']:.4g}, "
-        f"{config['max_iter']} steps; {train_size or 'all'} training images.",
+        f"Student {config['student']}; teacher {teacher_source or 'none'}; {_count(config['nb_epochs'], 'epoch')}, "
+        f"batch {batch}, SGD momentum {config['momentum']}, weight decay {config['weight_decay']}, "
+        f"{_lr_schedule(config['lr_gamma'], milestones)}; training PGD eps_step {config['eps_step']:.4g}, "
+        f"{_count(config['max_iter'], 'step')}; {train_size or 'all'} training images.",
         "Learning rate per method: " + ", ".join(
             f"{m} {method_lr.get(m, config['lr']):g}" + ("" if m in method_lr else
                                                          " (the config's lr; not in method_lr)")
@@ -289,6 +289,17 @@ def black_box_note(attacks: Sequence[str], surrogate: str | None) -> list[str]:
     if "square" in attacks:
         parts.append("Square = ART's SquareAttack, which only queries the student's predictions")
     return ["Black-box attacks: " + "; ".join(parts) + "."] if parts else []
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def _lr_schedule(gamma: float, milestones: Sequence[int]) -> str:
+    if not milestones:
+        return "constant lr"
+    after = ", ".join(str(epoch) for epoch in milestones)
+    return f"lr x{gamma} after epoch{'' if len(milestones) == 1 else 's'} {after}"
 
 
 def training_time_note(histories: Mapping[str, Sequence[Sequence[Mapping[str, float]]]]) -> str:

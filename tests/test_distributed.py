@@ -190,12 +190,19 @@ def _interrupted_at(call: int) -> Iterator[None]:
         AdversarialTrainerBase._train_step = original  # type: ignore[method-assign]
 
 
+class _Terminal(io.StringIO):
+    """Progress bars show on a terminal only: the captured stderr says it is one."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 def _worker(rank: int, folder: Path, port: int) -> None:
     """One rank of the two-process session; writes ``result_rank<r>.pt`` (the test's own file)."""
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                        "LOCAL_RANK": str(rank), "WORLD_SIZE": str(WORLD_SIZE)})
     torch.set_num_threads(1)
-    log, progress = io.StringIO(), io.StringIO()
+    log, progress = io.StringIO(), _Terminal()
     package_logger = logging.getLogger("art_rslad")
     package_logger.setLevel(logging.INFO)
     package_logger.addHandler(logging.StreamHandler(log))

@@ -92,6 +92,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="Device (default: cuda when available, else cpu).")
     parser.add_argument("--quiet", action="store_true", help="No progress bars.")
+    parser.add_argument("--tensorboard", type=Path, metavar="DIR",
+                        help="Also write each epoch's metrics as TensorBoard events, one subfolder per run "
+                             "(DIR/<method>-seed-<seed>); needs pip install 'art-rslad[tensorboard]'.")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -105,7 +108,8 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
     return RunSettings(train_size=args.train_size, val_size=args.val_size, test_size=args.test_size,
                        attacks=tuple(args.attacks), student_options=dict(args.student_option),
                        checkpoint_interval=args.checkpoint_interval, device=args.device, data_root=args.data_root,
-                       resume=args.resume, overwrite=args.overwrite, verbose=not args.quiet)
+                       resume=args.resume, overwrite=args.overwrite, verbose=not args.quiet,
+                       tensorboard=args.tensorboard)
 
 
 def guarded(command: str, body: Callable[[], int]) -> int:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from time import perf_counter
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 from art.estimators.classification import PyTorchClassifier
 from art.estimators.classification.classifier import ClassifierMixin
+from tqdm import autonotebook, std
 from tqdm.auto import tqdm
 
 from art_rslad.estimators import check_classifier, clip_range, model_modes
@@ -154,6 +156,12 @@ def _restore(state_path: Path | None, fresh: RobustnessReport,
     return fresh, False
 
 
+def show_progress(verbose: bool) -> bool:
+    """Progress bars only where they redraw in place: a terminal or a notebook. In a log file or CI they would pile
+    up carriage returns; there the log's line per epoch and per attack stands in for them."""
+    return verbose and (sys.stderr.isatty() or autonotebook.tqdm is not std.tqdm)  # not std: a notebook's
+
+
 def _run_attack(
     name: str, prepared: PreparedAttack, whole_set: bool, classifier: Any, x: np.ndarray, labels: np.ndarray,
     batch_size: int, verbose: bool,
@@ -243,7 +251,7 @@ def evaluate_robustness(
     with model_modes(*[(model, False) for model in models]):  # predict sets eval mode and never restores it
         _check_outputs(classifier, x)
     context = AttackContext(classifier=classifier, eps=float(eps), batch_size=batch_size, seed=seed,
-                            n_queries=n_queries, surrogate=surrogate, verbose=verbose)
+                            n_queries=n_queries, surrogate=surrogate, verbose=show_progress(verbose))
     path = None if state_path is None else Path(state_path)
     _check_state_path(path)
     fingerprint = _fingerprint(x, labels, {"eps": float(eps), "seed": seed, "n_queries": n_queries})

@@ -61,6 +61,7 @@ from art_rslad.experiments.teachers import ModelCard, load_teacher, package_vers
 from art_rslad.experiments.variants import MethodSpec, parse_method
 from art_rslad.models import count_parameters, create_model, make_classifier, resolve_device
 from art_rslad.report import build_table, plot_curves, plot_table_bars, settings_notes
+from art_rslad.trainers.base import AdversarialTrainerBase
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class RunSettings:
         folder must hold a run of the same method, config and settings.
     :param overwrite: Replace a run (or the files a run writes) already in the folder.
     :param verbose: Progress bars.
+    :param tensorboard: Also write each epoch's record as TensorBoard events into ``<tensorboard>/<method>-seed-<seed>``
+        (needs ``art-rslad[tensorboard]``; the shared loop's methods only). None: none.
     """
 
     train_size: int | None = None
@@ -96,6 +99,7 @@ class RunSettings:
     resume: bool = False
     overwrite: bool = False
     verbose: bool = True
+    tensorboard: str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
         for name in ("train_size", "val_size", "test_size"):
@@ -365,7 +369,8 @@ def _run_identity(config: Config, spec: MethodSpec, settings: RunSettings,
 
 
 def _build_trainer(config: Config, spec: MethodSpec, identity: Mapping[str, Any], teacher: PyTorchClassifier | None,
-                   device: str, verbose: bool) -> tuple[PyTorchClassifier, Any, list[torch.optim.Optimizer]]:
+                   device: str, verbose: bool, summary_writer: str | None = None
+                   ) -> tuple[PyTorchClassifier, Any, list[torch.optim.Optimizer]]:
     """The seeded student classifier, its trainer, and the optimizers besides the student's (PeerAiD's peer).
 
     A peer is the student's architecture with the student's options and optimizer settings, initialised right after
@@ -381,7 +386,8 @@ def _build_trainer(config: Config, spec: MethodSpec, identity: Mapping[str, Any]
     networks_argument = {"teacher": teacher} if method.needs_teacher else {"peer": peers[0]} if peers else {}
     trainer = method.trainer(classifier, **networks_argument, eps=config.eps,  # type: ignore[call-arg]
                              eps_step=config.eps_step, max_iter=config.max_iter, seed=config.seed, verbose=verbose,
-                             **identity["trainer_options"])
+                             **identity["trainer_options"],
+                             **({} if summary_writer is None else {"summary_writer": summary_writer}))
     return classifier, trainer, [peer.optimizer for peer in peers]
 
 
@@ -404,6 +410,16 @@ def _fit(trainer: Any, classifier: PyTorchClassifier, config: Config, data: _Dat
         raise OSError(error.errno or errno.EIO, f"Writing a checkpoint into {folder} failed ({error}); the "
                       "previous last.pt and best.pt are intact. Free disk space and continue with --resume "
                       "(resume=True).") from error
+
+
+def _summary_folder(settings: RunSettings, name: str, seed: int, trainer: type) -> str | None:
+    """The run's TensorBoard folder (None: not asked, or an ART trainer, which records no events)."""
+    if settings.tensorboard is None:
+        return None
+    if not issubclass(trainer, AdversarialTrainerBase):
+        logger.warning("%s runs ART's own trainer: no TensorBoard events for it", name)
+        return None
+    return os.fspath(Path(settings.tensorboard) / f"{name}-seed-{seed}")
 
 
 def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rslad",
@@ -455,7 +471,9 @@ def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rs
         logger.info("%s run %s in %s (%s)", "Resuming" if settings.resume else "Starting", spec.name, folder,
                     device)
         data = _load_data(config, settings)
-        classifier, trainer, others = _build_trainer(config, spec, identity, teacher, device, settings.verbose)
+        summary_folder = _summary_folder(settings, spec.name, config.seed, registered.trainer)
+        classifier, trainer, others = _build_trainer(config, spec, identity, teacher, device, settings.verbose,
+                                                     summary_folder)
         resume_from = folder / "last.pt" if settings.resume and has_last else None  # every rank loads this file
         if settings.resume and resume_from is None:
             logger.info("No last.pt in %s yet: training starts from the first epoch", folder)

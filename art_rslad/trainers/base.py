@@ -36,6 +36,7 @@ from art_rslad.attacks import (
 from art_rslad.checkpoint import load_checkpoint, save_atomic
 from art_rslad.distributed import World, current_world
 from art_rslad.estimators import check_classifier, clip_range, forward_logits, model_modes
+from art_rslad.evaluation.evaluate import show_progress
 from art_rslad.trainers.averaging import WeightAveraging, make_averager
 from art_rslad.trainers.batches import Batch, BatchSource, array_batches, generator_batches_of, teacher_probs_once
 from art_rslad.trainers.ddp import sync_buffers, wrap_student
@@ -48,6 +49,7 @@ from art_rslad.trainers.records import (
     check_budget,
     validation_attack,
 )
+from art_rslad.trainers.summary import SummaryWriterOption, epoch_summary
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +101,7 @@ class AdversarialTrainerBase(RecordedTrainer):
         amp_dtype: torch.dtype | None = None,
         channels_last: bool = False,
         weight_averaging: str | WeightAveraging | None = None,
+        summary_writer: SummaryWriterOption = None,
     ) -> None:
         """
         :param classifier: The student, an ART PyTorchClassifier with an optimizer and clip_values; trained in place.
@@ -112,7 +115,7 @@ class AdversarialTrainerBase(RecordedTrainer):
         :param attack_training_mode: Student in train mode (True) or eval mode (False) while the attack runs;
             None follows the method's paper.
         :param seed: Seed of the batch order, the attack's random starts and the validation attack.
-        :param verbose: Show progress bars.
+        :param verbose: Show progress bars (on a terminal or in a notebook; in a log file the epoch lines only).
         :param amp_dtype: ``torch.bfloat16`` runs the forward passes of the attack, the loss, the teacher and
             validation under autocast (logits and losses stay float32); None (default) keeps float32. For GPUs.
         :param channels_last: Convert the student and teacher to channels_last memory format (in place) and feed
@@ -121,6 +124,8 @@ class AdversarialTrainerBase(RecordedTrainer):
             mean per epoch, BatchNorm statistics recomputed), a configured :class:`~art_rslad.trainers.averaging.EMA`
             or :class:`~art_rslad.trainers.averaging.SWA`, or None (default: no averaging). Validation, the best
             checkpoint and the student after ``fit`` use the averaged weights; the live weights keep training.
+        :param summary_writer: Each epoch's record as TensorBoard scalars: True (the ``runs/`` folder), a log folder,
+            or a ``SummaryWriter``; None (default) writes none. Needs the extra ``art-rslad[tensorboard]``.
         """
         super().__init__(classifier)
         if self.needs_teacher and teacher is None:
@@ -144,6 +149,7 @@ class AdversarialTrainerBase(RecordedTrainer):
             self.default_attack_training_mode if attack_training_mode is None else bool(attack_training_mode)
         )
         self.averager = make_averager(weight_averaging)
+        self._summary = epoch_summary(summary_writer)
         self._user_attack = attack  # recorded with the budget it really runs with
         self.attack: EvasionAttack | None = None
         if self.uses_attack:
@@ -313,7 +319,7 @@ class AdversarialTrainerBase(RecordedTrainer):
         self._ddp = wrap_student(self._classifier, self.teacher, world, config, scheduler)
         run = _Run(source, self.nb_epochs, validation_data, scheduler, config,
                    None if checkpoint_dir is None or not world.is_main else Path(checkpoint_dir),
-                   checkpoint_interval, world, self.verbose and world.is_main)
+                   checkpoint_interval, world, show_progress(self.verbose and world.is_main))
         start_epoch, start_batch, totals = 0, 0, [0.0, 0.0, 0]
         if resume_from is not None:
             start_epoch, start_batch, totals = self._resume(resume_from, config, scheduler)
@@ -386,6 +392,8 @@ class AdversarialTrainerBase(RecordedTrainer):
             self._save(run.folder / "best.pt", run, epoch + 1, 0, [0.0, 0.0, 0])
         record["seconds"] = time.perf_counter() - started
         self._append_record(record, run.nb_epochs)
+        if self._summary is not None and run.world.is_main:
+            self._summary.write(record)
         if run.folder is not None:
             self._save(run.folder / "last.pt", run, epoch + 1, 0, [0.0, 0.0, 0])
             self._write_metrics(run.folder)
