@@ -32,6 +32,7 @@ from art_rslad.experiments.folders import (
     COMPARE_FORMAT,
     FIGURES,
     RunResult,
+    held,
     log_to,
     prepare_folder,
     run_folder,
@@ -128,30 +129,31 @@ def compare(config: Config, out_dir: str | os.PathLike[str], methods: Sequence[s
         teacher = load_config_teacher(config, settings.device)
     if world.is_distributed:  # ranks started with other settings or teacher weights: nothing is written
         check_agreement(world, {**shared, "teacher": None if teacher is None else teacher_fingerprint(teacher)})
-    started = on_main(world, _start_compare, folder, shared, methods, seeds, settings)
-    runs: dict[tuple[str, int], RunResult] = {}
-    with log_to(folder / "compare.log") if world.is_main else contextlib.nullcontext(), shared_datasets():
-        for seed in seeds:
-            for method in methods:
-                run_dir = run_folder(folder, method, seed)
-                logger.info("compare: %s, seed %d -> %s", method, seed, run_dir)
-                run_settings = dataclasses.replace(settings, resume=(method, seed) in started, overwrite=False)
-                runs[(method, seed)] = train_run(dataclasses.replace(config, seed=seed), run_dir, method,
-                                                 run_settings, teacher=teacher)
-        histories = {method: [runs[(method, seed)].history for seed in seeds] for method in methods}
-        table = build_table(
-            {method: {name: [runs[(method, seed)].accuracy[name] for seed in seeds] for name in CHECKPOINTS}
-             for method in methods},
-            attacks=settings.attacks,
-            notes=[*run_notes(config, methods, config.teacher.source, settings.train_size,
-                              min(result.nb_test for result in runs.values())),
-                   f"Seeds: {', '.join(map(str, seeds))}; mean ± sample std over seeds.",
-                   training_time_note(histories),
-                   *fixed_settings_notes({method: _fixed_settings(method) for method in methods})],
-        )
-        figures = on_main(world, _write_comparison, folder, table, histories)
-        logger.info("Comparison written to %s", folder / "comparison.md")
-    return CompareResult(folder, runs, table, figures)
+    with held(world, folder):  # its runs lie inside it; each run also holds its own folder
+        started = on_main(world, _start_compare, folder, shared, methods, seeds, settings)
+        runs: dict[tuple[str, int], RunResult] = {}
+        with log_to(folder / "compare.log") if world.is_main else contextlib.nullcontext(), shared_datasets():
+            for seed in seeds:
+                for method in methods:
+                    run_dir = run_folder(folder, method, seed)
+                    logger.info("compare: %s, seed %d -> %s", method, seed, run_dir)
+                    run_settings = dataclasses.replace(settings, resume=(method, seed) in started, overwrite=False)
+                    runs[(method, seed)] = train_run(dataclasses.replace(config, seed=seed), run_dir, method,
+                                                     run_settings, teacher=teacher)
+            histories = {method: [runs[(method, seed)].history for seed in seeds] for method in methods}
+            table = build_table(
+                {method: {name: [runs[(method, seed)].accuracy[name] for seed in seeds] for name in CHECKPOINTS}
+                 for method in methods},
+                attacks=settings.attacks,
+                notes=[*run_notes(config, methods, config.teacher.source, settings.train_size,
+                                  min(result.nb_test for result in runs.values())),
+                       f"Seeds: {', '.join(map(str, seeds))}; mean ± sample std over seeds.",
+                       training_time_note(histories),
+                       *fixed_settings_notes({method: _fixed_settings(method) for method in methods})],
+            )
+            figures = on_main(world, _write_comparison, folder, table, histories)
+            logger.info("Comparison written to %s", folder / "comparison.md")
+        return CompareResult(folder, runs, table, figures)
 
 
 def _fixed_settings(method: str) -> dict[str, str]:

@@ -28,7 +28,9 @@ from typing import Any
 import torch
 
 from art_rslad.checkpoint import load_checkpoint, load_file, write_text_atomic
+from art_rslad.distributed import World, on_main
 from art_rslad.experiments.config import Config
+from art_rslad.experiments.lock import LOCK_NAME, FolderLock
 from art_rslad.experiments.variants import SEPARATOR
 from art_rslad.report import CHECKPOINTS
 
@@ -167,18 +169,19 @@ def prepare_folder(folder: Path, marker: str, identity: dict[str, Any], *, resum
     if resume:
         if not marker_path.is_file():
             raise ValueError(f"Nothing to resume in {folder}: it holds no {marker}. Start the run without "
-                             "--resume (resume=False).")
+                             "resume=True.")
         saved = read_json(marker_path)
         differences = _differences(_comparable(saved.get("identity")), _comparable(identity))
         if differences:
             raise ValueError(f"Cannot resume: {folder} holds a different run ("
-                             + "; ".join(differences[:8]) + "). Use another folder, or --overwrite to replace it.")
+                             + "; ".join(differences[:8]) + "). Use another folder, or overwrite=True to replace it.")
         return saved
-    existing = sorted(path.name for path in folder.iterdir() if not path.name.startswith(".write-test-"))
+    existing = sorted(path.name for path in folder.iterdir()
+                      if path.name != LOCK_NAME and not path.name.startswith(".write-test-"))
     if existing and not overwrite:
         what = "a run" if marker_path.is_file() else f"other files ({', '.join(existing[:5])})"
-        raise FileExistsError(f"{folder} already holds {what}. Pass --resume (resume=True) to continue it, "
-                              "--overwrite (overwrite=True) to replace it, or choose another folder.")
+        raise FileExistsError(f"{folder} already holds {what}. Pass resume=True to continue it, "
+                              "overwrite=True to replace it, or choose another folder.")
     if overwrite:
         for name in owned:
             (folder / name).unlink(missing_ok=True)
@@ -186,6 +189,24 @@ def prepare_folder(folder: Path, marker: str, identity: dict[str, Any], *, resum
             if (folder / name).is_dir():
                 shutil.rmtree(folder / name)
     return None
+
+
+@contextlib.contextmanager
+def held(world: World, folder: Path, argument: str = "out_dir") -> Iterator[None]:
+    """Hold ``folder``'s :class:`~art_rslad.experiments.lock.FolderLock` on rank 0 for the block (the other ranks
+    write nothing); every rank raises when the folder cannot be written or another process holds it."""
+    lock = FolderLock(folder, argument)
+
+    def take() -> None:
+        check_writable(folder, argument)
+        lock.__enter__()
+
+    on_main(world, take)
+    try:
+        yield
+    finally:
+        if world.is_main:
+            lock.__exit__(None, None, None)
 
 
 @contextlib.contextmanager
@@ -240,5 +261,5 @@ def checkpoint_weights(out_dir: str | os.PathLike[str], checkpoint: str) -> dict
 
 
 __all__ = ["COMPARE_FILES", "COMPARE_FORMAT", "FIGURES", "LATER_CONFIG_KEYS", "METHOD_FILES", "PROSE_KEYS", "RUNS",
-           "RUN_FILES", "RUN_FORMAT", "RUN_STATES", "RunResult", "check_writable", "checkpoint_weights", "load_run",
-           "log_to", "prepare_folder", "read_json", "run_folder", "write_json"]
+           "RUN_FILES", "RUN_FORMAT", "RUN_STATES", "RunResult", "check_writable", "checkpoint_weights", "held",
+           "load_run", "log_to", "prepare_folder", "read_json", "run_folder", "write_json"]

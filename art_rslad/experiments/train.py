@@ -52,6 +52,7 @@ from art_rslad.experiments.folders import (
     RUN_FORMAT,
     RUN_STATES,
     RunResult,
+    held,
     load_run,
     log_to,
     prepare_folder,
@@ -402,8 +403,22 @@ def _fit(trainer: Any, classifier: PyTorchClassifier, config: Config, data: _Dat
             trainer.fit_generator(generator, **options)
     except OSError as error:
         raise OSError(error.errno or errno.EIO, f"Writing a checkpoint into {folder} failed ({error}); the "
-                      "previous last.pt and best.pt are intact. Free disk space and continue with --resume "
-                      "(resume=True).") from error
+                      "previous last.pt and best.pt are intact. Free disk space and continue with "
+                      "resume=True.") from error
+
+
+def check_resumable(last: Path) -> None:
+    """Refuse a ``last.pt`` that cannot be read, saying how the run can go on: from ``best.pt`` (an epoch-end
+    checkpoint with the full optimizer state) where there is one, or from scratch with ``overwrite=True``."""
+    try:
+        load_checkpoint(last)
+    except ValueError as error:
+        best = last.with_name("best.pt")
+        way = (f"The run can continue from {best.name} (an epoch-end checkpoint with the full optimizer state, "
+               f"saved at the best epoch): replace {last.name} by a copy of it and run again with resume=True; "
+               "the epochs after it are trained again. Or start the run again with overwrite=True."
+               if best.is_file() else "Start the run again with overwrite=True.")
+        raise ValueError(f"Cannot resume from {last}: {error} {way}") from error
 
 
 def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rslad",
@@ -445,6 +460,14 @@ def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rs
         teacher = load_config_teacher(config, device)
     identity = _run_identity(config, spec, settings, trainer_options, teacher)
     check_agreement(world, identity)  # ranks started with other settings or teacher weights: nothing is written
+    with held(world, folder):  # a second process on this folder is refused before anything in it changes
+        return _train_held(config, spec, folder, identity, settings, method_settings, teacher, device, world)
+
+
+def _train_held(config: Config, spec: MethodSpec, folder: Path, identity: dict[str, Any], settings: RunSettings,
+                method_settings: Mapping[str, Any], teacher: PyTorchClassifier | None, device: str,
+                world: World) -> RunResult:
+    """The body of :func:`train_run`, run while the folder's lock is held."""
     marker, has_last = on_main(world, _start_run, folder, identity, config, settings, method_settings)
     if marker.get("status") == "finished":
         logger.info("%s: the run is already finished; its results are read back", folder)
@@ -457,6 +480,8 @@ def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rs
         data = _load_data(config, settings)
         classifier, trainer, others = _build_trainer(config, spec, identity, teacher, device, settings.verbose)
         resume_from = folder / "last.pt" if settings.resume and has_last else None  # every rank loads this file
+        if resume_from is not None:
+            check_resumable(resume_from)
         if settings.resume and resume_from is None:
             logger.info("No last.pt in %s yet: training starts from the first epoch", folder)
         _fit(trainer, classifier, config, data, folder, resume_from, settings.checkpoint_interval, others)

@@ -20,7 +20,9 @@ from typing import Any
 
 from art.estimators.classification import PyTorchClassifier
 
+from art_rslad.distributed import current_world
 from art_rslad.experiments.config import PRESET_LR_FAMILIES, Config
+from art_rslad.experiments.folders import held
 from art_rslad.experiments.train import RunSettings, load_config_teacher, train_run
 from art_rslad.experiments.variants import SEPARATOR, method_name, parse_method
 from art_rslad.trainers.registry import METHODS
@@ -76,23 +78,25 @@ def select_learning_rates(
     same = previous.get("settings") == settings
     scores: dict[str, dict[str, float]] = dict(previous.get("val_pgd", {})) if same else {}
     chosen: dict[str, float] = dict(previous.get("chosen", {})) if same else {}
-    for method in methods:
-        scores[method] = {}
-        for lr in grid:
-            run_dir = folder / method / f"lr-{lr:g}"
-            run_settings = RunSettings(train_size=train_size, val_size=val_size, test_size=100, attacks=("clean",),
-                                       checkpoint_interval=0, device=device, verbose=verbose,
-                                       resume=(run_dir / "run.json").is_file())
-            run = train_run(_short_config(config, method, int(nb_epochs), lr), run_dir, method, run_settings,
-                            teacher=teacher,
-                            trainer_options=options.get(method))
-            scores[method][f"{lr:g}"] = max(record["val_pgd"] for record in run.history)
-            logger.info("tune %s lr %g: best validation PGD-10 accuracy %.4f", method, lr, scores[method][f"{lr:g}"])
-        chosen[method] = max(grid, key=lambda lr, m=method: (scores[m][f"{lr:g}"], -lr))
-        result = {"rule": RULE, "chosen": chosen, "val_pgd": scores, "settings": settings}
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "tuning.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return result
+    with held(current_world(), folder, "out_dir"):
+        for method in methods:
+            scores[method] = {}
+            for lr in grid:
+                run_dir = folder / method / f"lr-{lr:g}"
+                run_settings = RunSettings(train_size=train_size, val_size=val_size, test_size=100, attacks=("clean",),
+                                           checkpoint_interval=0, device=device, verbose=verbose,
+                                           resume=(run_dir / "run.json").is_file())
+                run = train_run(_short_config(config, method, int(nb_epochs), lr), run_dir, method, run_settings,
+                                teacher=teacher,
+                                trainer_options=options.get(method))
+                scores[method][f"{lr:g}"] = max(record["val_pgd"] for record in run.history)
+                logger.info("tune %s lr %g: best validation PGD-10 accuracy %.4f", method, lr,
+                            scores[method][f"{lr:g}"])
+            chosen[method] = max(grid, key=lambda lr, m=method: (scores[m][f"{lr:g}"], -lr))
+            result = {"rule": RULE, "chosen": chosen, "val_pgd": scores, "settings": settings}
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "tuning.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        return result
 
 
 def _check_input(config: Config, grid: Sequence[float], methods: Sequence[str],
