@@ -118,6 +118,8 @@ def compare(config: Config, out_dir: str | os.PathLike[str], methods: Sequence[s
     :param teacher: The teacher (default: loaded once from ``config.teacher.source`` when a method needs one).
     """
     settings = RunSettings() if settings is None else settings
+    if not settings.test_size:
+        raise ValueError("`test_size` must be >= 1 in a compare: its table is the runs' test accuracy.")
     methods, seeds = _check_methods_and_seeds(config, methods, seeds)
     folder = Path(out_dir)
     shared = {"config": dataclasses.replace(config, seed=0).to_dict(), **settings.recorded(),

@@ -238,10 +238,14 @@ def load_run(out_dir: str | os.PathLike[str]) -> RunResult:
         raise ValueError(f"The run in {folder} is not finished (status {marker.get('status')!r}); continue it "
                          "with resume=True.")
     identity = marker["identity"]
-    history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-               if line.strip()]
-    return RunResult(folder, identity["method"], Config.from_dict(identity["config"]), history,
+    return RunResult(folder, identity["method"], Config.from_dict(identity["config"]), load_run_history(folder),
                      int(marker["best_epoch"]), marker["accuracy"], int(marker["nb_test"]))
+
+
+def load_run_history(folder: Path) -> list[dict[str, float]]:
+    """The per-epoch records of the run in ``folder`` (its ``metrics.jsonl``), every session's."""
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+            if line.strip()]
 
 
 def checkpoint_weights(out_dir: str | os.PathLike[str], checkpoint: str) -> dict[str, torch.Tensor]:
@@ -262,4 +266,4 @@ def checkpoint_weights(out_dir: str | os.PathLike[str], checkpoint: str) -> dict
 
 __all__ = ["COMPARE_FILES", "COMPARE_FORMAT", "FIGURES", "LATER_CONFIG_KEYS", "METHOD_FILES", "PROSE_KEYS", "RUNS",
            "RUN_FILES", "RUN_FORMAT", "RUN_STATES", "RunResult", "check_writable", "checkpoint_weights", "held",
-           "load_run", "log_to", "prepare_folder", "read_json", "run_folder", "write_json"]
+           "load_run", "load_run_history", "log_to", "prepare_folder", "read_json", "run_folder", "write_json"]

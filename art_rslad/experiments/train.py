@@ -54,6 +54,7 @@ from art_rslad.experiments.folders import (
     RunResult,
     held,
     load_run,
+    load_run_history,
     log_to,
     prepare_folder,
     write_json,
@@ -74,7 +75,9 @@ class RunSettings:
 
     :param train_size: Train on the first this many images of the training split (None: all).
     :param val_size: Validation images attacked after each epoch to pick the best epoch (None: the whole split).
-    :param test_size: Test images evaluated (the first ones of the test set).
+    :param test_size: Test images evaluated (the first ones of the test set); 0: no test evaluation at all (the
+        test set is not loaded, no ``eval_*`` report is written, ``attacks`` is cleared and the run's accuracy is
+        empty), for runs that must not look at the test set, such as tuning's.
     :param attacks: Evaluation attacks (default: the paper's table, ``clean`` ... ``autoattack``).
     :param student_options: Options of the student architecture (e.g. ``{"width": 8}`` for ``cnn-small``).
     :param checkpoint_interval: Also write ``last.pt`` every this many batches (0: only at epoch ends).
@@ -99,13 +102,15 @@ class RunSettings:
     verbose: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("train_size", "val_size", "test_size"):
+        for name in ("train_size", "val_size"):
             size = getattr(self, name)
             if size is not None and (isinstance(size, bool) or int(size) != size or size < 1):
                 raise ValueError(f"`{name}` must be a positive integer or None (all), got {size!r}.")
+        if isinstance(self.test_size, bool) or int(self.test_size) != self.test_size or self.test_size < 0:
+            raise ValueError(f"`test_size` must be an integer >= 0 (0: no test evaluation), got {self.test_size!r}.")
         if self.checkpoint_interval < 0:
             raise ValueError(f"`checkpoint_interval` must be >= 0, got {self.checkpoint_interval}.")
-        object.__setattr__(self, "attacks", tuple(self.attacks))
+        object.__setattr__(self, "attacks", tuple(self.attacks) if self.test_size else ())
         object.__setattr__(self, "student_options", dict(self.student_options))
 
     def recorded(self) -> dict[str, Any]:
@@ -226,8 +231,9 @@ def _load_split(name: str, split: str, root: str | os.PathLike[str] | None) -> t
 def _load_data(config: Config, settings: RunSettings) -> _Data:
     x, y = _load_split(config.dataset, "train", settings.data_root)
     x_train, y_train, x_val, y_val = train_val_split(x, y, config.val_fraction, config.seed)
-    x_test, y_test = _load_split(config.dataset, "test", settings.data_root)
-    train, val, test = settings.train_size, settings.val_size, settings.test_size
+    test = settings.test_size
+    x_test, y_test = _load_split(config.dataset, "test", settings.data_root) if test else (x[:0], y[:0])
+    train, val = settings.train_size, settings.val_size
     return _Data(x_train[:train], y_train[:train], x_val[:val], y_val[:val], x_test[:test], y_test[:test])
 
 
@@ -282,7 +288,10 @@ def _evaluate_checkpoints(classifier: PyTorchClassifier, folder: Path, best: Sta
                           data: _Data, config: Config, settings: RunSettings,
                           world: World) -> dict[str, dict[str, float]]:
     """Evaluate the best and last weights (held in memory); when both are the same (the last epoch was the best)
-    once."""
+    once; not at all when ``settings.test_size`` is 0 (empty accuracies)."""
+    if not settings.test_size:
+        logger.info("test_size=0: no test evaluation (the test set is not looked at)")
+        return {name: {} for name in ("best", "last")}
     accuracy = {"best": _evaluate(classifier, "best", best, data, config, settings, folder / "eval_best.json",
                                   world)}
     if best.keys() == last.keys() and all(torch.equal(best[key], last[key]) for key in best):
@@ -320,16 +329,28 @@ def _finish_run(result: RunResult, classifier: PyTorchClassifier, best: StateDic
     teacher = marker["identity"]["teacher"]
     table = build_table({result.method: {name: [accuracy] for name, accuracy in result.accuracy.items()}},
                         notes=run_notes(result.config, [result.method], teacher and teacher.get("source"),
-                                        marker["identity"]["train_size"], result.nb_test))
-    (folder / "results.md").write_text(table.to_markdown(), encoding="utf-8")
+                                        marker["identity"]["train_size"], result.nb_test)) if result.nb_test else None
+    (folder / "results.md").write_text(_results_text(result, table), encoding="utf-8")
     torch.save({key: value.cpu() for key, value in best.items()}, folder / "student.pt")
     if parse_method(result.method).method.needs_peer:  # the peer at the best epoch, as best.pt holds it
         peer = load_checkpoint(folder / "best.pt")["extra_state"]["peer_model_state"]
         torch.save({key: value.cpu() for key, value in peer.items()}, folder / "peer.pt")
     _model_card(result, classifier, marker["identity"]).save(folder / "student.json")
     plot_curves({result.method: [result.history]}, folder / FIGURES / "robust_accuracy_per_epoch.png")
-    plot_table_bars(table, folder / FIGURES / "accuracy_best.png", checkpoint="best")
+    if table is not None:
+        plot_table_bars(table, folder / FIGURES / "accuracy_best.png", checkpoint="best")
     write_json(folder / "run.json", marker)
+
+
+def _results_text(result: RunResult, table: Any) -> str:
+    """results.md: the run's table, or (a run without test evaluation) what the run chose on validation."""
+    if table is not None:
+        return table.to_markdown()
+    history = load_run_history(result.out_dir)
+    best = next(record for record in history if record["epoch"] == result.best_epoch)
+    return (f"# {result.method}: no test evaluation (test_size=0)\n\nThe test set was not looked at. Best epoch "
+            f"{result.best_epoch} of {result.config.nb_epochs} by validation PGD-10 accuracy: "
+            f"{100 * best['val_pgd']:.2f}% (validation clean accuracy {100 * best['val_clean']:.2f}%).\n")
 
 
 def _model_card(result: RunResult, classifier: PyTorchClassifier, identity: Mapping[str, Any]) -> ModelCard:
