@@ -467,6 +467,8 @@ def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rs
     :raises FileExistsError: ``out_dir`` holds another run or other files and neither resume nor overwrite is set.
     :raises ValueError: A bad setting, an unwritable folder, or a resume with nothing (or another run) to resume.
     :raises OSError: A checkpoint could not be written (e.g. disk full); the previous checkpoint is intact.
+    :raises art_rslad.experiments.lock.FolderBusyError: Another process holds ``out_dir`` (its lock is held for
+        the whole run; see :func:`art_rslad.experiments.folders.held`).
     """
     settings = RunSettings() if settings is None else settings
     spec = parse_method(method)
