@@ -17,8 +17,8 @@ from test_runs import run, tiny_config
 
 from art_rslad.cli import CLI_WORDS, cli_wording, main
 from art_rslad.cli import eval as eval_cli
+from art_rslad.experiments.folders import check_resumable
 from art_rslad.experiments.lock import LOCK_NAME, FolderBusyError
-from art_rslad.experiments.train import check_resumable
 from art_rslad.models import create_model
 from art_rslad.trainers.base import AdversarialTrainerBase
 

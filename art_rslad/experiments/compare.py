@@ -38,13 +38,13 @@ from art_rslad.experiments.folders import (
     run_folder,
     write_json,
 )
+from art_rslad.experiments.teachers import teacher_fingerprint
 from art_rslad.experiments.train import (
     RunSettings,
     check_runs_here,
     load_config_teacher,
     run_notes,
     shared_datasets,
-    teacher_fingerprint,
     train_run,
 )
 from art_rslad.experiments.variants import SEPARATOR, SPEC_FORM, method_name, parse_method

@@ -248,6 +248,31 @@ def load_run_history(folder: Path) -> list[dict[str, float]]:
             if line.strip()]
 
 
+def check_resumable(last: Path) -> None:
+    """Refuse a ``last.pt`` that cannot be read, saying how the run can go on: from ``best.pt`` (an epoch-end
+    checkpoint with the full optimizer state) where there is one, or from scratch with ``overwrite=True``."""
+    try:
+        load_checkpoint(last)
+    except ValueError as error:
+        best = last.with_name("best.pt")
+        way = (f"The run can continue from {best.name} (an epoch-end checkpoint with the full optimizer state, "
+               f"saved at the best epoch): replace {last.name} by a copy of it and run again with resume=True; "
+               "the epochs after it are trained again. Or start the run again with overwrite=True."
+               if best.is_file() else "Start the run again with overwrite=True.")
+        raise ValueError(f"Cannot resume from {last}: {error} {way}") from error
+
+
+def results_text(result: RunResult, table: Any) -> str:
+    """results.md: the run's table, or (a run without test evaluation) what the run chose on validation."""
+    if table is not None:
+        return table.to_markdown()
+    history = load_run_history(result.out_dir)
+    best = next(record for record in history if record["epoch"] == result.best_epoch)
+    return (f"# {result.method}: no test evaluation (test_size=0)\n\nThe test set was not looked at. Best epoch "
+            f"{result.best_epoch} of {result.config.nb_epochs} by validation PGD-10 accuracy: "
+            f"{100 * best['val_pgd']:.2f}% (validation clean accuracy {100 * best['val_clean']:.2f}%).\n")
+
+
 def checkpoint_weights(out_dir: str | os.PathLike[str], checkpoint: str) -> dict[str, torch.Tensor]:
     """The model weights of a run's ``best`` or ``last`` checkpoint: from the training checkpoint (``best.pt``,
     ``last.pt``), or in a compacted finished run from ``student.pt`` (the best weights, also the last ones where
@@ -265,5 +290,6 @@ def checkpoint_weights(out_dir: str | os.PathLike[str], checkpoint: str) -> dict
 
 
 __all__ = ["COMPARE_FILES", "COMPARE_FORMAT", "FIGURES", "LATER_CONFIG_KEYS", "METHOD_FILES", "PROSE_KEYS", "RUNS",
-           "RUN_FILES", "RUN_FORMAT", "RUN_STATES", "RunResult", "check_writable", "checkpoint_weights", "held",
-           "load_run", "load_run_history", "log_to", "prepare_folder", "read_json", "run_folder", "write_json"]
+           "RUN_FILES", "RUN_FORMAT", "RUN_STATES", "RunResult", "check_resumable", "check_writable",
+           "checkpoint_weights", "held", "load_run", "load_run_history", "log_to", "prepare_folder", "read_json",
+           "results_text", "run_folder", "write_json"]

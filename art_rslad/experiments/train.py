@@ -11,10 +11,10 @@
 
 ``method`` is a spec ``NAME[+igdm][+ema|+swa]`` (:mod:`art_rslad.experiments.variants`), trained with the config
 :meth:`~art_rslad.experiments.config.Config.for_method` gives it (its per-method settings applied); PeerAiD's peer
-is built here, beside the student. The folder's contents are listed in :mod:`art_rslad.experiments.folders`. Every
-step resumes:
-``RunSettings(resume=True)`` continues training from ``last.pt`` (an interrupted CPU run ends with the same weights
-as an uninterrupted one) and skips finished evaluations and attacks.
+is built here, beside the student. The folder's contents are listed in :mod:`art_rslad.experiments.folders`.
+Every step resumes: ``RunSettings(resume=True)`` continues training from ``last.pt`` (an interrupted CPU run ends
+with the same weights as an uninterrupted one) and skips finished evaluations and attacks. The folder is locked for
+the whole run (:mod:`art_rslad.experiments.lock`).
 
 Under torchrun (``torchrun --nproc-per-node N -m art_rslad train ...``, or a script calling these functions) every
 rank trains and evaluates its shard and rank 0 alone writes the folder; see ``docs/distributed.md``.
@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
-import hashlib
 import logging
 import os
 import shutil
@@ -52,14 +51,15 @@ from art_rslad.experiments.folders import (
     RUN_FORMAT,
     RUN_STATES,
     RunResult,
+    check_resumable,
     held,
     load_run,
-    load_run_history,
     log_to,
     prepare_folder,
+    results_text,
     write_json,
 )
-from art_rslad.experiments.teachers import ModelCard, load_teacher, package_versions, sha256_file
+from art_rslad.experiments.teachers import ModelCard, load_teacher, package_versions, sha256_file, teacher_fingerprint
 from art_rslad.experiments.variants import MethodSpec, parse_method
 from art_rslad.models import count_parameters, create_model, make_classifier, resolve_device
 from art_rslad.report import build_table, plot_curves, plot_table_bars, settings_notes
@@ -75,9 +75,8 @@ class RunSettings:
 
     :param train_size: Train on the first this many images of the training split (None: all).
     :param val_size: Validation images attacked after each epoch to pick the best epoch (None: the whole split).
-    :param test_size: Test images evaluated (the first ones of the test set); 0: no test evaluation at all (the
-        test set is not loaded, no ``eval_*`` report is written, ``attacks`` is cleared and the run's accuracy is
-        empty), for runs that must not look at the test set, such as tuning's.
+    :param test_size: Test images evaluated (the first ones of the test set); 0: none, the test set is not even
+        loaded (``attacks`` cleared, accuracy empty, no ``eval_*`` report), for runs such as tuning's.
     :param attacks: Evaluation attacks (default: the paper's table, ``clean`` ... ``autoattack``).
     :param student_options: Options of the student architecture (e.g. ``{"width": 8}`` for ``cnn-small``).
     :param checkpoint_interval: Also write ``last.pt`` every this many batches (0: only at epoch ends).
@@ -184,15 +183,6 @@ def load_config_teacher(config: Config, device: str | None = None) -> PyTorchCla
     return load_teacher(config.teacher.source, config.dataset, model=config.teacher.model, device=device)
 
 
-def teacher_fingerprint(teacher: PyTorchClassifier) -> str:
-    """sha256 over the teacher's state dict: ranks and resumes check they distil from the same weights."""
-    digest = hashlib.sha256()
-    for name, tensor in teacher.model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 @dataclass
 class _Data:
     x_train: np.ndarray
@@ -231,9 +221,8 @@ def _load_split(name: str, split: str, root: str | os.PathLike[str] | None) -> t
 def _load_data(config: Config, settings: RunSettings) -> _Data:
     x, y = _load_split(config.dataset, "train", settings.data_root)
     x_train, y_train, x_val, y_val = train_val_split(x, y, config.val_fraction, config.seed)
-    test = settings.test_size
+    train, val, test = settings.train_size, settings.val_size, settings.test_size  # test 0: the split is not read
     x_test, y_test = _load_split(config.dataset, "test", settings.data_root) if test else (x[:0], y[:0])
-    train, val = settings.train_size, settings.val_size
     return _Data(x_train[:train], y_train[:train], x_val[:val], y_val[:val], x_test[:test], y_test[:test])
 
 
@@ -287,10 +276,9 @@ def _evaluate(classifier: PyTorchClassifier, name: str, state: StateDict, data: 
 def _evaluate_checkpoints(classifier: PyTorchClassifier, folder: Path, best: StateDict, last: StateDict,
                           data: _Data, config: Config, settings: RunSettings,
                           world: World) -> dict[str, dict[str, float]]:
-    """Evaluate the best and last weights (held in memory); when both are the same (the last epoch was the best)
-    once; not at all when ``settings.test_size`` is 0 (empty accuracies)."""
+    """Evaluate the best and last weights (held in memory): once when both are the same (the last epoch was the
+    best), never when ``settings.test_size`` is 0."""
     if not settings.test_size:
-        logger.info("test_size=0: no test evaluation (the test set is not looked at)")
         return {name: {} for name in ("best", "last")}
     accuracy = {"best": _evaluate(classifier, "best", best, data, config, settings, folder / "eval_best.json",
                                   world)}
@@ -330,7 +318,7 @@ def _finish_run(result: RunResult, classifier: PyTorchClassifier, best: StateDic
     table = build_table({result.method: {name: [accuracy] for name, accuracy in result.accuracy.items()}},
                         notes=run_notes(result.config, [result.method], teacher and teacher.get("source"),
                                         marker["identity"]["train_size"], result.nb_test)) if result.nb_test else None
-    (folder / "results.md").write_text(_results_text(result, table), encoding="utf-8")
+    (folder / "results.md").write_text(results_text(result, table), encoding="utf-8")
     torch.save({key: value.cpu() for key, value in best.items()}, folder / "student.pt")
     if parse_method(result.method).method.needs_peer:  # the peer at the best epoch, as best.pt holds it
         peer = load_checkpoint(folder / "best.pt")["extra_state"]["peer_model_state"]
@@ -340,17 +328,6 @@ def _finish_run(result: RunResult, classifier: PyTorchClassifier, best: StateDic
     if table is not None:
         plot_table_bars(table, folder / FIGURES / "accuracy_best.png", checkpoint="best")
     write_json(folder / "run.json", marker)
-
-
-def _results_text(result: RunResult, table: Any) -> str:
-    """results.md: the run's table, or (a run without test evaluation) what the run chose on validation."""
-    if table is not None:
-        return table.to_markdown()
-    history = load_run_history(result.out_dir)
-    best = next(record for record in history if record["epoch"] == result.best_epoch)
-    return (f"# {result.method}: no test evaluation (test_size=0)\n\nThe test set was not looked at. Best epoch "
-            f"{result.best_epoch} of {result.config.nb_epochs} by validation PGD-10 accuracy: "
-            f"{100 * best['val_pgd']:.2f}% (validation clean accuracy {100 * best['val_clean']:.2f}%).\n")
 
 
 def _model_card(result: RunResult, classifier: PyTorchClassifier, identity: Mapping[str, Any]) -> ModelCard:
@@ -428,20 +405,6 @@ def _fit(trainer: Any, classifier: PyTorchClassifier, config: Config, data: _Dat
                       "resume=True.") from error
 
 
-def check_resumable(last: Path) -> None:
-    """Refuse a ``last.pt`` that cannot be read, saying how the run can go on: from ``best.pt`` (an epoch-end
-    checkpoint with the full optimizer state) where there is one, or from scratch with ``overwrite=True``."""
-    try:
-        load_checkpoint(last)
-    except ValueError as error:
-        best = last.with_name("best.pt")
-        way = (f"The run can continue from {best.name} (an epoch-end checkpoint with the full optimizer state, "
-               f"saved at the best epoch): replace {last.name} by a copy of it and run again with resume=True; "
-               "the epochs after it are trained again. Or start the run again with overwrite=True."
-               if best.is_file() else "Start the run again with overwrite=True.")
-        raise ValueError(f"Cannot resume from {last}: {error} {way}") from error
-
-
 def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rslad",
               settings: RunSettings | None = None, *, teacher: PyTorchClassifier | None = None,
               trainer_options: Mapping[str, Any] | None = None) -> RunResult:
@@ -474,12 +437,11 @@ def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rs
     spec = parse_method(method)
     method_settings = config.method_settings(spec.name)
     config = config.for_method(spec.name)
-    registered = spec.method
     folder = Path(out_dir)
     world = current_world()  # joins torchrun's group first: on CUDA each rank then builds models on its own GPU
     check_runs_here(spec.name, world)
     device = resolve_device(settings.device)
-    if registered.needs_teacher and teacher is None:
+    if spec.method.needs_teacher and teacher is None:
         teacher = load_config_teacher(config, device)
     identity = _run_identity(config, spec, settings, trainer_options, teacher)
     check_agreement(world, identity)  # ranks started with other settings or teacher weights: nothing is written
@@ -505,7 +467,7 @@ def _train_held(config: Config, spec: MethodSpec, folder: Path, identity: dict[s
         resume_from = folder / "last.pt" if settings.resume and has_last else None  # every rank loads this file
         if resume_from is not None:
             check_resumable(resume_from)
-        if settings.resume and resume_from is None:
+        elif settings.resume:
             logger.info("No last.pt in %s yet: training starts from the first epoch", folder)
         _fit(trainer, classifier, config, data, folder, resume_from, settings.checkpoint_interval, others)
         marker.update(status="evaluating", best_epoch=trainer.best_epoch)
@@ -521,9 +483,10 @@ def _train_held(config: Config, spec: MethodSpec, folder: Path, identity: dict[s
                       seconds_last_session=round(time.perf_counter() - started, 1))
         on_main(world, _finish_run, result, classifier, best, marker)
         logger.info("Finished %s in %s: best epoch %d; best checkpoint %s", spec.name, folder,
-                    trainer.best_epoch, ", ".join(f"{k} {100 * v:.2f}%" for k, v in accuracy["best"].items()))
+                    trainer.best_epoch, ", ".join(f"{k} {100 * v:.2f}%" for k, v in accuracy["best"].items())
+                    or "not tested (test_size=0)")
     return result
 
 
 __all__ = ["JointMultiStepLR", "RunSettings", "check_runs_here", "load_config_teacher", "method_trainer_options",
-           "run_notes", "shared_datasets", "teacher_fingerprint", "train_run"]
+           "run_notes", "shared_datasets", "train_run"]
