@@ -15,8 +15,9 @@ from test_cli_runs import train
 from test_lock import _holder
 from test_runs import run, tiny_config
 
-from art_rslad.cli import CLI_WORDS, cli_wording, main
 from art_rslad.cli import eval as eval_cli
+from art_rslad.cli import main
+from art_rslad.cli.errors import CLI_WORDS, cli_wording
 from art_rslad.experiments.folders import check_resumable
 from art_rslad.experiments.lock import LOCK_NAME, FolderBusyError
 from art_rslad.models import create_model

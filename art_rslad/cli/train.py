@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from art_rslad.cli import report_error
+from art_rslad.cli.errors import report_error
 from art_rslad.distributed import command_world
 from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS
 from art_rslad.experiments.config import Config, get_preset, parse_assignment, preset_names
