@@ -39,7 +39,9 @@ def test_train_prints_the_table_and_refuses_to_clobber(config_file: Path, tmp_pa
     assert json.loads((out / "run.json").read_text())["identity"]["config"]["nb_epochs"] == 1
 
     assert train(config_file, out, "--set", "nb_epochs=1") == 2
-    assert "already holds a run. Pass --resume" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "already holds a run. Pass --resume to continue it, --overwrite to replace it" in error
+    assert "=True" not in error
     assert train(config_file, out, "--set", "nb_epochs=2", "--resume") == 2
     assert "nb_epochs: folder 1, now 2" in capsys.readouterr().err
     assert train(config_file, out, "--set", "nb_epoch=2") == 2

@@ -20,6 +20,7 @@ from art_rslad.evaluation.report import store_finished
 from art_rslad.experiments.compare import compare
 from art_rslad.experiments.config import Config, TeacherConfig
 from art_rslad.experiments.folders import checkpoint_weights, run_folder
+from art_rslad.experiments.lock import LOCK_NAME
 from art_rslad.experiments.train import RunSettings
 from art_rslad.models import create_model, make_classifier
 from art_rslad.trainers.base import AdversarialTrainerBase
@@ -50,8 +51,9 @@ def _compare(folder: Path, nb_epochs: int = 3, **changes: Any) -> Any:
 
 
 def _files(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file with its mtime and bytes, but the folder locks (taken and released by every process)."""
     return {path.relative_to(folder).as_posix(): (path.stat().st_mtime_ns, path.read_bytes())
-            for path in folder.rglob("*") if path.is_file()}
+            for path in folder.rglob("*") if path.is_file() and path.name != LOCK_NAME}
 
 
 def _no_work(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,7 @@ from art_rslad.checkpoint import load_checkpoint
 from art_rslad.cli import main
 from art_rslad.evaluation import RobustnessReport
 from art_rslad.experiments.folders import RUN_FILES
+from art_rslad.experiments.lock import LOCK_NAME
 
 WORLD_SIZE = 2
 SIZES = ["--train-size", "256", "--val-size", "64", "--test-size", "64"]
@@ -29,7 +30,7 @@ RUN = [*SIZES, "--set", "nb_epochs=1", "--attacks", "clean", "fgsm", "pgd_sat", 
        "--checkpoint-interval", "0", "--quiet"]
 MODEL = ["--model", "cnn-small", "--model-option", "width=2", "--dataset", "digits", "--eps", "0.1", "--quiet",
          "--device", "cpu"]
-RUN_FOLDER = {*RUN_FILES, "figures/accuracy_best.png", "figures/robust_accuracy_per_epoch.png"}
+RUN_FOLDER = {*RUN_FILES, LOCK_NAME, "figures/accuracy_best.png", "figures/robust_accuracy_per_epoch.png"}
 
 
 def torchrun(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -96,7 +97,10 @@ def test_second_launch_without_resume_fails_on_every_rank_and_changes_nothing(
     assert result.returncode != 0
     assert result.stderr.count("art-rslad train: error: ") == WORLD_SIZE
     assert result.stderr.count(f"{out} already holds a run. Pass --resume") == WORLD_SIZE
-    assert files(out) == before
+    after = files(out)
+    assert after.pop(LOCK_NAME)[1] == 0  # taken and released by rank 0, not a file of the run
+    before.pop(LOCK_NAME)
+    assert after == before
 
 
 def test_resume_under_torchrun_loads_last_and_finishes_the_evaluations(
@@ -123,7 +127,7 @@ def test_compare_under_torchrun_writes_its_folder_once(config_file: Path, tmp_pa
     out = tmp_path / "compare"
     result = torchrun("compare", "--methods", "sat", "--config", str(config_file), "--out", str(out), *RUN)
     succeeded(result)
-    assert set(files(out)) == {"compare.json", "compare.log", "comparison.md", "comparison.json",
+    assert set(files(out)) == {LOCK_NAME, "compare.json", "compare.log", "comparison.md", "comparison.json",
                                "figures/robust_accuracy_per_epoch.png", "figures/final_table_best.png",
                                "figures/final_table_last.png", *(f"runs/sat/seed-0/{name}" for name in RUN_FOLDER)}
     assert (out / "compare.log").read_text().count("compare: sat, seed 0") == 1

@@ -86,13 +86,14 @@ def test_the_learning_rate_comes_from_the_preset_per_method(tmp_path: Path) -> N
 
 def test_refuses_folders_it_must_not_use(tmp_path: Path) -> None:
     run(tmp_path / "run")
-    with pytest.raises(FileExistsError, match="already holds a run"):
+    with pytest.raises(FileExistsError, match=r"already holds a run\. Pass resume=True to continue it, "
+                                              r"overwrite=True to replace it"):
         run(tmp_path / "run")
     with pytest.raises(ValueError, match="method: folder 'sat', now 'trades'"):
         run(tmp_path / "run", method="trades", resume=True)
     with pytest.raises(ValueError, match="nb_epochs"):
         run(tmp_path / "run", config=tiny_config(nb_epochs=3), resume=True)
-    with pytest.raises(ValueError, match="Nothing to resume"):
+    with pytest.raises(ValueError, match=r"Nothing to resume.*Start the run without resume=True"):
         run(tmp_path / "empty", resume=True)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
@@ -179,7 +180,7 @@ def test_compare_tabulates_and_resumes_after_a_crash(tmp_path: Path, monkeypatch
         patch.setattr(AdversarialTrainerBase, "_train_step", counting_step)
         with pytest.raises(RuntimeError, match="killed"):
             compare(config, tmp_path, ["sat", "rslad"], [0, 1], settings(), teacher=teacher)
-        with pytest.raises(FileExistsError, match="--resume"):
+        with pytest.raises(FileExistsError, match="resume=True"):
             compare(config, tmp_path, ["sat", "rslad"], [0, 1], settings(), teacher=teacher)
         steps["count"] = 100
         result = compare(config, tmp_path, ["sat", "rslad"], [0, 1], settings(resume=True), teacher=teacher)

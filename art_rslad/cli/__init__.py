@@ -12,6 +12,9 @@ import re
 import sys
 from importlib import import_module
 
+from art_rslad.cli.errors import report_error
+from art_rslad.experiments.lock import FolderBusyError
+
 # Sub-commands in the order `art-rslad --help` lists them.
 COMMANDS: tuple[str, ...] = ("train", "eval", "compare", "tune", "teacher", "demo", "list")
 
@@ -68,6 +71,5 @@ def main(argv: list[str] | None = None) -> int:
     quiet_art(args.verbose or args.log_level == "DEBUG")
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
-        print(f"art-rslad {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError, FolderBusyError) as error:
+        return report_error(args.command, error)

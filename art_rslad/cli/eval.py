@@ -19,16 +19,18 @@ from pathlib import Path
 
 from art_rslad.cli.train import assignment
 from art_rslad.data import dataset_info, dataset_names, load_dataset
-from art_rslad.distributed import command_world
+from art_rslad.distributed import World, command_world
 from art_rslad.evaluation import (
     ATTACKS,
     DEFAULT_ATTACKS,
     DEFENCE_VIEWS,
     PREPROCESSING_DEFENCES,
+    RobustnessReport,
     evaluate_preprocessing_defence,
     evaluate_robustness_distributed,
     view_state_path,
 )
+from art_rslad.experiments.folders import held
 from art_rslad.experiments.teachers import load_teacher
 from art_rslad.models import list_models, resolve_device
 
@@ -73,6 +75,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
+def _evaluate(args: argparse.Namespace, world: World, json_path: Path) -> RobustnessReport:
+    """Load the model(s) and the data, run the attacks (resuming from ``json_path``), and write the report there."""
+    device = resolve_device(args.device)
+    classifier = load_teacher(args.checkpoint, args.dataset, model=args.model, model_options=dict(args.model_option),
+                              device=device)
+    surrogate = None if args.surrogate is None else load_teacher(
+        args.surrogate, args.dataset, model=args.surrogate_model, model_options=dict(args.surrogate_option),
+        device=device)
+    x, y = load_dataset(args.dataset, args.split, root=args.data_root)
+    eps = dataset_info(args.dataset).eps if args.eps is None else args.eps
+    options = {"eps": eps, "attacks": args.attacks, "batch_size": args.batch_size, "surrogate": surrogate,
+               "n_queries": args.n_queries, "seed": args.seed, "verbose": not args.quiet}
+    if args.defence is not None:
+        report = evaluate_preprocessing_defence(classifier, args.defence, x[:args.nb_images], y[:args.nb_images],
+                                                state_path=json_path, **options)
+        if world.is_main:
+            report.to_json(json_path)
+    else:
+        report = evaluate_robustness_distributed(classifier, x[:args.nb_images], y[:args.nb_images],
+                                                 state_path=json_path, **options)
+        if world.is_distributed and world.is_main:
+            report.to_json(json_path)  # the merged report; each rank resumes from its own shard's file
+    return report
+
+
 def run(args: argparse.Namespace) -> int:
     if args.nb_images < 1:
         raise ValueError(f"--nb-images must be >= 1, got {args.nb_images}.")
@@ -82,33 +109,14 @@ def run(args: argparse.Namespace) -> int:
     if existing and not args.resume:
         raise FileExistsError(f"{existing[0]} exists; pass --resume to continue that evaluation or choose another "
                               "--out.")
-    # Joined before any classifier is built (under torchrun on CUDA each rank takes its own GPU); left at the end
-    with command_world() as world:
-        device = resolve_device(args.device)
-        classifier = load_teacher(args.checkpoint, args.dataset, model=args.model,
-                                  model_options=dict(args.model_option), device=device)
-        surrogate = None if args.surrogate is None else load_teacher(
-            args.surrogate, args.dataset, model=args.surrogate_model, model_options=dict(args.surrogate_option),
-            device=device)
-        x, y = load_dataset(args.dataset, args.split, root=args.data_root)
-        eps = dataset_info(args.dataset).eps if args.eps is None else args.eps
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        options = {"eps": eps, "attacks": args.attacks, "batch_size": args.batch_size, "surrogate": surrogate,
-                   "n_queries": args.n_queries, "seed": args.seed, "verbose": not args.quiet}
-        if args.defence is not None:
-            report = evaluate_preprocessing_defence(classifier, args.defence, x[:args.nb_images], y[:args.nb_images],
-                                                    state_path=json_path, **options)
-            if world.is_main:
-                report.to_json(json_path)
-        else:
-            report = evaluate_robustness_distributed(classifier, x[:args.nb_images], y[:args.nb_images],
-                                                     state_path=json_path, **options)
-            if world.is_distributed and world.is_main:
-                report.to_json(json_path)  # the merged report; each rank resumes from its own shard's file
-    if not world.is_main:
-        return 0
-    table = f"{args.checkpoint} on {args.dataset} ({args.split})\n\n{report.to_markdown()}"
-    markdown_path.write_text(table)
+    # Joined before any classifier is built (under torchrun on CUDA each rank takes its own GPU); left at the end.
+    # The output folder is checked and held (rank 0) before anything is loaded or attacked.
+    with command_world() as world, held(world, args.out.parent, "out_dir"):
+        report = _evaluate(args, world, json_path)
+        if not world.is_main:
+            return 0
+        table = f"{args.checkpoint} on {args.dataset} ({args.split})\n\n{report.to_markdown()}"
+        markdown_path.write_text(table)
     print(table)
     print(f"Saved {markdown_path} and {json_path}")
     return 0

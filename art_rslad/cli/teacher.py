@@ -14,6 +14,7 @@ from pathlib import Path
 
 from art_rslad.data import dataset_info
 from art_rslad.experiments.config import Config, get_preset, preset_names
+from art_rslad.experiments.lock import FolderLock
 from art_rslad.experiments.teachers import (
     TEACHER_METHODS,
     evaluate_teacher,
@@ -92,21 +93,22 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     name = args.name or f"{dataset_info(config.dataset).name}-{config.teacher.model}"
     command = recorded_command(args)
-    if args.import_path is not None:
-        classifier = load_teacher(str(args.import_path), config.dataset, model=config.teacher.model, device=device)
-        training = {"imported_from": str(args.import_path), "command": command}
-    else:
-        run_dir = args.run_dir or args.out / f"{name}-run"
-        classifier, training = train_teacher(config, device=device, run_dir=run_dir, resume=args.resume,
-                                             nb_val=args.nb_val, data_root=args.data_root, verbose=not args.quiet)
-        training["command"] = command
-    metrics = evaluate_teacher(classifier, config.dataset, nb_images=args.nb_eval,
-                               nb_images_autoattack=args.nb_eval_autoattack, eps=config.eps, seed=config.seed,
-                               data_root=args.data_root)
-    for entry in metrics.values():
-        entry["command"] = command
-    card = save_teacher(classifier, args.out, name, architecture=config.teacher.model, dataset=config.dataset,
-                        eps=config.eps, metrics=metrics, training=training, seed=config.seed)
+    with FolderLock(args.out, "out_dir"):  # one process writes <out> (and its default run folder) at a time
+        if args.import_path is not None:
+            classifier = load_teacher(str(args.import_path), config.dataset, model=config.teacher.model, device=device)
+            training = {"imported_from": str(args.import_path), "command": command}
+        else:
+            run_dir = args.run_dir or args.out / f"{name}-run"
+            classifier, training = train_teacher(config, device=device, run_dir=run_dir, resume=args.resume,
+                                                 nb_val=args.nb_val, data_root=args.data_root, verbose=not args.quiet)
+            training["command"] = command
+        metrics = evaluate_teacher(classifier, config.dataset, nb_images=args.nb_eval,
+                                   nb_images_autoattack=args.nb_eval_autoattack, eps=config.eps, seed=config.seed,
+                                   data_root=args.data_root)
+        for entry in metrics.values():
+            entry["command"] = command
+        card = save_teacher(classifier, args.out, name, architecture=config.teacher.model, dataset=config.dataset,
+                            eps=config.eps, metrics=metrics, training=training, seed=config.seed)
     print(f"{args.out / card.weights}  sha256 {card.sha256}")
     for attack, entry in metrics.items():
         print(f"  {attack:>12}: {100 * entry['accuracy']:.2f}% on {entry['nb_images']} test images")

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from art_rslad.cli.errors import report_error
 from art_rslad.distributed import command_world
 from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS
 from art_rslad.experiments.config import Config, get_preset, parse_assignment, preset_names
@@ -123,8 +124,7 @@ def guarded(command: str, body: Callable[[], int]) -> int:
     except OSError as error:
         if isinstance(error, FileNotFoundError | FileExistsError):
             raise
-        print(f"art-rslad {command}: error: {error}", file=sys.stderr)
-        return 2
+        return report_error(command, error)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

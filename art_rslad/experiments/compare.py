@@ -25,7 +25,7 @@ from typing import Any
 
 from art.estimators.classification import PyTorchClassifier
 
-from art_rslad.distributed import check_agreement, current_world, on_main
+from art_rslad.distributed import World, check_agreement, current_world, on_main
 from art_rslad.experiments.columns import by_method, load_surrogate, run_settings_without_transfer, table_columns
 from art_rslad.experiments.config import Config
 from art_rslad.experiments.folders import (
@@ -33,18 +33,19 @@ from art_rslad.experiments.folders import (
     COMPARE_FORMAT,
     FIGURES,
     RunResult,
+    held,
     log_to,
     prepare_folder,
     run_folder,
     write_json,
 )
+from art_rslad.experiments.teachers import teacher_fingerprint
 from art_rslad.experiments.train import (
     RunSettings,
     check_runs_here,
     load_config_teacher,
     run_notes,
     shared_datasets,
-    teacher_fingerprint,
     train_run,
 )
 from art_rslad.experiments.variants import SEPARATOR, SPEC_FORM, method_name, parse_method
@@ -124,6 +125,8 @@ def compare(config: Config, out_dir: str | os.PathLike[str], methods: Sequence[s
         ``config.transfer_surrogate`` when ``settings.attacks`` hold transfer attacks).
     """
     settings = RunSettings() if settings is None else settings
+    if not settings.test_size:
+        raise ValueError("`test_size` must be >= 1 in a compare: its table is the runs' test accuracy.")
     methods, seeds = _check_methods_and_seeds(config, methods, seeds)
     folder = Path(out_dir)
     shared = {"config": dataclasses.replace(config, seed=0).to_dict(), **settings.recorded(),
@@ -138,6 +141,14 @@ def compare(config: Config, out_dir: str | os.PathLike[str], methods: Sequence[s
     if world.is_distributed:  # ranks started with other settings or teacher weights: nothing is written
         check_agreement(world, {**shared, **{name: None if model is None else teacher_fingerprint(model)
                                              for name, model in (("teacher", teacher), ("surrogate", surrogate))}})
+    with held(world, folder):  # its runs lie inside it; each run also holds its own folder
+        return _compare_runs(config, folder, methods, seeds, settings, shared, teacher, surrogate, world)
+
+
+def _compare_runs(config: Config, folder: Path, methods: Sequence[str], seeds: Sequence[int], settings: RunSettings,
+                  shared: dict[str, Any], teacher: PyTorchClassifier | None, surrogate: PyTorchClassifier | None,
+                  world: World) -> CompareResult:
+    """:func:`compare` with its folder held: each run trained (or read back), then the table and figures."""
     started = on_main(world, _start_compare, folder, shared, methods, seeds, settings)
     runs: dict[tuple[str, int], RunResult] = {}
     with log_to(folder / "compare.log") if world.is_main else contextlib.nullcontext(), shared_datasets():

@@ -28,7 +28,9 @@ from typing import Any
 import torch
 
 from art_rslad.checkpoint import load_checkpoint, load_file, write_text_atomic
+from art_rslad.distributed import World, on_main
 from art_rslad.experiments.config import Config
+from art_rslad.experiments.lock import LOCK_NAME, FolderLock
 from art_rslad.experiments.variants import SEPARATOR
 from art_rslad.report import CHECKPOINTS
 
@@ -168,18 +170,19 @@ def prepare_folder(folder: Path, marker: str, identity: dict[str, Any], *, resum
     if resume:
         if not marker_path.is_file():
             raise ValueError(f"Nothing to resume in {folder}: it holds no {marker}. Start the run without "
-                             "--resume (resume=False).")
+                             "resume=True.")
         saved = read_json(marker_path)
         differences = _differences(_comparable(saved.get("identity")), _comparable(identity))
         if differences:
             raise ValueError(f"Cannot resume: {folder} holds a different run ("
-                             + "; ".join(differences[:8]) + "). Use another folder, or --overwrite to replace it.")
+                             + "; ".join(differences[:8]) + "). Use another folder, or overwrite=True to replace it.")
         return saved
-    existing = sorted(path.name for path in folder.iterdir() if not path.name.startswith(".write-test-"))
+    existing = sorted(path.name for path in folder.iterdir()
+                      if path.name != LOCK_NAME and not path.name.startswith(".write-test-"))
     if existing and not overwrite:
         what = "a run" if marker_path.is_file() else f"other files ({', '.join(existing[:5])})"
-        raise FileExistsError(f"{folder} already holds {what}. Pass --resume (resume=True) to continue it, "
-                              "--overwrite (overwrite=True) to replace it, or choose another folder.")
+        raise FileExistsError(f"{folder} already holds {what}. Pass resume=True to continue it, "
+                              "overwrite=True to replace it, or choose another folder.")
     if overwrite:
         for name in owned:
             (folder / name).unlink(missing_ok=True)
@@ -187,6 +190,24 @@ def prepare_folder(folder: Path, marker: str, identity: dict[str, Any], *, resum
             if (folder / name).is_dir():
                 shutil.rmtree(folder / name)
     return None
+
+
+@contextlib.contextmanager
+def held(world: World, folder: Path, argument: str = "out_dir") -> Iterator[None]:
+    """Hold ``folder``'s :class:`~art_rslad.experiments.lock.FolderLock` on rank 0 for the block (the other ranks
+    write nothing); every rank raises when the folder cannot be written or another process holds it."""
+    lock = FolderLock(folder, argument)
+
+    def take() -> None:
+        check_writable(folder, argument)
+        lock.__enter__()
+
+    on_main(world, take)
+    try:
+        yield
+    finally:
+        if world.is_main:
+            lock.__exit__(None, None, None)
 
 
 @contextlib.contextmanager
@@ -218,10 +239,39 @@ def load_run(out_dir: str | os.PathLike[str]) -> RunResult:
         raise ValueError(f"The run in {folder} is not finished (status {marker.get('status')!r}); continue it "
                          "with resume=True.")
     identity = marker["identity"]
-    history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-               if line.strip()]
-    return RunResult(folder, identity["method"], Config.from_dict(identity["config"]), history,
+    return RunResult(folder, identity["method"], Config.from_dict(identity["config"]), load_run_history(folder),
                      int(marker["best_epoch"]), marker["accuracy"], int(marker["nb_test"]))
+
+
+def load_run_history(folder: Path) -> list[dict[str, float]]:
+    """The per-epoch records of the run in ``folder`` (its ``metrics.jsonl``), every session's."""
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
+def check_resumable(last: Path) -> None:
+    """Refuse a ``last.pt`` that cannot be read, saying how the run can go on: from ``best.pt`` (an epoch-end
+    checkpoint with the full optimizer state) where there is one, or from scratch with ``overwrite=True``."""
+    try:
+        load_checkpoint(last)
+    except ValueError as error:
+        best = last.with_name("best.pt")
+        way = (f"The run can continue from {best.name} (an epoch-end checkpoint with the full optimizer state, "
+               f"saved at the best epoch): replace {last.name} by a copy of it and run again with resume=True; "
+               "the epochs after it are trained again. Or start the run again with overwrite=True."
+               if best.is_file() else "Start the run again with overwrite=True.")
+        raise ValueError(f"Cannot resume from {last}: {error} {way}") from error
+
+
+def results_text(result: RunResult, table: Any) -> str:
+    """results.md: the run's table, or (a run without test evaluation) what the run chose on validation."""
+    if table is not None:
+        return table.to_markdown()
+    history = load_run_history(result.out_dir)
+    best = next(record for record in history if record["epoch"] == result.best_epoch)
+    return (f"# {result.method}: no test evaluation (test_size=0)\n\nThe test set was not looked at. Best epoch "
+            f"{result.best_epoch} of {result.config.nb_epochs} by validation PGD-10 accuracy: "
+            f"{100 * best['val_pgd']:.2f}% (validation clean accuracy {100 * best['val_clean']:.2f}%).\n")
 
 
 def checkpoint_weights(out_dir: str | os.PathLike[str], checkpoint: str) -> dict[str, torch.Tensor]:
@@ -241,5 +291,6 @@ def checkpoint_weights(out_dir: str | os.PathLike[str], checkpoint: str) -> dict
 
 
 __all__ = ["COMPARE_FILES", "COMPARE_FORMAT", "FIGURES", "LATER_CONFIG_KEYS", "METHOD_FILES", "PROSE_KEYS", "RUNS",
-           "RUN_FILES", "RUN_FORMAT", "RUN_STATES", "RunResult", "check_writable", "checkpoint_weights", "load_run",
-           "log_to", "prepare_folder", "read_json", "run_folder", "write_json"]
+           "RUN_FILES", "RUN_FORMAT", "RUN_STATES", "RunResult", "check_resumable", "check_writable",
+           "checkpoint_weights", "held", "load_run", "load_run_history", "log_to", "prepare_folder", "read_json",
+           "results_text", "run_folder", "write_json"]

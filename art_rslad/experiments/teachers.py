@@ -337,3 +337,12 @@ def save_teacher(
     card.save(folder / f"{name}.json")
     logger.info("Wrote %s and its card %s", weights, folder / f"{name}.json")
     return card
+
+
+def teacher_fingerprint(teacher: PyTorchClassifier) -> str:
+    """sha256 over the teacher's state dict: ranks and resumes check they distil from the same weights."""
+    digest = hashlib.sha256()
+    for name, tensor in teacher.model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

@@ -11,10 +11,10 @@
 
 ``method`` is a spec ``NAME[+igdm][+ema|+swa]`` (:mod:`art_rslad.experiments.variants`), trained with the config
 :meth:`~art_rslad.experiments.config.Config.for_method` gives it (its per-method settings applied); PeerAiD's peer
-is built here, beside the student. The folder's contents are listed in :mod:`art_rslad.experiments.folders`. Every
-step resumes:
-``RunSettings(resume=True)`` continues training from ``last.pt`` (an interrupted CPU run ends with the same weights
-as an uninterrupted one) and skips finished evaluations and attacks.
+is built here, beside the student. The folder's contents are listed in :mod:`art_rslad.experiments.folders`.
+Every step resumes: ``RunSettings(resume=True)`` continues training from ``last.pt`` (an interrupted CPU run ends
+with the same weights as an uninterrupted one) and skips finished evaluations and attacks. The folder is locked for
+the whole run (:mod:`art_rslad.experiments.lock`).
 
 Under torchrun (``torchrun --nproc-per-node N -m art_rslad train ...``, or a script calling these functions) every
 rank trains and evaluates its shard and rank 0 alone writes the folder; see ``docs/distributed.md``.
@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
-import hashlib
 import logging
 import os
 import shutil
@@ -52,16 +51,20 @@ from art_rslad.experiments.folders import (
     RUN_FORMAT,
     RUN_STATES,
     RunResult,
+    check_resumable,
+    held,
     load_run,
     log_to,
     prepare_folder,
+    results_text,
     write_json,
 )
-from art_rslad.experiments.teachers import ModelCard, load_teacher, package_versions, sha256_file
+from art_rslad.experiments.teachers import ModelCard, load_teacher, package_versions, sha256_file, teacher_fingerprint
 from art_rslad.experiments.variants import MethodSpec, parse_method
 from art_rslad.models import count_parameters, create_model, make_classifier, resolve_device
 from art_rslad.report import build_table, plot_curves, plot_table_bars, settings_notes
 from art_rslad.trainers.base import AdversarialTrainerBase
+from art_rslad.trainers.peeraid import JointMultiStepLR
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +77,8 @@ class RunSettings:
 
     :param train_size: Train on the first this many images of the training split (None: all).
     :param val_size: Validation images attacked after each epoch to pick the best epoch (None: the whole split).
-    :param test_size: Test images evaluated (the first ones of the test set).
+    :param test_size: Test images evaluated (the first ones of the test set); 0: none, the test set is not even
+        loaded (``attacks`` cleared, accuracy empty, no ``eval_*`` report), for runs such as tuning's.
     :param attacks: Evaluation attacks (default: the paper's table, ``clean`` ... ``autoattack``).
     :param student_options: Options of the student architecture (e.g. ``{"width": 8}`` for ``cnn-small``).
     :param checkpoint_interval: Also write ``last.pt`` every this many batches (0: only at epoch ends).
@@ -102,52 +106,21 @@ class RunSettings:
     tensorboard: str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("train_size", "val_size", "test_size"):
+        for name in ("train_size", "val_size"):
             size = getattr(self, name)
             if size is not None and (isinstance(size, bool) or int(size) != size or size < 1):
                 raise ValueError(f"`{name}` must be a positive integer or None (all), got {size!r}.")
+        if isinstance(self.test_size, bool) or int(self.test_size) != self.test_size or self.test_size < 0:
+            raise ValueError(f"`test_size` must be an integer >= 0 (0: no test evaluation), got {self.test_size!r}.")
         if self.checkpoint_interval < 0:
             raise ValueError(f"`checkpoint_interval` must be >= 0, got {self.checkpoint_interval}.")
-        object.__setattr__(self, "attacks", tuple(self.attacks))
+        object.__setattr__(self, "attacks", tuple(self.attacks) if self.test_size else ())
         object.__setattr__(self, "student_options", dict(self.student_options))
 
     def recorded(self) -> dict[str, Any]:
         """The settings a run folder records in its identity (they change the numbers)."""
         return {"train_size": self.train_size, "val_size": self.val_size, "test_size": self.test_size,
                 "attacks": list(self.attacks), "student_options": dict(self.student_options)}
-
-
-class JointMultiStepLR(torch.optim.lr_scheduler.MultiStepLR):
-    """A MultiStepLR on the student's optimizer that moves further optimizers (PeerAiD's peer) by the same
-    milestones: the shared loop steps and checkpoints one scheduler, and PeerAiD's recipe decays both networks' lr.
-
-    :param optimizer: The student's optimizer.
-    :param milestones: Epochs after which every learning rate is multiplied by ``gamma``.
-    :param gamma: The factor.
-    :param others: The other optimizers.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, milestones: Sequence[int], gamma: float,
-                 others: Sequence[torch.optim.Optimizer]) -> None:
-        self.others: list[torch.optim.lr_scheduler.MultiStepLR] = []  # the base class steps once while built
-        super().__init__(optimizer, list(milestones), gamma=gamma)
-        self.others = [torch.optim.lr_scheduler.MultiStepLR(other, list(milestones), gamma=gamma) for other in others]
-
-    def step(self, epoch: int | None = None) -> None:  # type: ignore[override]
-        super().step()
-        for other in self.others:
-            other.step()
-
-    def state_dict(self) -> dict[str, Any]:
-        state = {key: value for key, value in super().state_dict().items() if key != "others"}
-        return {**state, "others": [other.state_dict() for other in self.others]}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state = dict(state_dict)
-        others = state.pop("others")
-        super().load_state_dict(state)
-        for other, other_state in zip(self.others, others, strict=True):
-            other.load_state_dict(other_state)
 
 
 def method_trainer_options(config: Config) -> dict[str, Any]:
@@ -180,15 +153,6 @@ def load_config_teacher(config: Config, device: str | None = None) -> PyTorchCla
                          "'zoo:<name>', 'robustbench:<name>' or a state-dict path (train one with "
                          "`art-rslad teacher`).")
     return load_teacher(config.teacher.source, config.dataset, model=config.teacher.model, device=device)
-
-
-def teacher_fingerprint(teacher: PyTorchClassifier) -> str:
-    """sha256 over the teacher's state dict: ranks and resumes check they distil from the same weights."""
-    digest = hashlib.sha256()
-    for name, tensor in teacher.model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 @dataclass
@@ -229,8 +193,8 @@ def _load_split(name: str, split: str, root: str | os.PathLike[str] | None) -> t
 def _load_data(config: Config, settings: RunSettings) -> _Data:
     x, y = _load_split(config.dataset, "train", settings.data_root)
     x_train, y_train, x_val, y_val = train_val_split(x, y, config.val_fraction, config.seed)
-    x_test, y_test = _load_split(config.dataset, "test", settings.data_root)
-    train, val, test = settings.train_size, settings.val_size, settings.test_size
+    train, val, test = settings.train_size, settings.val_size, settings.test_size  # test 0: the split is not read
+    x_test, y_test = _load_split(config.dataset, "test", settings.data_root) if test else (x[:0], y[:0])
     return _Data(x_train[:train], y_train[:train], x_val[:val], y_val[:val], x_test[:test], y_test[:test])
 
 
@@ -284,8 +248,10 @@ def _evaluate(classifier: PyTorchClassifier, name: str, state: StateDict, data: 
 def _evaluate_checkpoints(classifier: PyTorchClassifier, folder: Path, best: StateDict, last: StateDict,
                           data: _Data, config: Config, settings: RunSettings,
                           world: World) -> dict[str, dict[str, float]]:
-    """Evaluate the best and last weights (held in memory); when both are the same (the last epoch was the best)
-    once."""
+    """Evaluate the best and last weights (held in memory): once when both are the same (the last epoch was the
+    best), never when ``settings.test_size`` is 0."""
+    if not settings.test_size:
+        return {name: {} for name in ("best", "last")}
     accuracy = {"best": _evaluate(classifier, "best", best, data, config, settings, folder / "eval_best.json",
                                   world)}
     if best.keys() == last.keys() and all(torch.equal(best[key], last[key]) for key in best):
@@ -323,15 +289,16 @@ def _finish_run(result: RunResult, classifier: PyTorchClassifier, best: StateDic
     teacher = marker["identity"]["teacher"]
     table = build_table({result.method: {name: [accuracy] for name, accuracy in result.accuracy.items()}},
                         notes=run_notes(result.config, [result.method], teacher and teacher.get("source"),
-                                        marker["identity"]["train_size"], result.nb_test))
-    (folder / "results.md").write_text(table.to_markdown(), encoding="utf-8")
+                                        marker["identity"]["train_size"], result.nb_test)) if result.nb_test else None
+    (folder / "results.md").write_text(results_text(result, table), encoding="utf-8")
     torch.save({key: value.cpu() for key, value in best.items()}, folder / "student.pt")
     if parse_method(result.method).method.needs_peer:  # the peer at the best epoch, as best.pt holds it
         peer = load_checkpoint(folder / "best.pt")["extra_state"]["peer_model_state"]
         torch.save({key: value.cpu() for key, value in peer.items()}, folder / "peer.pt")
     _model_card(result, classifier, marker["identity"]).save(folder / "student.json")
     plot_curves({result.method: [result.history]}, folder / FIGURES / "robust_accuracy_per_epoch.png")
-    plot_table_bars(table, folder / FIGURES / "accuracy_best.png", checkpoint="best")
+    if table is not None:
+        plot_table_bars(table, folder / FIGURES / "accuracy_best.png", checkpoint="best")
     write_json(folder / "run.json", marker)
 
 
@@ -408,8 +375,8 @@ def _fit(trainer: Any, classifier: PyTorchClassifier, config: Config, data: _Dat
             trainer.fit_generator(generator, **options)
     except OSError as error:
         raise OSError(error.errno or errno.EIO, f"Writing a checkpoint into {folder} failed ({error}); the "
-                      "previous last.pt and best.pt are intact. Free disk space and continue with --resume "
-                      "(resume=True).") from error
+                      "previous last.pt and best.pt are intact. Free disk space and continue with "
+                      "resume=True.") from error
 
 
 def _summary_folder(settings: RunSettings, name: str, seed: int, trainer: type) -> str | None:
@@ -447,20 +414,29 @@ def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rs
     :raises FileExistsError: ``out_dir`` holds another run or other files and neither resume nor overwrite is set.
     :raises ValueError: A bad setting, an unwritable folder, or a resume with nothing (or another run) to resume.
     :raises OSError: A checkpoint could not be written (e.g. disk full); the previous checkpoint is intact.
+    :raises art_rslad.experiments.lock.FolderBusyError: Another process holds ``out_dir`` (its lock is held for
+        the whole run; see :func:`art_rslad.experiments.folders.held`).
     """
     settings = RunSettings() if settings is None else settings
     spec = parse_method(method)
     method_settings = config.method_settings(spec.name)
     config = config.for_method(spec.name)
-    registered = spec.method
     folder = Path(out_dir)
     world = current_world()  # joins torchrun's group first: on CUDA each rank then builds models on its own GPU
     check_runs_here(spec.name, world)
     device = resolve_device(settings.device)
-    if registered.needs_teacher and teacher is None:
+    if spec.method.needs_teacher and teacher is None:
         teacher = load_config_teacher(config, device)
     identity = _run_identity(config, spec, settings, trainer_options, teacher)
     check_agreement(world, identity)  # ranks started with other settings or teacher weights: nothing is written
+    with held(world, folder):  # a second process on this folder is refused before anything in it changes
+        return _train_held(config, spec, folder, identity, settings, method_settings, teacher, device, world)
+
+
+def _train_held(config: Config, spec: MethodSpec, folder: Path, identity: dict[str, Any], settings: RunSettings,
+                method_settings: Mapping[str, Any], teacher: PyTorchClassifier | None, device: str,
+                world: World) -> RunResult:
+    """The body of :func:`train_run`, run while the folder's lock is held."""
     marker, has_last = on_main(world, _start_run, folder, identity, config, settings, method_settings)
     if marker.get("status") == "finished":
         logger.info("%s: the run is already finished; its results are read back", folder)
@@ -471,11 +447,13 @@ def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rs
         logger.info("%s run %s in %s (%s)", "Resuming" if settings.resume else "Starting", spec.name, folder,
                     device)
         data = _load_data(config, settings)
-        summary_folder = _summary_folder(settings, spec.name, config.seed, registered.trainer)
+        summary_folder = _summary_folder(settings, spec.name, config.seed, spec.method.trainer)
         classifier, trainer, others = _build_trainer(config, spec, identity, teacher, device, settings.verbose,
                                                      summary_folder)
         resume_from = folder / "last.pt" if settings.resume and has_last else None  # every rank loads this file
-        if settings.resume and resume_from is None:
+        if resume_from is not None:
+            check_resumable(resume_from)
+        elif settings.resume:
             logger.info("No last.pt in %s yet: training starts from the first epoch", folder)
         _fit(trainer, classifier, config, data, folder, resume_from, settings.checkpoint_interval, others)
         marker.update(status="evaluating", best_epoch=trainer.best_epoch)
@@ -491,9 +469,10 @@ def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rs
                       seconds_last_session=round(time.perf_counter() - started, 1))
         on_main(world, _finish_run, result, classifier, best, marker)
         logger.info("Finished %s in %s: best epoch %d; best checkpoint %s", spec.name, folder,
-                    trainer.best_epoch, ", ".join(f"{k} {100 * v:.2f}%" for k, v in accuracy["best"].items()))
+                    trainer.best_epoch, ", ".join(f"{k} {100 * v:.2f}%" for k, v in accuracy["best"].items())
+                    or "not tested (test_size=0)")
     return result
 
 
-__all__ = ["JointMultiStepLR", "RunSettings", "check_runs_here", "load_config_teacher", "method_trainer_options",
-           "run_notes", "shared_datasets", "teacher_fingerprint", "train_run"]
+__all__ = ["RunSettings", "check_runs_here", "load_config_teacher", "method_trainer_options",
+           "run_notes", "shared_datasets", "train_run"]

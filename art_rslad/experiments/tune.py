@@ -20,13 +20,17 @@ from typing import Any
 
 from art.estimators.classification import PyTorchClassifier
 
+from art_rslad.distributed import current_world
 from art_rslad.experiments.config import PRESET_LR_FAMILIES, Config
+from art_rslad.experiments.folders import held, load_run_history, read_json
 from art_rslad.experiments.train import RunSettings, load_config_teacher, train_run
 from art_rslad.experiments.variants import SEPARATOR, method_name, parse_method
 from art_rslad.trainers.registry import METHODS
 
 logger = logging.getLogger(__name__)
 
+#: What tuning's short runs evaluated before ``RunSettings(test_size=0)`` existed: 100 test images, clean only.
+EARLIER_TEST_SETTINGS: dict[str, Any] = {"test_size": 100, "attacks": ("clean",)}
 DEFAULT_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
 RULE = ("For each method, train a short run (nb_epochs epochs on train_size training images) at every lr of the "
         "grid; keep the lr whose best epoch has the highest PGD-10 accuracy on the validation split (held out of "
@@ -76,23 +80,36 @@ def select_learning_rates(
     same = previous.get("settings") == settings
     scores: dict[str, dict[str, float]] = dict(previous.get("val_pgd", {})) if same else {}
     chosen: dict[str, float] = dict(previous.get("chosen", {})) if same else {}
-    for method in methods:
-        scores[method] = {}
-        for lr in grid:
-            run_dir = folder / method / f"lr-{lr:g}"
-            run_settings = RunSettings(train_size=train_size, val_size=val_size, test_size=100, attacks=("clean",),
-                                       checkpoint_interval=0, device=device, verbose=verbose,
-                                       resume=(run_dir / "run.json").is_file())
-            run = train_run(_short_config(config, method, int(nb_epochs), lr), run_dir, method, run_settings,
-                            teacher=teacher,
-                            trainer_options=options.get(method))
-            scores[method][f"{lr:g}"] = max(record["val_pgd"] for record in run.history)
-            logger.info("tune %s lr %g: best validation PGD-10 accuracy %.4f", method, lr, scores[method][f"{lr:g}"])
-        chosen[method] = max(grid, key=lambda lr, m=method: (scores[m][f"{lr:g}"], -lr))
-        result = {"rule": RULE, "chosen": chosen, "val_pgd": scores, "settings": settings}
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "tuning.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return result
+    with held(current_world(), folder, "out_dir"):
+        for method in methods:
+            scores[method] = {}
+            for lr in grid:
+                run_dir = folder / method / f"lr-{lr:g}"
+                run_settings = RunSettings(train_size=train_size, val_size=val_size, checkpoint_interval=0,
+                                           device=device, verbose=verbose, resume=(run_dir / "run.json").is_file(),
+                                           **_test_settings(run_dir))
+                run = train_run(_short_config(config, method, int(nb_epochs), lr), run_dir, method, run_settings,
+                                teacher=teacher, trainer_options=options.get(method))
+                # every session's epochs (a resumed run's history holds only its own)
+                scores[method][f"{lr:g}"] = max(record["val_pgd"] for record in load_run_history(run.out_dir))
+                logger.info("tune %s lr %g: best validation PGD-10 accuracy %.4f", method, lr,
+                            scores[method][f"{lr:g}"])
+            chosen[method] = max(grid, key=lambda lr, m=method: (scores[m][f"{lr:g}"], -lr))
+            result = {"rule": RULE, "chosen": chosen, "val_pgd": scores, "settings": settings}
+            (folder / "tuning.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        return result
+
+
+def _test_settings(run_dir: Path) -> dict[str, Any]:
+    """No test evaluation (``test_size=0``), except in a run folder written before that existed: those recorded
+    :data:`EARLIER_TEST_SETTINGS` and keep them, so that they resume and read back as they are (the choice never read
+    their test accuracy)."""
+    marker = run_dir / "run.json"
+    identity = read_json(marker).get("identity", {}) if marker.is_file() else {}
+    earlier = {key: list(value) if isinstance(value, tuple) else value for key, value in EARLIER_TEST_SETTINGS.items()}
+    if isinstance(identity, dict) and all(identity.get(key) == value for key, value in earlier.items()):
+        return dict(EARLIER_TEST_SETTINGS)
+    return {"test_size": 0}
 
 
 def _check_input(config: Config, grid: Sequence[float], methods: Sequence[str],
