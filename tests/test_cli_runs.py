@@ -155,10 +155,13 @@ def test_compare_and_tune_take_variants(config_file: Path, tmp_path: Path,
 
     assert main(["tune", "--config", str(config_file), "--methods", "sat+ema", "peeraid", "--grid", "0.05",
                  "--epochs", "1", "--train-size", "48", "--val-size", "16", "--out", str(tmp_path / "tune"),
-                 "--quiet"]) == 0
+                 "--student-option", "width=2", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "| sat+ema |" in printed and "--set method_lr.sat+ema=0.05 --set method_lr.peeraid=0.05" in printed
-    assert set(json.loads((tmp_path / "tune" / "tuning.json").read_text())["chosen"]) == {"sat+ema", "peeraid"}
+    tuning = json.loads((tmp_path / "tune" / "tuning.json").read_text())
+    assert set(tuning["chosen"]) == {"sat+ema", "peeraid"} and tuning["settings"]["student_options"] == {"width": 2}
+    run = json.loads((tmp_path / "tune" / "peeraid" / "lr-0.05" / "run.json").read_text())
+    assert run["identity"]["student_options"] == {"width": 2}
 
 
 def test_list_says_how_variants_are_written(capsys: pytest.CaptureFixture[str]) -> None:

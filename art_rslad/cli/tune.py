@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from art_rslad.cli.train import assignment
 from art_rslad.experiments.config import Config, get_preset, preset_names
 from art_rslad.experiments.tune import DEFAULT_GRID, RULE, select_learning_rates
 
@@ -37,6 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--train-size", type=int, default=10_000,
                         help="Training images of each short run (default: 10000).")
     parser.add_argument("--val-size", type=int, default=1000, help="Validation images (default: 1000).")
+    parser.add_argument("--student-option", type=assignment, action="append", default=[], metavar="KEY=VALUE",
+                        help="Option of the student architecture, repeatable (e.g. width=4).")
     parser.add_argument("--out", type=Path, required=True, help="Folder of the short runs and tuning.json.")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="Device (default: cuda if any).")
     parser.add_argument("--quiet", action="store_true", help="No progress bars.")
@@ -47,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     config = Config.from_file(args.config) if args.config is not None else get_preset(args.preset)
     config = config.with_overrides(args.overrides)
     result = select_learning_rates(config, args.methods, args.out, grid=args.grid, nb_epochs=args.epochs,
-                                   train_size=args.train_size, val_size=args.val_size, device=args.device,
+                                   train_size=args.train_size, val_size=args.val_size,
+                                   student_options=dict(args.student_option), device=args.device,
                                    verbose=not args.quiet)
     lrs = [f"{lr:g}" for lr in result["settings"]["grid"]]
     print("| method | " + " | ".join(f"lr {lr}" for lr in lrs) + " | chosen |")

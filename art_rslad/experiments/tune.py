@@ -48,6 +48,7 @@ def select_learning_rates(
     val_size: int = 1000,
     teacher: PyTorchClassifier | None = None,
     trainer_options: Mapping[str, Mapping[str, Any]] | None = None,
+    student_options: Mapping[str, Any] | None = None,
     device: str | None = None,
     verbose: bool = True,
 ) -> dict[str, Any]:
@@ -64,6 +65,7 @@ def select_learning_rates(
     :param val_size: Validation images attacked after each epoch.
     :param teacher: The teacher (default: loaded once from ``config.teacher.source`` when a method needs one).
     :param trainer_options: Method -> extra trainer keyword arguments (e.g. ``{"rslad": {"scale": 1.0}}``).
+    :param student_options: Options of the student architecture (e.g. ``{"width": 4}`` for ``cnn-small``).
     :param device: ``"cpu"``, ``"cuda"`` or None.
     :param verbose: Progress bars.
     :return: ``{"rule": ..., "chosen": {method: lr}, "val_pgd": {method: {lr: accuracy}}, "settings": {...}}``.
@@ -74,7 +76,8 @@ def select_learning_rates(
     if teacher is None and any(parse_method(method).method.needs_teacher for method in methods):
         teacher = load_config_teacher(config, device)
     settings = {"preset": config.name, "grid": grid, "nb_epochs": int(nb_epochs), "train_size": train_size,
-                "val_size": val_size, "trainer_options": options}
+                "val_size": val_size, "trainer_options": options,
+                **({"student_options": dict(student_options)} if student_options else {})}
     # Methods tuned earlier into the same folder with the same settings stay in tuning.json.
     previous = json.loads((folder / "tuning.json").read_text()) if (folder / "tuning.json").is_file() else {}
     same = previous.get("settings") == settings
@@ -86,7 +89,8 @@ def select_learning_rates(
             for lr in grid:
                 run_dir = folder / method / f"lr-{lr:g}"
                 run_settings = RunSettings(train_size=train_size, val_size=val_size, checkpoint_interval=0,
-                                           device=device, verbose=verbose, resume=(run_dir / "run.json").is_file(),
+                                           student_options=dict(student_options or {}), device=device,
+                                           verbose=verbose, resume=(run_dir / "run.json").is_file(),
                                            **_test_settings(run_dir))
                 run = train_run(_short_config(config, method, int(nb_epochs), lr), run_dir, method, run_settings,
                                 teacher=teacher, trainer_options=options.get(method))
