@@ -25,17 +25,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from art_rslad.cli.train import add_run_options, config_from_args, guarded, methods_help, run_settings
+from art_rslad.cli.train import add_run_options, config_from_args, guarded, methods_help, run_settings, subcommand
 from art_rslad.distributed import command_world
 from art_rslad.experiments.compare import compare
 from art_rslad.report import PAPER_BLACK_BOX_ATTACKS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "compare", help="Train and evaluate several methods over seeds; the paper's table and figures.",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = subcommand(subparsers, "compare",
+                        "Train and evaluate several methods over seeds; the paper's table and figures.",
+                        __doc__)
     parser.add_argument("--methods", nargs="+", required=True, metavar="METHOD",
                         help=methods_help())
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="SEED", help="Seeds (default: 0).")

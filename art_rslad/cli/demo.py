@@ -16,15 +16,14 @@ import argparse
 import time
 from pathlib import Path
 
-from art_rslad.cli.train import guarded
+from art_rslad.cli.train import add_runtime_options, guarded, subcommand
 from art_rslad.experiments.demo import demo
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "demo", help="RSLAD vs SAT on Fashion-MNIST with the shipped teacher: table and figures in minutes.",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = subcommand(subparsers, "demo",
+                        "RSLAD vs SAT on Fashion-MNIST with the shipped teacher: table and figures in minutes.",
+                        __doc__)
     parser.add_argument("--out", type=Path, default=Path("art-rslad-demo"),
                         help="Output folder (default: ./art-rslad-demo).")
     mode = parser.add_mutually_exclusive_group()
@@ -38,9 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--black-box", action="store_true",
                         help="Also the paper's black-box columns: PGD_SAT and CW_inf transferred from the shipped "
                              "surrogate, and Square (a few minutes more).")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
-                        help="Device (default: cuda when available, else cpu).")
-    parser.add_argument("--quiet", action="store_true", help="No progress bars.")
+    add_runtime_options(parser, data_root=False)
     return parser
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from art_rslad.cli.train import assignment
+from art_rslad.cli.train import add_runtime_options, assignment, subcommand
 from art_rslad.data import dataset_info, dataset_names, load_dataset
 from art_rslad.distributed import World, command_world
 from art_rslad.evaluation import (
@@ -36,10 +36,9 @@ from art_rslad.models import list_models, resolve_device
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "eval", help="Evaluate a model under the paper's white-box and black-box attacks.",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = subcommand(subparsers, "eval",
+                        "Evaluate a model under the paper's white-box and black-box attacks.",
+                        __doc__)
     parser.add_argument("checkpoint", help="State dict or checkpoint file, 'zoo:<name>' or 'robustbench:<name>'.")
     parser.add_argument("--model", choices=list_models(),
                         help="Architecture of a file checkpoint (not needed when a model card lies beside it).")
@@ -68,10 +67,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--out", type=Path, default=Path("eval"),
                         help="Write <out>.md and <out>.json (default: ./eval).")
     parser.add_argument("--resume", action="store_true", help="Continue the evaluation saved in <out>.json.")
-    parser.add_argument("--data-root", type=Path, help="Dataset folder (default: automatic lookup).")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
-                        help="Device (default: cuda when available, else cpu).")
-    parser.add_argument("--quiet", action="store_true", help="No progress bars.")
+    add_runtime_options(parser)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from art_rslad.cli.train import subcommand
 from art_rslad.data import dataset_info, dataset_names
 from art_rslad.experiments.config import get_preset, preset_names
 from art_rslad.experiments.teachers import list_zoo, zoo_card
@@ -14,8 +15,7 @@ from art_rslad.trainers.registry import METHODS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("list", help="List methods, models, datasets, presets and shipped teachers.",
-                                   description=__doc__)
+    parser = subcommand(subparsers, "list", "List methods, models, datasets, presets and shipped teachers.", __doc__)
     parser.add_argument("--nb-classes", type=int, default=10,
                         help="Class count used for the parameter counts (default: 10).")
     return parser

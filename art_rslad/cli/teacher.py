@@ -12,6 +12,7 @@ import dataclasses
 import shlex
 from pathlib import Path
 
+from art_rslad.cli.train import add_runtime_options, subcommand
 from art_rslad.data import dataset_info
 from art_rslad.experiments.config import Config, get_preset, preset_names
 from art_rslad.experiments.lock import FolderLock
@@ -26,10 +27,9 @@ from art_rslad.models import list_models, resolve_device
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "teacher", help="Train (TRADES/SAT) or import a robust teacher; write its weights and model card.",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = subcommand(subparsers, "teacher",
+                        "Train (TRADES/SAT) or import a robust teacher; write its weights and model card.",
+                        __doc__)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--preset", choices=preset_names(), default="fashion-mnist",
                         help="Settings to start from (default: fashion-mnist).")
@@ -52,10 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="Test images for the clean and PGD accuracy in the card (default: 1000).")
     parser.add_argument("--nb-eval-autoattack", type=int, default=200,
                         help="Test images for standard AutoAttack in the card; 0 skips it (default: 200).")
-    parser.add_argument("--data-root", type=Path, help="Dataset folder (default: automatic lookup).")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
-                        help="Device (default: cuda when available, else cpu).")
-    parser.add_argument("--quiet", action="store_true", help="No progress bars.")
+    add_runtime_options(parser)
     return parser
 
 

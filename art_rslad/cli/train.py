@@ -42,6 +42,23 @@ from art_rslad.experiments.variants import SPEC_FORM, method_name
 from art_rslad.trainers.registry import method_names
 
 
+def subcommand(subparsers: argparse._SubParsersAction, name: str, summary: str, doc: str) -> argparse.ArgumentParser:
+    """The parser of one ``art-rslad`` command: ``summary`` in the command list, ``doc`` (its module docstring,
+    examples included) under ``art-rslad NAME --help``."""
+    return subparsers.add_parser(name, help=summary, description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_runtime_options(parser: argparse.ArgumentParser, *, data_root: bool = True) -> None:
+    """Where the data are, which device, whether progress bars show: the options every command that trains or
+    attacks takes."""
+    if data_root:
+        parser.add_argument("--data-root", type=Path, help="Dataset folder (default: automatic lookup).")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="Device (default: cuda when available, else cpu).")
+    parser.add_argument("--quiet", action="store_true", help="No progress bars.")
+
+
 def assignment(text: str) -> tuple[str, Any]:
     """argparse type of KEY=VALUE options (:func:`~art_rslad.experiments.config.parse_assignment`)."""
     try:
@@ -89,10 +106,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="Option of the student architecture, repeatable (e.g. width=32).")
     parser.add_argument("--checkpoint-interval", type=int, default=50,
                         help="Also write last.pt every N batches (default: 50; 0: only at epoch ends).")
-    parser.add_argument("--data-root", type=Path, help="Dataset folder (default: automatic lookup).")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
-                        help="Device (default: cuda when available, else cpu).")
-    parser.add_argument("--quiet", action="store_true", help="No progress bars.")
+    add_runtime_options(parser)
     parser.add_argument("--tensorboard", type=Path, metavar="DIR",
                         help="Also write each epoch's metrics as TensorBoard events, one subfolder per run "
                              "(DIR/<method>-seed-<seed>); needs pip install 'art-rslad[tensorboard]'.")
@@ -128,10 +142,9 @@ def guarded(command: str, body: Callable[[], int]) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "train", help="Train a student with one method (rslad, sat, rslad+igdm, ...); checkpoints, evaluation, card.",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = subcommand(subparsers, "train",
+                        "Train a student with one method (rslad, sat, rslad+igdm, ...); checkpoints, evaluation, card.",
+                        __doc__)
     parser.add_argument("--method", default="rslad", type=method_spec, metavar="METHOD",
                         help=methods_help("rslad"))
     parser.add_argument("--teacher", help="Teacher source, overriding the config's teacher.source "

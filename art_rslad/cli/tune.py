@@ -16,14 +16,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from art_rslad.cli.train import assignment
+from art_rslad.cli.train import add_runtime_options, assignment, subcommand
 from art_rslad.experiments.config import Config, get_preset, preset_names
 from art_rslad.experiments.tune import DEFAULT_GRID, RULE, select_learning_rates
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("tune", help="Choose each method's learning rate on the validation split.",
-                                   description=f"{__doc__.splitlines()[0]} Rule: {RULE}")
+    parser = subcommand(subparsers, "tune", "Choose each method's learning rate on the validation split.",
+                        f"{__doc__.splitlines()[0]} Rule: {RULE}")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--preset", choices=preset_names(), default="fashion-mnist",
                         help="Settings to tune (default: fashion-mnist).")
@@ -41,8 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--student-option", type=assignment, action="append", default=[], metavar="KEY=VALUE",
                         help="Option of the student architecture, repeatable (e.g. width=4).")
     parser.add_argument("--out", type=Path, required=True, help="Folder of the short runs and tuning.json.")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="Device (default: cuda if any).")
-    parser.add_argument("--quiet", action="store_true", help="No progress bars.")
+    add_runtime_options(parser, data_root=False)
     return parser
 
 
