@@ -25,7 +25,6 @@ with ``--weights`` (pyautoattack's shipped CIFAR-10 ResNet-18 ``examples/model_t
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +39,7 @@ from art_rslad import evaluate_robustness
 from art_rslad.data import load_dataset
 from art_rslad.evaluation.registry import LogitsModule
 from art_rslad.models import create_model, load_weights
-from bench.common import environment, format_table, run_interleaved, write_json
+from bench.common import environment, format_table, run_interleaved, start_benchmark, write_json
 
 SHIPPED_RESNET18 = Path(pyautoattack.__file__).parent / "examples" / "model_test.pt"
 
@@ -102,11 +101,7 @@ def model_and_data(args: argparse.Namespace, device: torch.device) -> tuple[torc
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    device = torch.device(args.device)
+    device = start_benchmark(args.threads, args.seed, args.device)
     eps = args.eps if args.eps is not None else (0.1 if args.setting == "fmnist" else 8 / 255)
     model, x, y = model_and_data(args, device)
     classifier = PyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=x.shape[1:],

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import logging
 import sys
 from collections.abc import Callable
 
@@ -38,7 +37,15 @@ from art.estimators.classification import PyTorchClassifier
 from art_rslad import AdversarialTrainerRSLAD
 from art_rslad.data import load_dataset
 from art_rslad.models import create_model
-from bench.common import environment, format_ratio_table, format_table, ratio_rows, run_interleaved, write_json
+from bench.common import (
+    environment,
+    format_ratio_table,
+    format_table,
+    ratio_rows,
+    run_interleaved,
+    start_benchmark,
+    write_json,
+)
 from bench.plain_loops import PLAIN_METHODS, PlainSetup, batch_order, plain_epoch
 
 SETTINGS = {
@@ -135,11 +142,7 @@ def build_variants(args: argparse.Namespace, device: torch.device) -> dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    device = torch.device(args.device)
+    device = start_benchmark(args.threads, args.seed, args.device)
     results = run_interleaved(build_variants(args, device), args.repeats, device)
     nb_images = args.batch_size * args.nb_batches * args.nb_epochs
     reference = "b_plain_rslad" if "b_plain_rslad" in results else next(iter(results))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import json
+import logging
 import os
 import platform
 import statistics
@@ -27,6 +28,15 @@ import torch
 
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c"))
+
+
+def start_benchmark(threads: int | None, seed: int, device: str) -> torch.device:
+    """A benchmark's common start: warnings only in the log, torch's threads and seed set, the device."""
+    logging.basicConfig(level=logging.WARNING)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    return torch.device(device)
 
 
 def _rss_bytes() -> int:

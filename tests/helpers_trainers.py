@@ -5,6 +5,7 @@ Fixtures are imported by the test modules that use them (``tests/conftest.py`` b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -48,3 +49,33 @@ def natural_pgd_accuracy(fmnist: tuple[np.ndarray, ...]) -> float:
     x, y, x_test, y_test = fmnist
     student, _ = train_student(NaturalTrainer, x, y)
     return pgd_accuracy(student, x_test, y_test)
+
+
+def interrupt_at(monkeypatch: pytest.MonkeyPatch, call: int, error: type[BaseException] = KeyboardInterrupt) -> None:
+    """Make the ``call``-th training step (1-based) raise ``error`` before it changes anything."""
+    original: Callable[..., Any] = AdversarialTrainerBase._train_step
+    calls = {"count": 0}
+
+    def step(self: AdversarialTrainerBase, batch: Any) -> Any:
+        calls["count"] += 1
+        if calls["count"] == call:
+            raise error()
+        return original(self, batch)
+
+    monkeypatch.setattr(AdversarialTrainerBase, "_train_step", step)
+
+
+def assert_same_tensors(expected: Any, actual: Any, where: str = "") -> None:
+    """Equal nested dicts, lists and tensors (tensors bit for bit); the failure names the path."""
+    if isinstance(expected, torch.Tensor):
+        assert torch.equal(expected, actual), f"tensor {where} differs"
+    elif isinstance(expected, dict):
+        assert expected.keys() == actual.keys(), where
+        for key in expected:
+            assert_same_tensors(expected[key], actual[key], f"{where}/{key}")
+    elif isinstance(expected, list | tuple):
+        assert len(expected) == len(actual), where
+        for index, (left, right) in enumerate(zip(expected, actual, strict=True)):
+            assert_same_tensors(left, right, f"{where}[{index}]")
+    else:
+        assert expected == actual, f"{where}: {expected!r} != {actual!r}"

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_classifier
+from helpers_trainers import assert_same_tensors, interrupt_at
 from test_runs import run, tiny_teacher
 
 from art_rslad.checkpoint import load_checkpoint
@@ -75,20 +76,6 @@ def _fit(trainer: AdversarialTrainerRSLAD, scheduler: Any, folder: Path, **kwarg
                 scheduler=scheduler, checkpoint_dir=folder, **kwargs)
 
 
-def _interrupt_at(monkeypatch: pytest.MonkeyPatch, call: int, error: type[BaseException]) -> None:
-    """Make the ``call``-th training step (1-based) raise ``error`` before it changes anything."""
-    original: Callable[..., Any] = AdversarialTrainerBase._train_step
-    calls = {"count": 0}
-
-    def step(self: AdversarialTrainerBase, batch: Any) -> Any:
-        calls["count"] += 1
-        if calls["count"] == call:
-            raise error()
-        return original(self, batch)
-
-    monkeypatch.setattr(AdversarialTrainerBase, "_train_step", step)
-
-
 def _ctrl_c_at(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
     """Press Ctrl-C (SIGINT to this process) as the ``call``-th training step (1-based) starts."""
     original: Callable[..., Any] = AdversarialTrainerBase._train_step
@@ -101,21 +88,6 @@ def _ctrl_c_at(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
         return original(self, batch)
 
     monkeypatch.setattr(AdversarialTrainerBase, "_train_step", step)
-
-
-def _assert_same_tensors(expected: Any, actual: Any, where: str = "") -> None:
-    if isinstance(expected, torch.Tensor):
-        assert torch.equal(expected, actual), f"tensor {where} differs"
-    elif isinstance(expected, dict):
-        assert expected.keys() == actual.keys(), where
-        for key in expected:
-            _assert_same_tensors(expected[key], actual[key], f"{where}/{key}")
-    elif isinstance(expected, list | tuple):
-        assert len(expected) == len(actual), where
-        for index, (left, right) in enumerate(zip(expected, actual, strict=True)):
-            _assert_same_tensors(left, right, f"{where}[{index}]")
-    else:
-        assert expected == actual, f"{where}: {expected!r} != {actual!r}"
 
 
 def _state(folder: Path, name: str) -> dict[str, Any]:
@@ -148,9 +120,9 @@ def test_keyboard_interrupt_then_resume_gives_identical_tensors(
 
     resumed, resumed_scheduler = _trainer(init_seed=1)
     _fit(resumed, resumed_scheduler, tmp_path, resume_from=tmp_path / "last.pt")
-    _assert_same_tensors(_state(uninterrupted, "last.pt"), _state(tmp_path, "last.pt"))
-    _assert_same_tensors(_state(uninterrupted, "best.pt"), _state(tmp_path, "best.pt"))
-    _assert_same_tensors(load_checkpoint(uninterrupted / "last.pt")["model_state"],
+    assert_same_tensors(_state(uninterrupted, "last.pt"), _state(tmp_path, "last.pt"))
+    assert_same_tensors(_state(uninterrupted, "best.pt"), _state(tmp_path, "best.pt"))
+    assert_same_tensors(load_checkpoint(uninterrupted / "last.pt")["model_state"],
                          resumed.get_classifier().model.state_dict())
     assert resumed.best_epoch == load_checkpoint(uninterrupted / "best.pt")["best_epoch"]
 
@@ -162,7 +134,7 @@ def test_process_death_resumes_from_the_last_interval_checkpoint(
     with monkeypatch.context() as patch:
         # A crash that is not a KeyboardInterrupt writes nothing: only the interval checkpoint (batch 2 of
         # epoch 2) is left, and the batch trained after it is trained again on resume.
-        _interrupt_at(patch, 9, RuntimeError)
+        interrupt_at(patch, 9, RuntimeError)
         with pytest.raises(RuntimeError):
             _fit(trainer, scheduler, tmp_path, checkpoint_interval=2)
     saved = load_checkpoint(tmp_path / "last.pt")
@@ -170,7 +142,7 @@ def test_process_death_resumes_from_the_last_interval_checkpoint(
 
     resumed, resumed_scheduler = _trainer(init_seed=1)
     _fit(resumed, resumed_scheduler, tmp_path, resume_from=tmp_path / "last.pt", checkpoint_interval=2)
-    _assert_same_tensors(_state(uninterrupted, "last.pt"), _state(tmp_path, "last.pt"))
+    assert_same_tensors(_state(uninterrupted, "last.pt"), _state(tmp_path, "last.pt"))
 
 
 def test_resume_refuses_a_checkpoint_of_another_run(uninterrupted: Path, tmp_path: Path) -> None:
@@ -187,11 +159,11 @@ def test_train_run_interrupted_then_resumed_ends_with_identical_tensors(
     options = {"method": "rslad", "checkpoint_interval": 2}
     run(tmp_path / "uninterrupted", teacher=tiny_teacher(), **options)
     with monkeypatch.context() as patch:
-        _interrupt_at(patch, 5, KeyboardInterrupt)  # second epoch, second batch (3 batches per epoch)
+        interrupt_at(patch, 5, KeyboardInterrupt)  # second epoch, second batch (3 batches per epoch)
         with pytest.raises(KeyboardInterrupt):
             run(tmp_path / "resumed", teacher=tiny_teacher(), **options)
     assert json.loads((tmp_path / "resumed" / "run.json").read_text())["status"] == "training"
     run(tmp_path / "resumed", teacher=tiny_teacher(), resume=True, **options)
     for name in ("last.pt", "best.pt"):
-        _assert_same_tensors(_state(tmp_path / "uninterrupted", name), _state(tmp_path / "resumed", name))
+        assert_same_tensors(_state(tmp_path / "uninterrupted", name), _state(tmp_path / "resumed", name))
     assert load_run(tmp_path / "resumed").accuracy == load_run(tmp_path / "uninterrupted").accuracy

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_classifier
+from helpers_trainers import assert_same_tensors, interrupt_at
 
 from art_rslad.checkpoint import load_checkpoint
 from art_rslad.trainers import AdversarialTrainerBase, AdversarialTrainerRSLAD, AdversarialTrainerSAT
@@ -44,35 +45,6 @@ def small_classifier(seed: int) -> Any:
     return make_classifier(SmallNet(), lr=0.05, input_shape=SHAPE)
 
 
-def interrupt_at(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
-    """Make the ``call``-th training step (1-based) raise KeyboardInterrupt before it changes anything."""
-    original: Callable[..., Any] = AdversarialTrainerBase._train_step
-    calls = {"count": 0}
-
-    def step(self: AdversarialTrainerBase, batch: Any) -> Any:
-        calls["count"] += 1
-        if calls["count"] == call:
-            raise KeyboardInterrupt()
-        return original(self, batch)
-
-    monkeypatch.setattr(AdversarialTrainerBase, "_train_step", step)
-
-
-def assert_same(expected: Any, actual: Any, where: str = "") -> None:
-    if isinstance(expected, torch.Tensor):
-        assert torch.equal(expected, actual), f"tensor {where} differs"
-    elif isinstance(expected, dict):
-        assert expected.keys() == actual.keys(), where
-        for key in expected:
-            assert_same(expected[key], actual[key], f"{where}/{key}")
-    elif isinstance(expected, list | tuple):
-        assert len(expected) == len(actual), where
-        for index, (left, right) in enumerate(zip(expected, actual, strict=True)):
-            assert_same(left, right, f"{where}[{index}]")
-    else:
-        assert expected == actual, f"{where}: {expected!r} != {actual!r}"
-
-
 def checkpoint_state(path: Path) -> dict[str, Any]:
     checkpoint = load_checkpoint(path)
     history = [{k: v for k, v in record.items() if not k.endswith("seconds")} for record in checkpoint["history"]]
@@ -105,8 +77,8 @@ def check_resume_is_exact(build: Callable[[int], tuple[AdversarialTrainerBase, A
     resumed, resumed_scheduler = build(1)
     fit(resumed, resumed_scheduler, broken, resume_from=broken / "last.pt")
     for name in ("last.pt", "best.pt"):
-        assert_same(checkpoint_state(whole / name), checkpoint_state(broken / name), name)
-    assert_same(trainer.get_classifier().model.state_dict(), resumed.get_classifier().model.state_dict())
+        assert_same_tensors(checkpoint_state(whole / name), checkpoint_state(broken / name), name)
+    assert_same_tensors(trainer.get_classifier().model.state_dict(), resumed.get_classifier().model.state_dict())
     return resumed, whole
 
 
@@ -233,14 +205,14 @@ def test_trainer_returns_and_publishes_the_averaged_student(tmp_path: Path) -> N
     trainer.fit(x, y, validation_data=(x_val, y_val), batch_size=16, nb_epochs=2, checkpoint_dir=tmp_path)
     assert trainer.averager is not None and trainer.averager.average is not None
     average = trainer.averager.average
-    assert_same(average, student.model.state_dict())
+    assert_same_tensors(average, student.model.state_dict())
     last = load_checkpoint(tmp_path / "last.pt")
-    assert_same(average, last["model_state"])
+    assert_same_tensors(average, last["model_state"])
     live = last["extra_state"]["live_model_state"]
     assert not torch.equal(live["head.weight"], average["head.weight"])
     assert trainer.best_state_dict is not None
     best = load_checkpoint(tmp_path / "best.pt")
-    assert_same(best["model_state"], trainer.best_state_dict)
+    assert_same_tensors(best["model_state"], trainer.best_state_dict)
     assert not torch.equal(best["extra_state"]["live_model_state"]["head.weight"], best["model_state"]["head.weight"])
     # validation saw the averaged student: revalidating it gives the recorded numbers of the last epoch
     assert trainer.validate(x_val, y_val)["val_pgd"] == trainer.history[-1]["val_pgd"]
@@ -265,4 +237,4 @@ def test_resume_with_weight_averaging_is_exact(averaging: str, tmp_path: Path,
     resumed, whole = check_resume_is_exact(build, tmp_path, monkeypatch, interrupt=8)  # epoch 2, batch 3
     assert resumed.averager is not None
     assert resumed.averager.updates == {"ema": 10, "swa": 1, "swa-from-0": 2}[averaging]
-    assert_same(load_checkpoint(whole / "last.pt")["model_state"], resumed.get_classifier().model.state_dict())
+    assert_same_tensors(load_checkpoint(whole / "last.pt")["model_state"], resumed.get_classifier().model.state_dict())
