@@ -11,26 +11,11 @@ import pytest
 import torch
 from conftest import make_classifier
 from helpers_trainers import assert_same_tensors, interrupt_at
+from test_resume import SHAPE, Student
 
 from art_rslad.checkpoint import load_checkpoint
 from art_rslad.trainers import AdversarialTrainerBase, AdversarialTrainerRSLAD, AdversarialTrainerSAT
 from art_rslad.trainers.averaging import EMA, SWA, make_averager, recompute_batchnorm
-
-SHAPE = (1, 8, 8)
-
-
-class SmallNet(torch.nn.Module):
-    """Conv, BatchNorm (running statistics) and dropout (the global RNG): all must survive a resume."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
-                                            torch.nn.ReLU(), torch.nn.MaxPool2d(2))
-        self.dropout = torch.nn.Dropout(0.3)
-        self.head = torch.nn.Linear(4 * 4 * 4, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.features(x).flatten(1)))
 
 
 def small_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -42,7 +27,7 @@ def small_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def small_classifier(seed: int) -> Any:
     torch.manual_seed(seed)
-    return make_classifier(SmallNet(), lr=0.05, input_shape=SHAPE)
+    return make_classifier(Student(), lr=0.05, input_shape=SHAPE)
 
 
 def checkpoint_state(path: Path) -> dict[str, Any]:
