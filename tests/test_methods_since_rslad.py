@@ -11,7 +11,8 @@ import torch
 from art.estimators.classification import PyTorchClassifier
 from conftest import make_classifier
 from test_losses_baselines import ADV, LABELS, LABELS_T, NAT, TEACHER_ADV, B, C, kl, mean, softmax, t
-from test_weight_averaging import SHAPE, SmallNet, check_resume_is_exact, small_classifier, small_data
+from test_resume import SHAPE, Student
+from test_weight_averaging import check_resume_is_exact, small_classifier, small_data
 
 import art_rslad
 from art_rslad.attacks import InputGradientPGD
@@ -222,10 +223,10 @@ def test_peeraid_constructor_errors() -> None:
     with pytest.raises(ValueError, match="not the student"):
         AdversarialTrainerPeerAiD(student, student)
     with pytest.raises(ValueError, match="classes"):
-        AdversarialTrainerPeerAiD(student, make_classifier(SmallNet(), input_shape=SHAPE, nb_classes=5))
+        AdversarialTrainerPeerAiD(student, make_classifier(Student(), input_shape=SHAPE, nb_classes=5))
     with pytest.raises(ValueError, match="inputs"):
-        AdversarialTrainerPeerAiD(student, make_classifier(SmallNet(), input_shape=(1, 8, 9)))
-    model = SmallNet()
+        AdversarialTrainerPeerAiD(student, make_classifier(Student(), input_shape=(1, 8, 9)))
+    model = Student()
     peer = PyTorchClassifier(model, torch.nn.CrossEntropyLoss(), SHAPE, 10, clip_values=(0.0, 2.0),
                              optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
     with pytest.raises(ValueError, match="clip_values"):
