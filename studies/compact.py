@@ -14,7 +14,13 @@ In each finished run folder (its run.json says ``finished``; a compare's runs an
   of the last checkpoint hold every number the tables use (where the last epoch was the best one, ``student.pt``
   still holds its weights);
 - ``figures/`` is deleted: the compare's (or tuning's) own figures and tables show every run, and a run's two
-  charts are drawn again from its metrics.jsonl and results by ``art_rslad.report``.
+  charts are drawn again from its metrics.jsonl and results by ``art_rslad.report``;
+- ``metrics.jsonl`` and ``run.log`` are stored gzip-compressed (``metrics.jsonl.gz``, ``run.log.gz``; every line
+  kept, checked to read back), and the model card ``student.json`` names metrics.jsonl instead of repeating its
+  per-epoch records (checked to be the same records first).
+
+In a compare folder whose runs are all finished, ``compare.log`` is stored compressed the same way; a log that a
+later resume starts again is appended to the compressed one as a new gzip member the next time this runs.
 
 Unfinished runs are left as they are: their checkpoints and JSON states are what a resume continues from; run this
 again once they finish. Every new file is written atomically and checked before the old one is deleted, so the
@@ -25,16 +31,26 @@ folders".
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
-from art_rslad.checkpoint import load_checkpoint, load_file
+from art_rslad.checkpoint import load_checkpoint, load_file, write_bytes_atomic
 from art_rslad.evaluation.report import REPORT_FORMAT, RobustnessReport, store_finished
-from art_rslad.experiments.folders import FIGURES, RUN_FORMAT, read_json
+from art_rslad.experiments.folders import (
+    COMPRESSED,
+    FIGURES,
+    RUN_FORMAT,
+    RUNS,
+    load_run_history,
+    read_json,
+    write_json,
+)
+from art_rslad.experiments.lock import FolderBusyError, FolderLock
 
 STUDIES = Path(__file__).resolve().parent
 #: JSON files of a run folder that are not robustness reports.
@@ -81,6 +97,44 @@ def compact_checkpoints(run: Path) -> list[str]:
     return done
 
 
+def compress(path: Path, append: bool) -> list[str]:
+    """Store ``path`` gzip-compressed beside it and delete it, checked to read back first; with ``append``, as a new
+    member after what the compressed file already holds (a log continued by a later session). Nothing to do where
+    ``path`` is not there."""
+    if not path.is_file():
+        return []
+    packed = path.with_name(path.name + COMPRESSED)
+    data = path.read_bytes()
+    before = packed.read_bytes() if append and packed.is_file() else b""
+    write_bytes_atomic(before + gzip.compress(data, mtime=0), packed)
+    if gzip.decompress(packed.read_bytes()) != gzip.decompress(before) + data:
+        raise ValueError(f"{packed} does not read back to {path.name}; {path.name} is kept.")
+    path.unlink()
+    return [f"{path.name} -> {packed.name}"]
+
+
+def compact_card(run: Path) -> list[str]:
+    """Let the model card name metrics.jsonl instead of repeating its records (once checked to be the same)."""
+    path = run / "student.json"
+    card = read_json(path) if path.is_file() else {}
+    history = card.get("training", {}).get("history")
+    if not isinstance(history, list):
+        return []
+    if history != load_run_history(run):
+        raise ValueError(f"{path}: its history differs from the run's metrics.jsonl; the card is kept as it is.")
+    card["training"]["history"] = "metrics.jsonl"
+    write_json(path, card)
+    return ["student.json names metrics.jsonl instead of repeating it"]
+
+
+def compact_compare(folder: Path) -> list[str]:
+    """Compress the compare's log once every run under it is finished."""
+    markers = [read_json(marker) for marker in (folder / RUNS).rglob("run.json")]
+    if not markers or any(marker.get("status") != "finished" for marker in markers):
+        return []
+    return compress(folder / "compare.log", append=True)
+
+
 def compact_run(run: Path) -> list[str]:
     """Compact one run folder if its run is finished; return what was done (nothing for an unfinished run)."""
     marker = read_json(run / "run.json")
@@ -92,7 +146,19 @@ def compact_run(run: Path) -> list[str]:
     if (run / FIGURES).is_dir():
         shutil.rmtree(run / FIGURES)
         done.append(f"{FIGURES}/ deleted")
-    return done
+    done += compact_card(run)
+    done += compress(run / "metrics.jsonl", append=False)
+    return done + compress(run / "run.log", append=True)
+
+
+def _compact_held(folder: Path, compact: Callable[[Path], list[str]]) -> list[str]:
+    """``compact(folder)`` while holding the folder's lock; nothing where a live process holds it (a run or
+    compare still writing there)."""
+    try:
+        with FolderLock(folder, "folders"):
+            return compact(folder)
+    except FolderBusyError as error:
+        return [f"left as it is: {error}"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,12 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="Folders searched for run folders (default: studies/).")
     args = parser.parse_args(argv)
     runs = sorted({marker.parent for folder in args.folders for marker in folder.rglob("run.json")})
-    unfinished = 0
-    for run in runs:
-        done = compact_run(run)
-        unfinished += read_json(run / "run.json").get("status") != "finished"
-        for step in done:
-            print(f"{run}: {step}")
+    compares = sorted({marker.parent for folder in args.folders for marker in folder.rglob("compare.json")})
+    steps: list[tuple[Path, Callable[[Path], list[str]]]] = [*((run, compact_run) for run in runs),
+                                                             *((compare, compact_compare) for compare in compares)]
+    for folder, compact in steps:
+        for step in _compact_held(folder, compact):
+            print(f"{folder}: {step}")
+    unfinished = sum(read_json(run / "run.json").get("status") != "finished" for run in runs)
     print(f"{len(runs)} run folders; {unfinished} unfinished, left as they are.")
     return 0
 

@@ -41,7 +41,7 @@ from art_rslad.evaluation import (
 )
 from art_rslad.evaluation.report import finished_report, store_finished
 from art_rslad.experiments.config import Config
-from art_rslad.experiments.folders import checkpoint_weights
+from art_rslad.experiments.folders import checkpoint_weights, load_run_history
 from art_rslad.experiments.teachers import zoo_card
 from art_rslad.models import create_model, make_classifier
 from art_rslad.report import CHECKPOINTS, build_table, plot_table_bars
@@ -116,16 +116,14 @@ def evaluate_defended(run: Path, defence: str, x: np.ndarray, y: np.ndarray, nb_
 
 def train_seconds(run: Path) -> list[float]:
     """Training seconds of each epoch (validation excluded) from the run's metrics.jsonl."""
-    lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    return [float(record.get("train_seconds", record["seconds"])) for record in map(json.loads, filter(None, lines))]
+    return [float(record.get("train_seconds", record["seconds"])) for record in load_run_history(run)]
 
 
 def run_hours(run: Path) -> tuple[float, float, float]:
     """(training with validation, the compare's evaluation of best and last, this script's full-test-set attacks)
     of a run, in hours, as its metrics.jsonl and its eval_* and full_* reports logged them; a last checkpoint that
     is the best one was evaluated once by the compare (its two reports are the same)."""
-    lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    training = sum(float(record["seconds"]) for record in map(json.loads, filter(None, lines)))
+    training = sum(float(record["seconds"]) for record in load_run_history(run))
     compare_reports = {report.to_json(): report for report in
                        (RobustnessReport.load(run / f"eval_{name}.json") for name in CHECKPOINTS)}
     evaluation = sum(sum(report.seconds.values()) for report in compare_reports.values())

@@ -3,6 +3,7 @@ finished evaluation, run or compare reads everything back and writes nothing."""
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from art_rslad.evaluation import evaluate as evaluate_module
 from art_rslad.evaluation.report import store_finished
 from art_rslad.experiments.compare import compare
 from art_rslad.experiments.config import Config, TeacherConfig
-from art_rslad.experiments.folders import checkpoint_weights, run_folder
+from art_rslad.experiments.folders import checkpoint_weights, load_run_history, read_json, run_folder, write_json
 from art_rslad.experiments.lock import LOCK_NAME
 from art_rslad.experiments.train import RunSettings
 from art_rslad.models import create_model, make_classifier
@@ -84,10 +85,20 @@ def test_a_compacted_compare_resumes_without_training_or_attacking(tmp_path: Pat
     full = full_test.evaluate_run(run, x[:20], y[:20], ("clean", "fgsm"), verbose=False)
     best_weights, last_weights = load_checkpoint(run / "best.pt")["model_state"], checkpoint_weights(run, "last")
 
+    history, run_log = load_run_history(run), (run / "run.log").read_bytes()
+    compare_log = (tmp_path / "compare.log").read_text(encoding="utf-8")
+    assert " epoch 1/3" in run_log.decode() and " epoch 1/3" not in compare_log  # each epoch in one log only
+    assert "Finished sat" in compare_log and read_json(run / "student.json")["training"]["history"] == "metrics.jsonl"
+
     _study_script("compact").main([str(tmp_path)])
     names = {path.name for path in run.iterdir()}
-    assert {"eval_best.npz", "eval_last.npz", "full_best.npz", "full_last.npz", "student.pt"} <= names
-    assert not names & {"best.pt", "last.pt", "figures"} and not any(name.endswith("_best.json") for name in names)
+    assert {"eval_best.npz", "eval_last.npz", "full_best.npz", "full_last.npz", "student.pt", "metrics.jsonl.gz",
+            "run.log.gz"} <= names
+    assert not names & {"best.pt", "last.pt", "figures", "metrics.jsonl", "run.log"}
+    assert not any(name.endswith("_best.json") for name in names)
+    assert load_run_history(run) == history and gzip.decompress((run / "run.log.gz").read_bytes()) == run_log
+    assert gzip.decompress((tmp_path / "compare.log.gz").read_bytes()).decode() == compare_log
+    assert not (tmp_path / "compare.log").exists()
     assert all(torch.equal(value, best_weights[key]) for key, value in checkpoint_weights(run, "best").items())
     if first.runs[("sat", 0)].best_epoch != 3:
         with pytest.raises(FileNotFoundError, match="last checkpoint's weights are not kept"):
@@ -107,3 +118,21 @@ def test_a_compacted_compare_resumes_without_training_or_attacking(tmp_path: Pat
     assert RobustnessReport.load(run / "eval_best.json").accuracy == first.runs[("sat", 0)].accuracy["best"]
     training, evaluation, full_hours = full_test.run_hours(run)  # read from the compact reports
     assert training > 0 and evaluation > 0 and full_hours > 0
+    resumed_log = (tmp_path / "compare.log").read_text(encoding="utf-8")  # the resume's own session
+    _study_script("compact").main([str(tmp_path)])
+    assert gzip.decompress((tmp_path / "compare.log.gz").read_bytes()).decode() == compare_log + resumed_log
+
+
+def test_a_card_that_repeats_its_history_is_checked_then_made_to_name_it(tmp_path: Path) -> None:
+    _compare(tmp_path, nb_epochs=2)
+    run = run_folder(tmp_path, "sat", 0)
+    card = read_json(run / "student.json")
+    compact = _study_script("compact")
+    card["training"]["history"] = load_run_history(run)[:1]  # a card written before, not matching
+    write_json(run / "student.json", card)
+    with pytest.raises(ValueError, match=r"differs from the run's metrics\.jsonl"):
+        compact.compact_card(run)
+    card["training"]["history"] = load_run_history(run)  # as cards were written before
+    write_json(run / "student.json", card)
+    assert compact.compact_card(run) and read_json(run / "student.json")["training"]["history"] == "metrics.jsonl"
+    assert compact.compact_card(run) == []

@@ -151,7 +151,8 @@ def _compare_runs(config: Config, folder: Path, methods: Sequence[str], seeds: S
     """:func:`compare` with its folder held: each run trained (or read back), then the table and figures."""
     started = on_main(world, _start_compare, folder, shared, methods, seeds, settings)
     runs: dict[tuple[str, int], RunResult] = {}
-    with log_to(folder / "compare.log") if world.is_main else contextlib.nullcontext(), shared_datasets():
+    run_lines = (__name__, train_run.__module__)  # each run's epochs and attacks are in its own run.log
+    with log_to(folder / "compare.log", run_lines) if world.is_main else contextlib.nullcontext(), shared_datasets():
         for seed in seeds:
             for method in methods:
                 run_dir = run_folder(folder, method, seed)

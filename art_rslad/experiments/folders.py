@@ -16,6 +16,7 @@ checkpoints: :func:`checkpoint_weights` reads the weights from whichever is ther
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import logging
 import os
@@ -39,12 +40,16 @@ COMPARE_FORMAT = "art-rslad-compare"
 #: Files a run writes into its folder (``overwrite=True`` removes exactly these, :data:`RUN_STATES` and
 #: ``figures/``).
 RUN_FILES: tuple[str, ...] = ("run.json", "config.toml", "run.log", "metrics.jsonl", "last.pt", "best.pt",
-                              "eval_best.npz", "eval_last.npz", "results.md", "student.pt", "student.json")
+                              "eval_best.npz", "eval_last.npz", "results.md", "student.pt", "student.json",
+                              "run.log.gz", "metrics.jsonl.gz")
 #: The resume states of a run's evaluations, there while they run (the finished reports replace them).
 RUN_STATES: tuple[str, ...] = ("eval_best.json", "eval_last.json")
 #: Files only some methods' runs write (PeerAiD's peer); ``overwrite=True`` removes them too.
 METHOD_FILES: tuple[str, ...] = ("peer.pt",)
-COMPARE_FILES: tuple[str, ...] = ("compare.json", "comparison.md", "comparison.json", "compare.log")
+COMPARE_FILES: tuple[str, ...] = ("compare.json", "comparison.md", "comparison.json", "compare.log",
+                                  "compare.log.gz")
+#: The compressed form of a finished folder's ``metrics.jsonl`` and logs (docs/runs.md, "Compact run folders").
+COMPRESSED = ".gz"
 FIGURES = "figures"
 RUNS = "runs"
 #: Keys of a recorded identity that a resume does not compare, and the folder keeps as it recorded them: the notes
@@ -211,11 +216,19 @@ def held(world: World, folder: Path, argument: str = "out_dir") -> Iterator[None
 
 
 @contextlib.contextmanager
-def log_to(path: Path) -> Iterator[None]:
-    """Copy the package's log records (INFO and above) into ``path`` for the duration of the block."""
+def log_to(path: Path, info_from: Sequence[str] | None = None) -> Iterator[None]:
+    """Copy the package's log records (INFO and above) into ``path`` for the duration of the block.
+
+    :param info_from: Where given, the INFO records of only these loggers are copied (warnings and errors all
+        are): a compare's log keeps its own lines and each run's start and end, not the epochs that each run's
+        own log holds.
+    """
     package_logger = logging.getLogger("art_rslad")
     handler = logging.FileHandler(path, mode="a", encoding="utf-8")
     handler.setLevel(logging.INFO)
+    if info_from is not None:
+        names = tuple(info_from)
+        handler.addFilter(lambda record: record.levelno > logging.INFO or record.name in names)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     previous_level = package_logger.level
     if package_logger.getEffectiveLevel() > logging.INFO:
@@ -244,9 +257,14 @@ def load_run(out_dir: str | os.PathLike[str]) -> RunResult:
 
 
 def load_run_history(folder: Path) -> list[dict[str, float]]:
-    """The per-epoch records of the run in ``folder`` (its ``metrics.jsonl``), every session's."""
-    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+    """The per-epoch records of the run in ``folder`` (its ``metrics.jsonl``, or the compressed
+    ``metrics.jsonl.gz`` of a compacted folder), every session's."""
+    path = folder / "metrics.jsonl"
+    if path.is_file() or not path.with_name(path.name + COMPRESSED).is_file():
+        text = path.read_text(encoding="utf-8")
+    else:
+        text = gzip.decompress(path.with_name(path.name + COMPRESSED).read_bytes()).decode("utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def check_resumable(last: Path) -> None:
@@ -290,7 +308,7 @@ def checkpoint_weights(out_dir: str | os.PathLike[str], checkpoint: str) -> dict
     return load_file(folder / "student.pt")
 
 
-__all__ = ["COMPARE_FILES", "COMPARE_FORMAT", "FIGURES", "LATER_CONFIG_KEYS", "METHOD_FILES", "PROSE_KEYS", "RUNS",
-           "RUN_FILES", "RUN_FORMAT", "RUN_STATES", "RunResult", "check_resumable", "check_writable",
-           "checkpoint_weights", "held", "load_run", "load_run_history", "log_to", "prepare_folder", "read_json",
-           "results_text", "run_folder", "write_json"]
+__all__ = ["COMPARE_FILES", "COMPARE_FORMAT", "COMPRESSED", "FIGURES", "LATER_CONFIG_KEYS", "METHOD_FILES",
+           "PROSE_KEYS", "RUNS", "RUN_FILES", "RUN_FORMAT", "RUN_STATES", "RunResult", "check_resumable",
+           "check_writable", "checkpoint_weights", "held", "load_run", "load_run_history", "log_to", "prepare_folder",
+           "read_json", "results_text", "run_folder", "write_json"]

@@ -303,7 +303,8 @@ def _finish_run(result: RunResult, classifier: PyTorchClassifier, best: StateDic
 
 
 def _model_card(result: RunResult, classifier: PyTorchClassifier, identity: Mapping[str, Any]) -> ModelCard:
-    """The card of the trained student (``student.pt``, the best checkpoint)."""
+    """The card of the trained student (``student.pt``, the best checkpoint); its history names the run's
+    metrics.jsonl rather than repeating it."""
     config = result.config
     return ModelCard(
         name=f"{config.dataset}-{config.student}-{result.method}-seed{config.seed}",
@@ -317,7 +318,7 @@ def _model_card(result: RunResult, classifier: PyTorchClassifier, identity: Mapp
                   "best_by": "validation PGD-10 accuracy on a split held out of the training set",
                   "last_checkpoint_accuracy": result.accuracy["last"], "teacher": identity["teacher"],
                   "settings": {key: value for key, value in identity.items() if key not in ("config", "teacher")},
-                  "config": config.to_dict(), "history": result.history, "run_dir": str(result.out_dir)},
+                  "config": config.to_dict(), "history": "metrics.jsonl", "run_dir": str(result.out_dir)},
         seed=config.seed, versions=package_versions(),
     )
 
