@@ -101,6 +101,17 @@ def test_the_card_beside_a_file_wins_over_a_default_architecture(tmp_path: Path,
     np.testing.assert_allclose(loaded.predict(x), classifier.predict(x), rtol=1e-5, atol=1e-5)
 
 
+def test_a_budget_other_than_the_cards_is_loaded_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    card, _ = zoo_card("fashion-mnist-cnn-large")
+    with caplog.at_level("WARNING"):
+        load_teacher("zoo:fashion-mnist-cnn-large", "fashion-mnist", device="cpu", eps=card.eps)
+    assert "robust at eps" not in caplog.text
+    with caplog.at_level("WARNING"):
+        teacher = load_teacher("zoo:fashion-mnist-cnn-large", "fashion-mnist", device="cpu", eps=8 / 255)
+    assert f"robust at eps {card.eps:g} (its card), but this run attacks at eps 0.0313725" in caplog.text
+    assert "Set eps=0.1 (config key `eps`)" in caplog.text and not teacher.model.training
+
+
 def test_changed_weights_are_refused_by_their_card(tmp_path: Path) -> None:
     _saved_teacher(tmp_path)
     torch.save({"other": torch.zeros(1)}, tmp_path / "tiny.pt")

@@ -39,7 +39,7 @@ def demo_teacher(
     source = config.teacher.source
     if source.startswith("zoo:") and source[len("zoo:"):] in list_zoo():
         logger.info("Teacher: the shipped %s", source)
-        return load_teacher(source, config.dataset, device=settings.device), source
+        return load_teacher(source, config.dataset, device=settings.device, eps=config.eps), source
     logger.info("No shipped teacher %r here: training a quick %s teacher (%s, %s images, %d epochs) in %s",
                 source, config.teacher.method, config.teacher.model, settings.train_size or "all", nb_epochs,
                 out_dir)
@@ -51,7 +51,7 @@ def demo_teacher(
                                            attacks=("clean", "pgd_sat"))
     result = train_run(teacher_config, folder, config.teacher.method, teacher_settings, trainer_options=options)
     weights = result.out_dir / "student.pt"
-    return load_teacher(str(weights), config.dataset, device=settings.device), str(weights)
+    return load_teacher(str(weights), config.dataset, device=settings.device, eps=config.eps), str(weights)
 
 
 def demo(

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import platform
 import time
@@ -138,9 +139,14 @@ def zoo_card(name: str) -> tuple[ModelCard, Path]:
     return card, card_path.parent / card.weights
 
 
-def _classifier_from_card(card: ModelCard, weights: Path, dataset: str, device: str | None) -> PyTorchClassifier:
+def _classifier_from_card(card: ModelCard, weights: Path, dataset: str, device: str | None,
+                          eps: float | None) -> PyTorchClassifier:
     if dataset_info(card.dataset).name != dataset_info(dataset).name:
         raise ValueError(f"The teacher {card.name!r} was trained on {card.dataset}, not {dataset}.")
+    if eps is not None and not math.isclose(eps, card.eps, rel_tol=1e-6):
+        logger.warning("The teacher %r is robust at eps %g (its card), but this run attacks at eps %g: its soft "
+                       "labels were not trained for that budget. Set eps=%g (config key `eps`) unless another "
+                       "budget is meant.", card.name, card.eps, eps, card.eps)
     digest = sha256_file(weights)
     if digest != card.sha256:
         raise ValueError(f"{weights} does not match its card's sha256 ({digest} != {card.sha256}); the file "
@@ -164,6 +170,7 @@ def load_teacher(
     model_options: dict[str, Any] | None = None,
     device: str | None = None,
     model_dir: str | os.PathLike[str] | None = None,
+    eps: float | None = None,
 ) -> PyTorchClassifier:
     """Load a teacher as an ART PyTorchClassifier (eval mode, clip_values (0, 1)).
 
@@ -174,10 +181,11 @@ def load_teacher(
     :param model_options: Options of that architecture (e.g. ``{"depth": 28}``).
     :param device: ``"cpu"``, ``"cuda"`` or None (CUDA when available).
     :param model_dir: RobustBench's model folder (``robustbench:`` sources only).
+    :param eps: The L-inf budget the teacher is to guide; where its card says another, a warning says so.
     """
     if source.startswith("zoo:"):
         card, weights = zoo_card(source[len("zoo:"):])
-        return _classifier_from_card(card, weights, dataset, device)
+        return _classifier_from_card(card, weights, dataset, device, eps)
     if source.startswith("robustbench:"):
         return robustbench.load_robustbench_teacher(source[len("robustbench:"):], dataset, model_dir=model_dir,
                                                     device=device)
@@ -191,7 +199,7 @@ def load_teacher(
         if model is not None and (model, dict(model_options or {})) != (card.architecture, card.model_options):
             logger.warning("%s: its card %s says %s %s; loading that, not the given %s %s.", source, card_path.name,
                            card.architecture, card.model_options, model, dict(model_options or {}))
-        return _classifier_from_card(card, path, dataset, device)
+        return _classifier_from_card(card, path, dataset, device, eps)
     if model is None:
         raise ValueError(f"`model` is required to load the state dict {source!r} (no card {card_path.name} "
                          "beside it); pass the architecture name, e.g. model='resnet18'.")

@@ -152,7 +152,8 @@ def load_config_teacher(config: Config, device: str | None = None) -> PyTorchCla
         raise ValueError("Config key `teacher.source` is empty but the method distils from a teacher: set it to "
                          "'zoo:<name>', 'robustbench:<name>' or a state-dict path (train one with "
                          "`art-rslad teacher`).")
-    return load_teacher(config.teacher.source, config.dataset, model=config.teacher.model, device=device)
+    return load_teacher(config.teacher.source, config.dataset, model=config.teacher.model, device=device,
+                        eps=config.eps)
 
 
 @dataclass
