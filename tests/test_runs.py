@@ -338,3 +338,14 @@ def test_peeraid_is_refused_under_torchrun_before_anything_is_written(tmp_path: 
         run(tmp_path / "run", method="peeraid")
     assert not (tmp_path / "run").exists()
     check_runs_here("sat+ema", World(rank=0, size=2))  # the shared loop's other methods run under torchrun
+
+
+def test_a_train_size_beyond_the_split_records_the_images_actually_used(tmp_path: Path) -> None:
+    x, y = load_dataset("digits", "train")
+    nb_split = len(x) - round(len(x) * tiny_config().val_fraction)  # the validation split is held out first
+    result = run(tmp_path / "run", config=tiny_config(nb_epochs=1), train_size=100_000, test_size=8)
+    marker = json.loads((result.out_dir / "run.json").read_text())
+    assert result.nb_train == marker["nb_train"] == load_run(result.out_dir).nb_train == nb_split
+    assert marker["identity"]["train_size"] == 100_000  # what was asked stays recorded beside it
+    results = (result.out_dir / "results.md").read_text()
+    assert f"; {nb_split} training images." in results and "100000" not in results

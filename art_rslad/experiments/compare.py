@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,7 +166,7 @@ def _compare_runs(config: Config, folder: Path, methods: Sequence[str], seeds: S
         table = build_table(
             by_method(columns.accuracy, methods, seeds),
             attacks=settings.attacks,
-            notes=[*run_notes(config, methods, config.teacher.source, settings.train_size,
+            notes=[*run_notes(config, methods, config.teacher.source, _nb_train(runs.values(), settings.train_size),
                               min(result.nb_test for result in runs.values())),
                    *black_box_note(settings.attacks, config.transfer_surrogate),
                    f"Seeds: {', '.join(map(str, seeds))}; mean ± sample std over seeds.",
@@ -177,6 +177,13 @@ def _compare_runs(config: Config, folder: Path, methods: Sequence[str], seeds: S
         figures = on_main(world, _write_comparison, folder, table, histories)
         logger.info("Comparison written to %s", folder / "comparison.md")
     return CompareResult(folder, runs, table, figures)
+
+
+def _nb_train(runs: Iterable[RunResult], train_size: int | None) -> int | None:
+    """The training images the runs trained on (``train_size`` caps them at the split's size), as the runs
+    recorded it; ``train_size`` where a run's folder was written before runs recorded it."""
+    counts = [result.nb_train for result in runs]
+    return train_size if None in counts else min(count for count in counts if count is not None)
 
 
 def _fixed_settings(method: str) -> dict[str, str]:

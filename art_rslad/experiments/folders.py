@@ -74,6 +74,7 @@ class RunResult:
     :param best_epoch: The epoch (1-based) with the highest validation PGD-10 accuracy.
     :param accuracy: Checkpoint (``best``, ``last``) -> attack name -> test accuracy in [0, 1].
     :param nb_test: Number of test images evaluated.
+    :param nb_train: Number of training images the run trained on (None: a folder written before runs recorded it).
     """
 
     out_dir: Path
@@ -83,6 +84,7 @@ class RunResult:
     best_epoch: int
     accuracy: dict[str, dict[str, float]]
     nb_test: int
+    nb_train: int | None = None
 
     @property
     def checkpoints(self) -> dict[str, Path]:
@@ -253,7 +255,7 @@ def load_run(out_dir: str | os.PathLike[str]) -> RunResult:
                          "with resume=True.")
     identity = marker["identity"]
     return RunResult(folder, identity["method"], Config.from_dict(identity["config"]), load_run_history(folder),
-                     int(marker["best_epoch"]), marker["accuracy"], int(marker["nb_test"]))
+                     int(marker["best_epoch"]), marker["accuracy"], int(marker["nb_test"]), marker.get("nb_train"))
 
 
 def load_run_history(folder: Path) -> list[dict[str, float]]:

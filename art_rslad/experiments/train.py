@@ -290,7 +290,7 @@ def _finish_run(result: RunResult, classifier: PyTorchClassifier, best: StateDic
     teacher = marker["identity"]["teacher"]
     table = build_table({result.method: {name: [accuracy] for name, accuracy in result.accuracy.items()}},
                         notes=run_notes(result.config, [result.method], teacher and teacher.get("source"),
-                                        marker["identity"]["train_size"], result.nb_test)) if result.nb_test else None
+                                        result.nb_train, result.nb_test)) if result.nb_test else None
     (folder / "results.md").write_text(results_text(result, table), encoding="utf-8")
     torch.save({key: value.cpu() for key, value in best.items()}, folder / "student.pt")
     if parse_method(result.method).method.needs_peer:  # the peer at the best epoch, as best.pt holds it
@@ -466,8 +466,8 @@ def _train_held(config: Config, spec: MethodSpec, folder: Path, identity: dict[s
         best = trainer.best_state_dict
         accuracy = _evaluate_checkpoints(classifier, folder, best, last, data, config, settings, world)
         result = RunResult(folder, spec.name, config, trainer.history, trainer.best_epoch, accuracy,
-                           len(data.x_test))
-        marker.update(status="finished", accuracy=accuracy, nb_test=len(data.x_test),
+                           len(data.x_test), len(data.x_train))
+        marker.update(status="finished", accuracy=accuracy, nb_test=len(data.x_test), nb_train=len(data.x_train),
                       seconds_last_session=round(time.perf_counter() - started, 1))
         on_main(world, _finish_run, result, classifier, best, marker)
         logger.info("Finished %s in %s: best epoch %d; best checkpoint %s", spec.name, folder,
