@@ -5,23 +5,29 @@
 #   studies/long-schedule/run.sh digits-small config        # digits-small.toml from both halves' tuning.json
 #   studies/long-schedule/run.sh digits-small run 0 1 2     # one compare per seed (another process: run 3 4)
 #   studies/long-schedule/run.sh fashion-mnist width        # part B's student width, on validation data only
+#   studies/long-schedule/run.sh digits-small table         # docs/results-long-schedule-digits-small.{md,json} and
+#                                                           # its -curves.png and -bars.png, from the finished runs
+#   studies/long-schedule/run.sh fashion-mnist table        # the same, after clean to CW_inf on all 10,000 test
+#                                                           # images (resumable, full_best/full_last in each run)
 #
 # Every step resumes from its own output: run it again after any interruption. OMP_NUM_THREADS=1 per process.
 set -e
 cd "$(dirname "$0")/../.."
 here=studies/long-schedule
-part="${1:?usage: run.sh digits-small|fashion-mnist width|tune K/2|config|run SEED...}"
-step="${2:?usage: run.sh PART width|tune K/2|config|run SEED...}"
+part="${1:?usage: run.sh digits-small|fashion-mnist width|tune K/2|config|run SEED...|table}"
+step="${2:?usage: run.sh PART width|tune K/2|config|run SEED...|table}"
 shift 2
 export OMP_NUM_THREADS=1
 cli=".venv/bin/art-rslad"
 case "$part" in
     digits-small)
         preset=digits; width=4; train=10000; val=144; test=359; epochs=300; tune_epochs=30; seeds="0 1 2 3 4"
+        full_test=""  # test=359 is the whole test set
         methods="natural sat trades ard iad adaad rslad rslad+igdm adaiad adaiad+igdm peeraid sat+ema rslad+ema" ;;
     fashion-mnist)
         preset=fashion-mnist; width=$(sed -n 's/.*"chosen_width": \([0-9]*\).*/\1/p' "$here/fashion-mnist-width.json" 2>/dev/null); train=10000; val=1000; test=1000; epochs=30; tune_epochs=6
-        seeds="0 1 2"; methods="sat trades ard rslad rslad+igdm adaiad+igdm peeraid sat+ema rslad+ema" ;;
+        seeds="0 1 2"; methods="sat trades ard rslad rslad+igdm adaiad+igdm peeraid sat+ema rslad+ema"
+        full_test="--full-test" ;;  # AA on the compare's 1,000 test images, the other attacks on all 10,000
     *) echo "unknown part $part (digits-small or fashion-mnist)" >&2; exit 2 ;;
 esac
 case "$step" in
@@ -64,5 +70,10 @@ PY
     width)
         [ "$part" = fashion-mnist ] || { echo "the width rule is part B's (fashion-mnist)" >&2; exit 2; }
         exec .venv/bin/python "$here/width_rule.py" ;;
+    table)
+        export PYTHONPATH=.  # table.py imports studies/full_test.py
+        # shellcheck disable=SC2086
+        exec .venv/bin/python "$here/table.py" "$here/$part" $full_test \
+            --out "docs/results-long-schedule-$part" ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
 esac
