@@ -12,6 +12,7 @@ import ctypes
 import ctypes.util
 import json
 import logging
+import math
 import os
 import platform
 import statistics
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from scipy import stats
 
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c"))
@@ -140,12 +142,26 @@ def format_table(results: dict[str, Measurements], nb_items: int, unit: str, ref
     return "\n".join(lines)
 
 
+def paired_speed(variant: list[float], reference: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """The reference's time over the variant's, round by round (the two ran next to each other in every round):
+    their geometric mean and its two-sided t-interval, (mean, low, high). Drifts of the machine's speed between
+    rounds hit both sides of a pair alike and drop out of each ratio."""
+    logs = [math.log(base / ours) for ours, base in zip(variant, reference, strict=True)]
+    mean = statistics.fmean(logs)
+    if len(logs) < 2:
+        return math.exp(mean), math.nan, math.nan
+    half = float(stats.t.ppf((1 + level) / 2, len(logs) - 1)) * statistics.stdev(logs) / math.sqrt(len(logs))
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
+
+
 def ratio_rows(results: dict[str, Measurements], pairs: dict[str, tuple[str, str]]) -> list[dict[str, float | str]]:
     """One row per ``label -> (variant, reference)``: medians of both and the variant's speed (reference time over
-    the variant's: above 1 is faster) and memory (variant's peak over the reference's) relative to the reference."""
+    the variant's: above 1 is faster) and memory (variant's peak over the reference's) relative to the reference;
+    and the paired CPU speed (:func:`paired_speed`) with its 95% interval."""
     rows: list[dict[str, float | str]] = []
     for label, (name, reference) in pairs.items():
         ours, base = results[name], results[reference]
+        paired = paired_speed(ours.cpu_seconds, base.cpu_seconds)
         rows.append({
             "label": label, "variant": name, "reference": reference,
             "cpu_s": ours.median_cpu_seconds(), "reference_cpu_s": base.median_cpu_seconds(),
@@ -154,18 +170,20 @@ def ratio_rows(results: dict[str, Measurements], pairs: dict[str, tuple[str, str
             "speed_wall": base.median_seconds() / ours.median_seconds(),
             "peak_mib": ours.median_peak_mib(), "reference_peak_mib": base.median_peak_mib(),
             "memory_ratio": ours.median_peak_mib() / max(base.median_peak_mib(), 1e-9),
+            "speed_cpu_paired": paired[0], "speed_cpu_paired_low": paired[1], "speed_cpu_paired_high": paired[2],
         })
     return rows
 
 
 def format_ratio_table(rows: list[dict[str, float | str]], memory_unit: str) -> str:
     """A markdown table of :func:`ratio_rows`: CPU time first (the column to read on a shared machine)."""
-    lines = [f"| variant | vs | CPU s (median) | reference CPU s | speed vs reference (CPU) | wall s | reference "
-             f"wall s | speed (wall) | peak {memory_unit} | reference peak | memory vs reference |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"| variant | vs | CPU s (median) | reference CPU s | speed vs reference (CPU) | paired speed (CPU, "
+             f"95% interval) | wall s | reference wall s | speed (wall) | peak {memory_unit} | reference peak | "
+             "memory vs reference |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['label']} | {row['reference']} | {row['cpu_s']:.3f} | {row['reference_cpu_s']:.3f} "
-                     f"| {row['speed_cpu']:.3f}x | {row['wall_s']:.3f} | {row['reference_wall_s']:.3f} "
+                     f"| {row['speed_cpu']:.3f}x | {row['speed_cpu_paired']:.3f}x ({row['speed_cpu_paired_low']:.3f}-"
+                     f"{row['speed_cpu_paired_high']:.3f}) | {row['wall_s']:.3f} | {row['reference_wall_s']:.3f} "
                      f"| {row['speed_wall']:.3f}x | {row['peak_mib']:.1f} | {row['reference_peak_mib']:.1f} "
                      f"| {row['memory_ratio']:.2f}x |")
     return "\n".join(lines)
