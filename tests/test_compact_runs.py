@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -136,3 +137,18 @@ def test_a_card_that_repeats_its_history_is_checked_then_made_to_name_it(tmp_pat
     write_json(run / "student.json", card)
     assert compact.compact_card(run) and read_json(run / "student.json")["training"]["history"] == "metrics.jsonl"
     assert compact.compact_card(run) == []
+
+
+def _study_files() -> list[Path]:
+    """The files of studies/ that a clone holds: git's list where this is a checkout, else the folder's files."""
+    root = STUDIES.parent
+    listed = subprocess.run(["git", "ls-files", "-z", "studies"], cwd=root, capture_output=True, check=False)
+    if listed.returncode == 0 and listed.stdout:
+        return [root / name for name in listed.stdout.decode().split("\0") if name and (root / name).is_file()]
+    return [path for path in STUDIES.rglob("*") if path.is_file()]
+
+
+def test_the_studies_stay_under_15_mb_in_a_clone() -> None:
+    size = sum(path.stat().st_size for path in _study_files())
+    assert size < 15e6, (f"studies/ holds {size / 1e6:.1f} MB: run studies/compact.py on finished studies (see "
+                         "docs/runs.md, 'Compact run folders') before committing them")
