@@ -152,3 +152,12 @@ def test_the_studies_stay_under_15_mb_in_a_clone() -> None:
     size = sum(path.stat().st_size for path in _study_files())
     assert size < 15e6, (f"studies/ holds {size / 1e6:.1f} MB: run studies/compact.py on finished studies (see "
                          "docs/runs.md, 'Compact run folders') before committing them")
+
+
+def test_overwrite_removes_the_compressed_records_of_a_compacted_run(tmp_path: Path) -> None:
+    _compare(tmp_path, nb_epochs=1)
+    _study_script("compact").main([str(tmp_path)])
+    run = run_folder(tmp_path, "sat", 0)
+    assert (run / "metrics.jsonl.gz").is_file() and (tmp_path / "compare.log.gz").is_file()
+    _compare(tmp_path, nb_epochs=1, overwrite=True)
+    assert (run / "metrics.jsonl").is_file() and not any(path.suffix == ".gz" for path in tmp_path.rglob("*"))

@@ -29,6 +29,7 @@ from art_rslad.distributed import World, check_agreement, current_world, on_main
 from art_rslad.experiments.columns import by_method, load_surrogate, run_settings_without_transfer, table_columns
 from art_rslad.experiments.config import Config
 from art_rslad.experiments.folders import (
+    COMPACTED_FILES,
     COMPARE_FILES,
     COMPARE_FORMAT,
     FIGURES,
@@ -196,7 +197,7 @@ def _start_compare(folder: Path, shared: dict[str, Any], methods: Sequence[str],
     """Prepare the compare ``folder`` and write compare.json; return the (method, seed) pairs whose run folder
     already holds a run (they resume)."""
     saved = prepare_folder(folder, "compare.json", shared, resume=settings.resume, overwrite=settings.overwrite,
-                           argument="out_dir", owned=COMPARE_FILES) or {}
+                           argument="out_dir", owned=(*COMPARE_FILES, *COMPACTED_FILES)) or {}
     write_json(folder / "compare.json", {"format": COMPARE_FORMAT, "identity": saved.get("identity", shared),
                                          "methods": list(dict.fromkeys([*saved.get("methods", []), *methods])),
                                          "seeds": sorted({*saved.get("seeds", []), *seeds})})

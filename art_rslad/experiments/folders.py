@@ -40,16 +40,16 @@ COMPARE_FORMAT = "art-rslad-compare"
 #: Files a run writes into its folder (``overwrite=True`` removes exactly these, :data:`RUN_STATES` and
 #: ``figures/``).
 RUN_FILES: tuple[str, ...] = ("run.json", "config.toml", "run.log", "metrics.jsonl", "last.pt", "best.pt",
-                              "eval_best.npz", "eval_last.npz", "results.md", "student.pt", "student.json",
-                              "run.log.gz", "metrics.jsonl.gz")
+                              "eval_best.npz", "eval_last.npz", "results.md", "student.pt", "student.json")
 #: The resume states of a run's evaluations, there while they run (the finished reports replace them).
 RUN_STATES: tuple[str, ...] = ("eval_best.json", "eval_last.json")
 #: Files only some methods' runs write (PeerAiD's peer); ``overwrite=True`` removes them too.
 METHOD_FILES: tuple[str, ...] = ("peer.pt",)
-COMPARE_FILES: tuple[str, ...] = ("compare.json", "comparison.md", "comparison.json", "compare.log",
-                                  "compare.log.gz")
-#: The compressed form of a finished folder's ``metrics.jsonl`` and logs (docs/runs.md, "Compact run folders").
+COMPARE_FILES: tuple[str, ...] = ("compare.json", "comparison.md", "comparison.json", "compare.log")
+#: The suffix of the compressed form of a finished folder's ``metrics.jsonl`` and logs (docs/runs.md, "Compact run
+#: folders"), and those files: no run writes them, ``overwrite=True`` removes them too.
 COMPRESSED = ".gz"
+COMPACTED_FILES: tuple[str, ...] = tuple(name + COMPRESSED for name in ("metrics.jsonl", "run.log", "compare.log"))
 FIGURES = "figures"
 RUNS = "runs"
 #: Keys of a recorded identity that a resume does not compare, and the folder keeps as it recorded them: the notes
@@ -310,7 +310,7 @@ def checkpoint_weights(out_dir: str | os.PathLike[str], checkpoint: str) -> dict
     return load_file(folder / "student.pt")
 
 
-__all__ = ["COMPARE_FILES", "COMPARE_FORMAT", "COMPRESSED", "FIGURES", "LATER_CONFIG_KEYS", "METHOD_FILES",
-           "PROSE_KEYS", "RUNS", "RUN_FILES", "RUN_FORMAT", "RUN_STATES", "RunResult", "check_resumable",
-           "check_writable", "checkpoint_weights", "held", "load_run", "load_run_history", "log_to", "prepare_folder",
-           "read_json", "results_text", "run_folder", "write_json"]
+__all__ = ["COMPACTED_FILES", "COMPARE_FILES", "COMPARE_FORMAT", "COMPRESSED", "FIGURES", "LATER_CONFIG_KEYS",
+           "METHOD_FILES", "PROSE_KEYS", "RUNS", "RUN_FILES", "RUN_FORMAT", "RUN_STATES", "RunResult",
+           "check_resumable", "check_writable", "checkpoint_weights", "held", "load_run", "load_run_history",
+           "log_to", "prepare_folder", "read_json", "results_text", "run_folder", "write_json"]

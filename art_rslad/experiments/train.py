@@ -45,6 +45,7 @@ from art_rslad.evaluation import DEFAULT_ATTACKS, evaluate_robustness_distribute
 from art_rslad.evaluation.report import compact_path, finished_report, store_finished
 from art_rslad.experiments.config import Config
 from art_rslad.experiments.folders import (
+    COMPACTED_FILES,
     FIGURES,
     METHOD_FILES,
     RUN_FILES,
@@ -273,7 +274,7 @@ def _start_run(folder: Path, identity: dict[str, Any], config: Config, settings:
     a last.pt is there to resume from. A finished run's folder is left as it is. ``method_settings`` (the keys in
     which the method's config differs from the run's config) is recorded beside the identity."""
     saved = prepare_folder(folder, "run.json", identity, resume=settings.resume, overwrite=settings.overwrite,
-                           argument="out_dir", owned=(*RUN_FILES, *RUN_STATES, *METHOD_FILES))
+                           argument="out_dir", owned=(*RUN_FILES, *RUN_STATES, *METHOD_FILES, *COMPACTED_FILES))
     if saved is not None and saved.get("status") == "finished":
         return saved, True
     marker = saved or {"format": RUN_FORMAT, "identity": identity, "status": "training",
