@@ -174,17 +174,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def make_bench(nb_samples: int, batch_size: int, max_iter: int, device: torch.device) -> Bench:
+    """The first ``nb_samples`` Fashion-MNIST training images, seeded students, the shipped teacher."""
+    x, y = load_dataset("fashion-mnist", "train")
+    torch.manual_seed(0)
+    return Bench(x[:nb_samples].copy(), y[:nb_samples].copy(), batch_size, 0.1, 0.025, max_iter, device,
+                 create_model("cnn-small", 10, input_shape=SHAPE).to(device),
+                 create_model("cnn-small", 10, input_shape=SHAPE).to(device),
+                 load_teacher(TEACHER, "fashion-mnist", device=device.type))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    x, y = load_dataset("fashion-mnist", "train")
-    torch.manual_seed(0)
-    bench = Bench(x[:args.nb_samples].copy(), y[:args.nb_samples].copy(), args.batch_size, 0.1, 0.025,
-                  args.max_iter, device, create_model("cnn-small", 10, input_shape=SHAPE).to(device),
-                  create_model("cnn-small", 10, input_shape=SHAPE).to(device),
-                  load_teacher(TEACHER, "fashion-mnist", device=device.type))
+    bench = make_bench(args.nb_samples, args.batch_size, args.max_iter, device)
     cases = [name for name in args.cases.split(",") if name]
     runs, pairs = variants(bench, cases, [name for name in args.art.split(",") if name])
     results = run_interleaved(runs, args.repeats, device)

@@ -7,6 +7,7 @@ import math
 import pytest
 from scipy import stats
 
+from bench import profile_method
 from bench.common import paired_speed
 
 
@@ -26,3 +27,10 @@ def test_a_drift_of_the_machine_between_rounds_drops_out_of_the_paired_speed() -
 def test_one_round_gives_no_interval() -> None:
     mean, low, high = paired_speed([2.0], [1.0])
     assert mean == pytest.approx(0.5) and math.isnan(low) and math.isnan(high)
+
+
+def test_the_profile_lists_each_sides_kernels(capsys: pytest.CaptureFixture[str]) -> None:
+    assert profile_method.main(["natural", "--nb-samples", "256", "--top", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("natural: ") and "Python calls (ours)" in lines[0] and len(lines) == 4
+    assert all(" ours " in line and " plain " in line for line in lines[1:])
