@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -152,3 +154,15 @@ def test_full_test_takes_the_whole_test_set_reports_and_the_runs_own_aa(table: M
     assert cells["sat"]["clean"]["values"] == pytest.approx([323 / nb_full] * 3)  # 0.9 of 359 inputs, rounded
     assert cells["sat"]["autoattack"]["values"] == pytest.approx([0.50, 0.55, 0.60])
     assert summary["nb_full_test"] == nb_full and summary["nb_autoattack"] == NB_TEST
+
+
+def test_run_sh_asks_for_the_width_step_before_part_b_needs_its_width(tmp_path: Path) -> None:
+    """Without fashion-mnist-width.json, the width step must still start and the others must say what to run."""
+    here = tmp_path / "studies" / "long-schedule"
+    here.mkdir(parents=True)
+    shutil.copy(SCRIPT.with_name("run.sh"), here / "run.sh")
+    tune = subprocess.run(["sh", str(here / "run.sh"), "fashion-mnist", "tune", "1/2"], capture_output=True, text=True)
+    assert tune.returncode == 2 and "run the width step first" in tune.stderr
+    width = subprocess.run(["sh", str(here / "run.sh"), "fashion-mnist", "width"], capture_output=True, text=True)
+    assert "run the width step first" not in width.stderr
+    assert ".venv/bin/python" in width.stderr  # it got as far as starting the rule (no venv in the copy)

@@ -25,10 +25,13 @@ case "$part" in
         full_test=""  # test=359 is the whole test set
         methods="natural sat trades ard iad adaad rslad rslad+igdm adaiad adaiad+igdm peeraid sat+ema rslad+ema" ;;
     fashion-mnist)
-        preset=fashion-mnist; width=$(sed -n 's/.*"chosen_width": \([0-9]*\).*/\1/p' "$here/fashion-mnist-width.json" 2>/dev/null); train=10000; val=1000; test=1000; epochs=30; tune_epochs=6
+        preset=fashion-mnist; width=$(sed -n 's/.*"chosen_width": \([0-9]*\).*/\1/p' "$here/fashion-mnist-width.json" 2>/dev/null || true); train=10000; val=1000; test=1000; epochs=30; tune_epochs=6
         seeds="0 1 2"; methods="sat trades ard rslad rslad+igdm adaiad+igdm peeraid sat+ema rslad+ema"
         full_test="--full-test" ;;  # AA on the compare's 1,000 test images, the other attacks on all 10,000
     *) echo "unknown part $part (digits-small or fashion-mnist)" >&2; exit 2 ;;
+esac
+case "$step" in width|table) ;; *)
+    [ -n "$width" ] || { echo "no chosen width in $here/fashion-mnist-width.json: run the width step first" >&2; exit 2; } ;;
 esac
 case "$step" in
     tune)
