@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,15 @@ def write_cifar(root: Path, folder: str, files: dict[str, int], label_key: str, 
             pickle.dump(entry, stream)
         batches[name] = entry
     return batches
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_raises_keyboard_interrupt() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt, as in a terminal, also where pytest was started as a background job (which
+    inherits SIGINT ignored): the interrupt tests, and the children they start, press it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="session")
