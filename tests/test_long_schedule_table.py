@@ -138,6 +138,7 @@ def test_the_table_of_a_study(table: ModuleType, study: Path, tmp_path: Path) ->
     assert "no finished run yet: rslad+ema" in markdown and "| sat+ema | 0 | 0: 2 |" in markdown
     assert "5 comparisons, no correction for multiple comparisons" in markdown
     assert "1 seed)" in markdown  # H4's gap to sat+ema, on its one finished seed
+    assert "pgd_sat 88.02 (N=359), autoattack 87.19 (N=359)" in markdown  # the teacher's card, images per attack
     assert out.with_name(out.name + "-curves.png").is_file() and out.with_name(out.name + "-bars.png").is_file()
 
 

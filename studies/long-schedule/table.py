@@ -240,10 +240,10 @@ def teacher_note(source: str, runs: Runs) -> tuple[str, dict[str, Any]]:
     if not source.startswith("zoo:"):
         return f"The teacher {source} has no zoo card: its gap to SAT is not reported.", {}
     teacher = teacher_numbers(source)
-    pgd, images = teacher["pgd_sat"]
+    pgd, _ = teacher["pgd_sat"]
     sat = [run.accuracy["best"]["pgd_sat"] for run in runs.get("sat", {}).values()]
-    head = f"Teacher {source}: " + ", ".join(f"{name} {100 * value:.2f}" for name, (value, _) in teacher.items()) + (
-        f" (its card, on the first {images:,} test images)")
+    head = f"Teacher {source} (its card, on the first N test images): " + ", ".join(
+        f"{name} {100 * value:.2f} (N={images:,})" for name, (value, images) in teacher.items())
     if not sat:
         return head + "; no finished SAT run to compare with yet.", {"teacher": teacher}
     gap = pgd - float(np.mean(sat))
