@@ -388,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     aa = build_table({method: {"best": [run.accuracy["best"] for run in seeds.values()]}
                       for method, seeds in runs.items()}, attacks=("autoattack",))
     plot_table_bars(aa, args.out.with_name(args.out.name + "-bars.png"), "best",
-                    f"{args.part.name}: AA of the best checkpoint (mean ± sample std over seeds)")
+                    f"{args.part.name}: AA of the best checkpoint\n(mean ± sample std over seeds)")
     print(markdown)
     return 0
 
