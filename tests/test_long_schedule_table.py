@@ -135,7 +135,8 @@ def test_the_table_of_a_study(table: ModuleType, study: Path, tmp_path: Path) ->
     assert rows[("sat+ema", "best")]["autoattack"]["values"] == [0.55]
     assert rows[("ard", "last")]["autoattack"]["mean"] == pytest.approx(0.7333333)
     markdown = out.with_suffix(".md").read_text(encoding="utf-8")
-    assert "no finished run yet: rslad+ema" in markdown and "| sat+ema | 0 | 0: 2 |" in markdown
+    assert summary["best_val_pgd"]["rslad"] == pytest.approx({"0": 0.2, "1": 0.31, "2": 0.42})  # at each best epoch
+    assert "no finished run yet: rslad+ema" in markdown and "| sat+ema | 0 | 0: 2 | 20.00 |" in markdown
     assert "5 comparisons, no correction for multiple comparisons" in markdown
     assert "1 seed)" in markdown  # H4's gap to sat+ema, on its one finished seed
     assert "pgd_sat 88.02 (N=359), autoattack 87.19 (N=359)" in markdown  # the teacher's card, images per attack

@@ -210,13 +210,21 @@ def methods_table(runs: Runs) -> ComparisonTable:
                         for method, seeds in runs.items()}, attacks=PAPER_ATTACKS)
 
 
+def best_val_pgd(run: Run) -> float:
+    """The validation PGD-10 accuracy of the run's best epoch, from its own records."""
+    return next(record["val_pgd"] for record in run.history if record["epoch"] == run.best_epoch)
+
+
 def epochs_markdown(runs: Runs) -> str:
-    """The best epoch of each seed (as the run recorded it) and AA(best) - AA(last), per method."""
-    lines = ["| Method | Seeds | Best epoch (seed: epoch) | AA best - last (points) |", "|---|---|---|---|"]
+    """The best epoch of each seed (as the run recorded it), its validation PGD-10 and AA(best) - AA(last), per
+    method."""
+    lines = ["| Method | Seeds | Best epoch (seed: epoch) | Validation PGD-10 at the best epoch | "
+             "AA best - last (points) |", "|---|---|---|---|---|"]
     for method, seeds in runs.items():
         epochs = ", ".join(f"{seed}: {run.best_epoch}" for seed, run in seeds.items())
+        val = Cell(tuple(best_val_pgd(run) for run in seeds.values())).format()
         drop = Cell(tuple(aa_drop(run) for run in seeds.values())).format()
-        lines.append(f"| {method} | {', '.join(map(str, seeds))} | {epochs} | {drop} |")
+        lines.append(f"| {method} | {', '.join(map(str, seeds))} | {epochs} | {val} | {drop} |")
     return "\n".join(lines) + "\n"
 
 
@@ -372,6 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = {"command": command, "part": args.part.name, "table": table.to_dict(),
                "best_epoch": {method: {seed: run.best_epoch for seed, run in seeds.items()}
                               for method, seeds in runs.items()},
+               "best_val_pgd": {method: {seed: best_val_pgd(run) for seed, run in seeds.items()}
+                                for method, seeds in runs.items()},
                "aa_best_minus_last": {method: {seed: aa_drop(run) for seed, run in seeds.items()}
                                       for method, seeds in runs.items()},
                "comparisons": [item.to_dict() for item in found], "nb_comparisons": len(found),
