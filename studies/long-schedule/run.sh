@@ -1,10 +1,13 @@
 #!/bin/sh
 # The preregistered long-schedule study: PREREGISTRATION.md beside this file fixes its settings and analysis.
+# PART is digits-small (part A) or fashion-mnist (part B).
 #
-#   studies/long-schedule/run.sh digits-small tune 1/2      # learning rates, half the methods (2/2: the others)
-#   studies/long-schedule/run.sh digits-small config        # digits-small.toml from both halves' tuning.json
+#   studies/long-schedule/run.sh PART tune 1/2              # learning rates, half the methods (2/2: the others)
+#   studies/long-schedule/run.sh PART config                # PART.toml from both halves' tuning.json
 #   studies/long-schedule/run.sh digits-small run 0 1 2     # one compare per seed (another process: run 3 4)
-#   studies/long-schedule/run.sh fashion-mnist width        # part B's student width, on validation data only
+#   studies/long-schedule/run.sh fashion-mnist run 0 1      # (another process: run 2)
+#   studies/long-schedule/run.sh fashion-mnist width        # part B's student width, on validation data only;
+#                                                           # before its tune, config and run steps
 #   studies/long-schedule/run.sh digits-small table         # docs/results-long-schedule-digits-small.{md,json} and
 #                                                           # its -curves.png and -bars.png, from the finished runs
 #   studies/long-schedule/run.sh fashion-mnist table        # the same, after clean to CW_inf on all 10,000 test
