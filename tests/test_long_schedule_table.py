@@ -106,6 +106,12 @@ def test_the_verdicts(table: ModuleType) -> None:
     assert table.all_verdict([holds, contradicted]) == contradicted and table.all_verdict([]) == open_
 
 
+def test_a_best_epoch_missing_from_the_records_is_named(table: ModuleType) -> None:
+    run = table.Run(best_epoch=7, accuracy={}, history=[{"epoch": 1, "val_pgd": 0.5}])
+    with pytest.raises(ValueError, match="no record of its best epoch 7"):
+        table.best_val_pgd(run)
+
+
 def test_the_table_of_a_study(table: ModuleType, study: Path, tmp_path: Path) -> None:
     out = tmp_path / "docs" / "results-long-schedule-fake"
     assert table.main([str(study), "--out", str(out)]) == 0

@@ -212,7 +212,11 @@ def methods_table(runs: Runs) -> ComparisonTable:
 
 def best_val_pgd(run: Run) -> float:
     """The validation PGD-10 accuracy of the run's best epoch, from its own records."""
-    return next(record["val_pgd"] for record in run.history if record["epoch"] == run.best_epoch)
+    found = [record["val_pgd"] for record in run.history if record["epoch"] == run.best_epoch]
+    if not found:
+        raise ValueError(f"The run's metrics.jsonl has no record of its best epoch {run.best_epoch} (run.json's "
+                         "best_epoch); the run folder is incomplete: train the run again or restore the file.")
+    return found[0]
 
 
 def epochs_markdown(runs: Runs) -> str:
