@@ -33,7 +33,7 @@ from art.estimators.classification import PyTorchClassifier
 from art_rslad.data import load_dataset
 from art_rslad.experiments.teachers import load_teacher
 from art_rslad.models import create_model
-from art_rslad.trainers.registry import get_method
+from art_rslad.trainers.registry import Method, get_method
 from bench.common import environment, format_ratio_table, ratio_rows, run_interleaved, write_json
 from bench.plain_loops import PLAIN_METHODS, PlainEMA, PlainSetup, batch_order, plain_epoch
 
@@ -87,13 +87,18 @@ def classifier(model: torch.nn.Module, device: torch.device) -> PyTorchClassifie
                              clip_values=(0.0, 1.0), device_type="cpu" if device.type == "cpu" else "gpu")
 
 
+def uses_peer(method: Method) -> bool:
+    """Whether ``method`` trains a ``peer`` network beside the student (the plain loops' second network)."""
+    return any(net.name == "peer" for net in method.trained_networks)
+
+
 def ours(bench: Bench, case: Case) -> Callable[[], None]:
     """One epoch of our trainer's ``fit``; the trainer is built once, its student keeps training across calls."""
     method = get_method(case.method)
     partner: dict[str, Any] = {}
     if method.needs_teacher:
         partner["teacher"] = bench.teacher
-    if method.needs_peer:
+    if uses_peer(method):
         partner["peer"] = classifier(copy.deepcopy(bench.peer), bench.device)
     trainer = method.trainer(classifier(copy.deepcopy(bench.student), bench.device), **partner, eps=bench.eps,
                              eps_step=bench.eps_step, max_iter=bench.max_iter, seed=0, verbose=False,
@@ -107,7 +112,7 @@ def plain_setup(case: Case, student: torch.nn.Module, teacher: torch.nn.Module, 
     ``attack``: ``eps``, ``eps_step``, ``steps``, ``seed``."""
     method = get_method(case.method)
     return PlainSetup(student, sgd(student), teacher=teacher if method.needs_teacher else None,
-                      peer=peer if method.needs_peer else None, peer_optimizer=sgd(peer) if method.needs_peer else None,
+                      peer=peer if uses_peer(method) else None, peer_optimizer=sgd(peer) if uses_peer(method) else None,
                       **attack)
 
 

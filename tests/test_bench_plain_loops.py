@@ -18,7 +18,7 @@ from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.trainers import AdversarialTrainerBase
 from art_rslad.trainers.registry import METHODS, get_method
-from bench.bench_methods import CASES, plain_setup, sgd
+from bench.bench_methods import CASES, plain_setup, sgd, uses_peer
 from bench.plain_loops import PLAIN_METHODS, PlainEMA, batch_order, plain_epoch
 
 SHAPE = (1, 8, 8)
@@ -66,7 +66,7 @@ def test_plain_loop_computes_the_trainers_loss_and_weights(case_name: str) -> No
     partner: dict[str, Any] = {}
     if method.needs_teacher:
         partner["teacher"] = classifier(teacher)
-    if method.needs_peer:
+    if uses_peer(method):
         partner["peer"] = classifier(copy.deepcopy(peer_initial))
     trainer = method.trainer(classifier(copy.deepcopy(initial)), **partner, **ATTACK, verbose=False,
                              **case.trainer_options)
@@ -82,5 +82,5 @@ def test_plain_loop_computes_the_trainers_loss_and_weights(case_name: str) -> No
     assert trainer.history[0]["loss"] == pytest.approx(loss, rel=1e-4)  # float32 rounding (ARD: tau^2 = 900)
     plain_state = ema.state if ema is not None else student.state_dict()
     assert_same_state(trainer.get_classifier().model.state_dict(), plain_state)
-    if method.needs_peer:
+    if uses_peer(method):
         assert_same_state(trainer.get_peer().model.state_dict(), peer.state_dict())

@@ -48,6 +48,7 @@ LAYERS: dict[str, int] = {
     "art_rslad.checkpoint": 1,
     "art_rslad.data": 1,
     "art_rslad.report": 1,
+    "art_rslad.progress": 1,
     "art_rslad.models": 2,
     "art_rslad.attacks": 2,
     "art_rslad.robustbench": 2,

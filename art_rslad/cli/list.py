@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     print("Methods (name, family, teacher, paper):")
     for method in METHODS.values():
-        teacher = "teacher" if method.needs_teacher else "peer" if method.needs_peer else "-"
+        teacher = "+".join(net.name for net in method.networks if net.required) or "-"
         print(f"  {method.name:<28} {method.family:<22} {teacher:<8} {method.paper}")
     print(f"Method variants, written {SPEC_FORM}:")
     print("  +igdm: " + ", ".join(name for name, method in METHODS.items() if takes_igdm(method)))

@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from time import perf_counter
@@ -15,13 +14,13 @@ from typing import Any
 import numpy as np
 from art.estimators.classification import PyTorchClassifier
 from art.estimators.classification.classifier import ClassifierMixin
-from tqdm import autonotebook, std
 from tqdm.auto import tqdm
 
 from art_rslad.estimators import check_classifier, clip_range, model_modes
 from art_rslad.evaluation.checks import check_model, consistency_warnings
 from art_rslad.evaluation.registry import ATTACKS, DEFAULT_ATTACKS, AttackContext, PreparedAttack
 from art_rslad.evaluation.report import AttackResult, RobustnessReport, stored_report
+from art_rslad.progress import show_progress
 
 logger = logging.getLogger(__name__)
 
@@ -154,12 +153,6 @@ def _restore(state_path: Path | None, fresh: RobustnessReport,
             logger.info("%s: restored from %s", name, source)
             fresh.add(saved.results[name])
     return fresh, False
-
-
-def show_progress(verbose: bool) -> bool:
-    """Progress bars only where they redraw in place: a terminal or a notebook. In a log file or CI they would pile
-    up carriage returns; there the log's line per epoch and per attack stands in for them."""
-    return verbose and (sys.stderr.isatty() or autonotebook.tqdm is not std.tqdm)  # not std: a notebook's
 
 
 def _run_attack(

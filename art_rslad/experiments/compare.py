@@ -135,7 +135,7 @@ def compare(config: Config, out_dir: str | os.PathLike[str], methods: Sequence[s
     world = current_world()  # joins torchrun's group first: on CUDA each rank then builds models on its own GPU
     for method in methods:
         check_runs_here(method, world)
-    if teacher is None and any(parse_method(method).method.needs_teacher for method in methods):
+    if teacher is None and any(parse_method(method).method.loads_teacher for method in methods):
         teacher = load_config_teacher(config, settings.device)
     if surrogate is None:
         surrogate = load_surrogate(config, settings.attacks, settings.device)
@@ -189,7 +189,7 @@ def _nb_train(runs: Iterable[RunResult], train_size: int | None) -> int | None:
 
 def _fixed_settings(method: str) -> dict[str, str]:
     """The shared settings that the trainer of ``method`` (one of ART's own) fixes itself; empty for ours."""
-    return dict(getattr(parse_method(method).method.trainer, "fixed_settings", None) or {})
+    return dict(parse_method(method).method.fixed_settings)
 
 
 def _start_compare(folder: Path, shared: dict[str, Any], methods: Sequence[str], seeds: Sequence[int],

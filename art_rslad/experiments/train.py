@@ -10,8 +10,9 @@
     print(result.accuracy["best"])
 
 ``method`` is a spec ``NAME[+igdm][+ema|+swa]`` (:mod:`art_rslad.experiments.variants`), trained with the config
-:meth:`~art_rslad.experiments.config.Config.for_method` gives it (its per-method settings applied); PeerAiD's peer
-is built here, beside the student. The folder's contents are listed in :mod:`art_rslad.experiments.folders`.
+:meth:`~art_rslad.experiments.config.Config.for_method` gives it (its per-method settings applied); every
+network the method declares beside the student (a teacher, a peer it trains, ...) is built here from its registry
+record. The folder's contents are listed in :mod:`art_rslad.experiments.folders`.
 Every step resumes: ``RunSettings(resume=True)`` continues training from ``last.pt`` (an interrupted CPU run ends
 with the same weights as an uninterrupted one) and skips finished evaluations and attacks. The folder is locked for
 the whole run (:mod:`art_rslad.experiments.lock`).
@@ -23,6 +24,7 @@ rank trains and evaluates its shard and rank 0 alone writes the folder; see ``do
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import errno
 import logging
@@ -47,7 +49,6 @@ from art_rslad.experiments.config import Config
 from art_rslad.experiments.folders import (
     COMPACTED_FILES,
     FIGURES,
-    METHOD_FILES,
     RUN_FILES,
     RUN_FORMAT,
     RUN_STATES,
@@ -56,6 +57,7 @@ from art_rslad.experiments.folders import (
     held,
     load_run,
     log_to,
+    method_files,
     prepare_folder,
     results_text,
     write_json,
@@ -64,8 +66,9 @@ from art_rslad.experiments.teachers import ModelCard, load_teacher, package_vers
 from art_rslad.experiments.variants import MethodSpec, parse_method
 from art_rslad.models import count_parameters, create_model, make_classifier, resolve_device
 from art_rslad.report import build_table, plot_curves, plot_table_bars, settings_notes
-from art_rslad.trainers.base import AdversarialTrainerBase
-from art_rslad.trainers.peeraid import JointMultiStepLR
+from art_rslad.trainers.networks import network_weights
+from art_rslad.trainers.registry import Method
+from art_rslad.trainers.schedules import multistep_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -138,12 +141,13 @@ def method_trainer_options(config: Config) -> dict[str, Any]:
 
 
 def check_runs_here(method: str, world: World) -> None:
-    """Refuse, before any folder is written, a method whose trainer runs in one process only (PeerAiD) under
-    torchrun."""
+    """Refuse, before any folder is written, a method whose registry record says it runs in one process only
+    under torchrun."""
     spec = parse_method(method)
-    if world.is_distributed and not getattr(spec.method.trainer, "distributed_ok", True):
-        raise ValueError(f"{spec.name} trains in one process only (its peer's gradients are not averaged over "
-                         "ranks); start it without torchrun.")
+    if world.is_distributed and not spec.method.distributed_ok:
+        trained = ", ".join(net.name for net in spec.method.trained_networks)
+        reason = f" (the gradients of its {trained} are not averaged over ranks)" if trained else ""
+        raise ValueError(f"{spec.name} trains in one process only{reason}; start it without torchrun.")
 
 
 # ---------------------------------------------------------------------- teacher and data
@@ -274,7 +278,7 @@ def _start_run(folder: Path, identity: dict[str, Any], config: Config, settings:
     a last.pt is there to resume from. A finished run's folder is left as it is. ``method_settings`` (the keys in
     which the method's config differs from the run's config) is recorded beside the identity."""
     saved = prepare_folder(folder, "run.json", identity, resume=settings.resume, overwrite=settings.overwrite,
-                           argument="out_dir", owned=(*RUN_FILES, *RUN_STATES, *METHOD_FILES, *COMPACTED_FILES))
+                           argument="out_dir", owned=(*RUN_FILES, *RUN_STATES, *method_files(), *COMPACTED_FILES))
     if saved is not None and saved.get("status") == "finished":
         return saved, True
     marker = saved or {"format": RUN_FORMAT, "identity": identity, "status": "training",
@@ -294,9 +298,9 @@ def _finish_run(result: RunResult, classifier: PyTorchClassifier, best: StateDic
                                         result.nb_train, result.nb_test)) if result.nb_test else None
     (folder / "results.md").write_text(results_text(result, table), encoding="utf-8")
     torch.save({key: value.cpu() for key, value in best.items()}, folder / "student.pt")
-    if parse_method(result.method).method.needs_peer:  # the peer at the best epoch, as best.pt holds it
-        peer = load_checkpoint(folder / "best.pt")["extra_state"]["peer_model_state"]
-        torch.save({key: value.cpu() for key, value in peer.items()}, folder / "peer.pt")
+    for network in parse_method(result.method).method.trained_networks:  # at the best epoch, as best.pt holds it
+        weights = network_weights(load_checkpoint(folder / "best.pt"), network.name)
+        torch.save({key: value.cpu() for key, value in weights.items()}, folder / network.file)
     _model_card(result, classifier, marker["identity"]).save(folder / "student.json")
     plot_curves({result.method: [result.history]}, folder / FIGURES / "robust_accuracy_per_epoch.png")
     if table is not None:
@@ -331,7 +335,7 @@ def _run_identity(config: Config, spec: MethodSpec, settings: RunSettings,
     """What the run is: the folder records it and a resume must match it. ``config`` is the method's own
     (:meth:`~art_rslad.experiments.config.Config.for_method`) and the trainer options are all that reach the
     trainer, those its config switches on included."""
-    teacher_identity = None if not spec.method.needs_teacher or teacher is None else {
+    teacher_identity = None if not spec.method.loads_teacher or teacher is None else {
         "source": config.teacher.source, "sha256_of_weights": teacher_fingerprint(teacher)}
     return {"method": spec.name, "config": config.to_dict(), **settings.recorded(),
             "trainer_options": {**method_trainer_options(config), **(trainer_options or {})},
@@ -341,32 +345,46 @@ def _run_identity(config: Config, spec: MethodSpec, settings: RunSettings,
 def _build_trainer(config: Config, spec: MethodSpec, identity: Mapping[str, Any], teacher: PyTorchClassifier | None,
                    device: str, verbose: bool, summary_writer: str | None = None
                    ) -> tuple[PyTorchClassifier, Any, list[torch.optim.Optimizer]]:
-    """The seeded student classifier, its trainer, and the optimizers besides the student's (PeerAiD's peer).
-
-    A peer is the student's architecture with the student's options and optimizer settings, initialised right after
-    the student from the same seeded stream (so a different draw, and the student's own draw unchanged).
-    """
-    method, info = spec.method, dataset_info(config.dataset)
-    torch.manual_seed(config.seed)
-    networks = [create_model(config.student, info.nb_classes, input_shape=info.input_shape,
-                             **identity["student_options"]) for _ in range(2 if method.needs_peer else 1)]
-    classifier, *peers = [make_classifier(model, config.dataset, lr=config.lr_for(spec.name),
-                                          momentum=config.momentum, weight_decay=config.weight_decay, device=device)
-                          for model in networks]
-    networks_argument = {"teacher": teacher} if method.needs_teacher else {"peer": peers[0]} if peers else {}
-    trainer = method.trainer(classifier, **networks_argument, eps=config.eps,  # type: ignore[call-arg]
+    """The seeded student classifier, its trainer, and the optimizers of the networks the method trains beside
+    the student (their lr follows the student's schedule)."""
+    method = spec.method
+    classifier, networks = _build_networks(config, method, identity, teacher, device, spec.name)
+    trainer = method.trainer(classifier, **networks, eps=config.eps,  # type: ignore[call-arg]
                              eps_step=config.eps_step, max_iter=config.max_iter, seed=config.seed, verbose=verbose,
                              **identity["trainer_options"],
                              **({} if summary_writer is None else {"summary_writer": summary_writer}))
-    return classifier, trainer, [peer.optimizer for peer in peers]
+    return classifier, trainer, [networks[net.name].optimizer for net in method.trained_networks]
+
+
+def _build_networks(config: Config, method: Method, identity: Mapping[str, Any], teacher: PyTorchClassifier | None,
+                    device: str, name: str) -> tuple[PyTorchClassifier, dict[str, PyTorchClassifier]]:
+    """The student and every network ``method`` always uses, by name.
+
+    A network that starts from the student is the student's architecture with the student's options and optimizer
+    settings, initialised right after the student from the same seeded stream (a different draw, and the student's
+    own draw unchanged); one that starts from the teacher is the config's teacher, or, where the method trains it,
+    a copy of it with the student's optimizer settings.
+    """
+    info = dataset_info(config.dataset)
+    fresh = [net for net in method.networks if net.required and net.start == "student"]
+    torch.manual_seed(config.seed)
+    models = [create_model(config.student, info.nb_classes, input_shape=info.input_shape,
+                           **identity["student_options"]) for _ in range(1 + len(fresh))]
+    optimizer = {"lr": config.lr_for(name), "momentum": config.momentum, "weight_decay": config.weight_decay}
+    classifier, *others = [make_classifier(model, config.dataset, **optimizer, device=device) for model in models]
+    networks = {net.name: other for net, other in zip(fresh, others, strict=True)}
+    for net in method.networks:
+        if net.required and net.start == "teacher":
+            assert teacher is not None
+            networks[net.name] = (make_classifier(copy.deepcopy(teacher.model), config.dataset, **optimizer,
+                                                  device=device) if net.trained else teacher)
+    return classifier, networks
 
 
 def _fit(trainer: Any, classifier: PyTorchClassifier, config: Config, data: _Data, folder: Path,
          resume_from: Path | None, checkpoint_interval: int, others: Sequence[torch.optim.Optimizer]) -> None:
     """Train with the config's scaled schedule (on every optimizer), writing best.pt and last.pt into ``folder``."""
-    scheduler = (JointMultiStepLR(classifier.optimizer, config.milestones_for(), config.lr_gamma, others) if others
-                 else torch.optim.lr_scheduler.MultiStepLR(classifier.optimizer, config.milestones_for(),
-                                                           gamma=config.lr_gamma))
+    scheduler = multistep_schedule(classifier.optimizer, config.milestones_for(), config.lr_gamma, others)
     options = {"validation_data": (data.x_val, data.y_val), "nb_epochs": config.nb_epochs, "scheduler": scheduler,
                "checkpoint_dir": folder, "resume_from": resume_from, "checkpoint_interval": checkpoint_interval}
     try:
@@ -382,11 +400,11 @@ def _fit(trainer: Any, classifier: PyTorchClassifier, config: Config, data: _Dat
                       "resume=True.") from error
 
 
-def _summary_folder(settings: RunSettings, name: str, seed: int, trainer: type) -> str | None:
+def _summary_folder(settings: RunSettings, name: str, seed: int, method: Method) -> str | None:
     """The run's TensorBoard folder (None: not asked, or an ART trainer, which records no events)."""
     if settings.tensorboard is None:
         return None
-    if not issubclass(trainer, AdversarialTrainerBase):
+    if not method.shared_loop:
         logger.warning("%s runs ART's own trainer: no TensorBoard events for it", name)
         return None
     return os.fspath(Path(settings.tensorboard) / f"{name}-seed-{seed}")
@@ -402,9 +420,9 @@ def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rs
     is ``config.lr_for(method)`` (the preset's per-method lr; see docs/decisions.md, "Learning rate per method");
     the lr drops by ``lr_gamma`` at the milestones scaled to the method's ``nb_epochs`` (see docs/decisions.md,
     "Scaled schedules"). The weights evaluated are those the trainer holds at the end (last) and its
-    ``best_state_dict`` (best), the same as ``last.pt`` and ``best.pt``. A peer method (PeerAiD) gets a fresh peer
-    of the student's architecture with its own optimizer; its lr follows the same schedule and its weights at the
-    best epoch are saved as ``peer.pt``.
+    ``best_state_dict`` (best), the same as ``last.pt`` and ``best.pt``. Each network the method declares is built
+    from its registry record: a network it trains (PeerAiD's peer) gets its own optimizer, its lr follows the same
+    schedule and its weights at the best epoch are saved under its name (``peer.pt``).
 
     :param config: Dataset, student, teacher source, optimiser, schedule, attack budget and seed.
     :param out_dir: The run folder (created; see :mod:`art_rslad.experiments.folders` for its contents).
@@ -428,7 +446,7 @@ def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rs
     world = current_world()  # joins torchrun's group first: on CUDA each rank then builds models on its own GPU
     check_runs_here(spec.name, world)
     device = resolve_device(settings.device)
-    if spec.method.needs_teacher and teacher is None:
+    if spec.method.loads_teacher and teacher is None:
         teacher = load_config_teacher(config, device)
     identity = _run_identity(config, spec, settings, trainer_options, teacher)
     check_agreement(world, identity)  # ranks started with other settings or teacher weights: nothing is written
@@ -450,7 +468,7 @@ def _train_held(config: Config, spec: MethodSpec, folder: Path, identity: dict[s
         logger.info("%s run %s in %s (%s)", "Resuming" if settings.resume else "Starting", spec.name, folder,
                     device)
         data = _load_data(config, settings)
-        summary_folder = _summary_folder(settings, spec.name, config.seed, spec.method.trainer)
+        summary_folder = _summary_folder(settings, spec.name, config.seed, spec.method)
         classifier, trainer, others = _build_trainer(config, spec, identity, teacher, device, settings.verbose,
                                                      summary_folder)
         resume_from = folder / "last.pt" if settings.resume and has_last else None  # every rank loads this file

@@ -73,7 +73,7 @@ def select_learning_rates(
     grid, methods = _check_input(config, grid, methods, nb_epochs)
     folder = Path(out_dir)
     options = {key.lower(): dict(value) for key, value in (trainer_options or {}).items()}
-    if teacher is None and any(parse_method(method).method.needs_teacher for method in methods):
+    if teacher is None and any(parse_method(method).method.loads_teacher for method in methods):
         teacher = load_config_teacher(config, device)
     settings = {"preset": config.name, "grid": grid, "nb_epochs": int(nb_epochs), "train_size": train_size,
                 "val_size": val_size, "trainer_options": options,

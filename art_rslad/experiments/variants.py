@@ -10,12 +10,9 @@ tables.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 from art_rslad.trainers.averaging import AVERAGERS
-from art_rslad.trainers.base import AdversarialTrainerBase
-from art_rslad.trainers.distillation import DistillationTrainer
 from art_rslad.trainers.registry import Method, get_method, method_names
 
 SEPARATOR = "+"
@@ -27,18 +24,18 @@ SPEC_FORM = f"NAME[+{IGDM}][{'|'.join('+' + name for name in AVERAGERS)}]"
 
 
 def takes_igdm(method: Method) -> bool:
-    """Whether ``method``'s trainer takes ``igdm_alpha`` (the teacher-student distillation methods)."""
-    return issubclass(method.trainer, DistillationTrainer)
+    """Whether ``method``'s trainer takes ``igdm_alpha``: a method of the shared loop that always has a teacher."""
+    return method.shared_loop and method.needs_teacher
 
 
 def takes_weight_averaging(method: Method) -> bool:
     """Whether ``method``'s trainer takes ``weight_averaging`` (the methods of the shared loop)."""
-    return issubclass(method.trainer, AdversarialTrainerBase)
+    return method.shared_loop
 
 
 def takes_loss_scale(method: Method) -> bool:
     """Whether ``method``'s trainer has a loss ``scale`` (RSLAD and AdaAD)."""
-    return "scale" in inspect.signature(method.trainer.__init__).parameters
+    return method.takes_loss_scale
 
 
 def _names(predicate: object) -> str:

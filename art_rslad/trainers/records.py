@@ -1,5 +1,5 @@
-"""What every trainer's fit checks and records, one of each: the shared loop and the adapters of ART's trainers
-both subclass :class:`RecordedTrainer`.
+"""What every trainer's fit checks and records, one of each: the outward protocol that the shared loop and the
+adapters of ART's trainers both implement, through :class:`RecordedTrainer`.
 
 * The input check: :meth:`RecordedTrainer._check_data` (float inputs within clip_values, labels as indices or
   one-hot).
@@ -27,7 +27,6 @@ import art
 import numpy as np
 import torch
 from art.attacks.attack import EvasionAttack
-from art.defences.trainer import Trainer
 from art.estimators.classification import PyTorchClassifier
 
 import art_rslad
@@ -123,8 +122,10 @@ def validation_attack(estimator: InputGradientClassifier, eps: float, eps_step: 
     return InputGradientPGD(estimator, eps=eps, eps_step=eps_step, max_iter=10, random_init="uniform", seed=seed)
 
 
-class RecordedTrainer(Trainer):
-    """An ART Trainer that checks its data, validates, keeps its best epoch and writes checkpoints like every other.
+class RecordedTrainer:
+    """What an ART Trainer mixes in to check its data, validate, keep its best epoch and write checkpoints like
+    every other (``class MyTrainer(RecordedTrainer, Trainer)``): ``fit``'s signature and checks, the validation
+    routine, the best-epoch record and the checkpoint payload.
 
     Subclasses set :attr:`method` and ``seed``, build ``_val_attack`` with :func:`validation_attack`, and implement
     ``validate`` over :meth:`_count_correct`.
@@ -132,6 +133,7 @@ class RecordedTrainer(Trainer):
 
     method: ClassVar[str] = ""
     seed: int
+    _classifier: PyTorchClassifier
     _val_attack: InputGradientPGD
     #: One record per epoch (``epoch``, ``train_seconds``, ``seconds``, ``lr``, ``val_clean``, ``val_pgd``, ...).
     history: list[dict[str, float]]

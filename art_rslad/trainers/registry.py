@@ -1,4 +1,4 @@
-"""The one registry of training methods: name -> trainer class, whether it needs a teacher, its family, its paper.
+"""The one registry of training methods: one typed record per method (its trainer, networks, family, paper, ...).
 
 The CLI's choices, config validation, learning-rate tuning, the run harness and ``art-rslad list`` all read
 :data:`METHODS`; no other list of method names exists.
@@ -6,7 +6,9 @@ The CLI's choices, config validation, learning-rate tuning, the run harness and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from art.defences.trainer import Trainer
 
@@ -16,8 +18,10 @@ from art_rslad.trainers.ard import AdversarialTrainerARD
 from art_rslad.trainers.art import with_shared_settings
 from art_rslad.trainers.art_adversarial import ArtAWP, ArtFBF, ArtMadryPGD, ArtOAAT, ArtTRADES
 from art_rslad.trainers.art_distillation import ArtDefensiveDistillation
+from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.iad import AdversarialTrainerIAD
 from art_rslad.trainers.natural import NaturalTrainer
+from art_rslad.trainers.networks import Network, teacher_declared
 from art_rslad.trainers.peeraid import AdversarialTrainerPeerAiD
 from art_rslad.trainers.rslad import AdversarialTrainerRSLAD
 from art_rslad.trainers.sat import AdversarialTrainerSAT
@@ -29,29 +33,77 @@ FAMILIES: tuple[str, ...] = ("natural", "adversarial training", "distillation", 
 
 @dataclass(frozen=True)
 class Method:
-    """One registered training method."""
+    """One registered training method: what the CLI, the config and the run harness know of it.
+
+    :param name: The registry name (the trainer's ``method``).
+    :param trainer: The trainer class, called as ``trainer(classifier, **{network.name: ...}, eps=..., ...)``.
+    :param family: One of :data:`FAMILIES`.
+    :param paper: The paper it reproduces.
+    :param networks: The networks it uses beside the student (the trainer's declaration; none for ART's trainers).
+    :param distributed_ok: Whether it can run under torchrun.
+    :param fixed_settings: Shared settings its trainer cannot honour, mapped to what it does instead.
+    :param shared_loop: Whether it runs in the package's loop (weight averaging, TensorBoard) rather than ART's.
+    """
 
     name: str
     trainer: type[Trainer]
     family: str
     paper: str
+    networks: tuple[Network, ...] = ()
+    distributed_ok: bool = True
+    fixed_settings: Mapping[str, str] = field(default_factory=dict)
+    shared_loop: bool = True
 
     @property
     def needs_teacher(self) -> bool:
-        return bool(getattr(self.trainer, "needs_teacher", False))
+        """Whether it always distils from a frozen teacher (IGDM's term then applies to it)."""
+        return teacher_declared(self.networks)
 
     @property
-    def needs_peer(self) -> bool:
-        """True for a method trained with a peer network (passed as ``peer``) instead of a teacher."""
-        return bool(getattr(self.trainer, "needs_peer", False))
+    def loads_teacher(self) -> bool:
+        """Whether a run of it needs the config's teacher (a network it always uses starts from it)."""
+        return any(net.required and net.start == "teacher" for net in self.networks)
+
+    @property
+    def trained_networks(self) -> tuple[Network, ...]:
+        """The networks it trains beside the student (each kept as ``<name>.pt`` in a run folder)."""
+        return tuple(net for net in self.networks if net.trained)
+
+    @property
+    def takes_loss_scale(self) -> bool:
+        """Whether its trainer has a loss ``scale``."""
+        return "scale" in inspect.signature(self.trainer.__init__).parameters
+
+
+def _record(trainer: type[Trainer], family: str, paper: str) -> Method:
+    """The record of ``trainer``, read from its declaration."""
+    if family not in FAMILIES:
+        raise ValueError(f"Family {family!r} of {trainer.__name__} is not one of {', '.join(FAMILIES)}.")
+    shared_loop = issubclass(trainer, AdversarialTrainerBase)
+    return Method(
+        name=str(trainer.method), trainer=trainer, family=family, paper=paper,  # type: ignore[attr-defined]
+        networks=tuple(trainer.networks) if shared_loop else (),  # type: ignore[attr-defined]
+        distributed_ok=bool(getattr(trainer, "distributed_ok", True)),
+        fixed_settings=dict(getattr(trainer, "fixed_settings", {})), shared_loop=shared_loop)
 
 
 def _methods(*entries: tuple[type[Trainer], str, str]) -> dict[str, Method]:
-    methods = {}
-    for trainer, family, paper in entries:
-        name = str(trainer.method)  # type: ignore[attr-defined]
-        methods[name] = Method(name, trainer, family, paper)
-    return methods
+    return {record.name: record for record in (_record(*entry) for entry in entries)}
+
+
+def register(trainer: type[Trainer], family: str, paper: str) -> Method:
+    """Add a method to :data:`METHODS` (e.g. a method defined outside the package); a ValueError if its name is
+    taken. Returns its record."""
+    record = _record(trainer, family, paper)
+    if record.name in METHODS:
+        raise ValueError(f"Method {record.name!r} is registered already.")
+    METHODS[record.name] = record
+    return record
+
+
+def unregister(name: str) -> None:
+    """Remove a method added by :func:`register`."""
+    METHODS.pop(name)
 
 
 METHODS: dict[str, Method] = _methods(
@@ -83,4 +135,4 @@ def get_method(name: str) -> Method:
     return METHODS[key]
 
 
-__all__ = ["FAMILIES", "METHODS", "Method", "get_method", "method_names"]
+__all__ = ["FAMILIES", "METHODS", "Method", "get_method", "method_names", "register", "unregister"]
