@@ -69,8 +69,8 @@ def check_networks(owner: str, declared: tuple[Network, ...], student: PyTorchCl
     names = {net.name for net in declared}
     unknown = sorted(name for name, value in given.items() if value is not None and name not in names)
     if unknown:
-        raise ValueError(f"{owner} uses no {' or '.join(unknown)}; drop the {', '.join(f'`{name}`' for name in unknown)} "
-                         "argument.")
+        arguments = ", ".join(f"`{name}`" for name in unknown)
+        raise ValueError(f"{owner} uses no {' or '.join(unknown)}; drop the {arguments} argument.")
     checked = {}
     for net in declared:
         classifier = given.get(net.name)
