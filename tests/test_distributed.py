@@ -28,7 +28,7 @@ from art_rslad.attacks import InputGradientClassifier, InputGradientPGD, SoftLab
 from art_rslad.checkpoint import load_checkpoint
 from art_rslad.evaluation import evaluate_robustness
 from art_rslad.evaluation.sharded import evaluate_robustness_distributed
-from art_rslad.trainers import AdversarialTrainerRSLAD, base, ddp
+from art_rslad.trainers import AdversarialTrainerRSLAD, ddp, loop
 from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.sat import AdversarialTrainerSAT
 
@@ -308,7 +308,7 @@ def test_fit_resolves_the_world_once(monkeypatch: pytest.MonkeyPatch) -> None:
         calls.append(device)
         return distributed.current_world(device)
 
-    monkeypatch.setattr(base, "current_world", counted)
+    monkeypatch.setattr(loop, "current_world", counted)
     x, y, x_val, y_val = _data()
     trainer = _trainer("sat", _student())
     trainer.fit(x, y, validation_data=(x_val, y_val), batch_size=BATCH, nb_epochs=2)
