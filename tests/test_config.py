@@ -117,7 +117,7 @@ def test_unknown_keys_and_wrong_types_name_the_key() -> None:
         ({"teacher": {"lr": [1]}}, r"`teacher.lr` must be float"),
         ({"teacher": 3}, r"`teacher` must be a table"),
         ({"method_lr": {"rslad": "0.1"}}, r"`method_lr.rslad` must be float"),
-        ({"method_lr": {"distill": 0.1}}, r"`method_lr.distill`: unknown method"),
+        ({"method_lr": {"distill": 0.1}}, r"`method_lr.distill`: unknown or no methods"),
         ({"val_fraction": 1.5}, r"`val_fraction` must be in \(0, 1\)"),
         ({"eps": 0}, r"`eps` must be > 0"),
         ({"augmentation": "mixup"}, r"`augmentation` must be"),
@@ -130,7 +130,7 @@ def test_unknown_keys_and_wrong_types_name_the_key() -> None:
                                                          r"override only: nb_epochs"),
         ({"method_overrides": {"rslad": {"lr": 3}}}, r"its lr is `method_lr.rslad`"),
         ({"method_overrides": {"rslad": {"nb_epochs": "3"}}}, r"`method_overrides.rslad`: .*`nb_epochs` must be int"),
-        ({"method_overrides": {"madry": {"nb_epochs": 3}}}, r"`method_overrides.madry`: unknown method"),
+        ({"method_overrides": {"madry": {"nb_epochs": 3}}}, r"`method_overrides.madry`: unknown or no methods"),
         ({"method_overrides": {"sat": {"loss_scale": 1.0}}}, r"sat has no loss scale; methods with one: adaad, rslad"),
         ({"method_overrides": {"art-fbf": {"weight_averaging": "ema"}}}, r"art-fbf runs ART's own training loop"),
         ({"method_overrides": {"rslad": 3}}, r"`method_overrides.rslad` must be a table"),
@@ -164,7 +164,7 @@ def test_defaults_are_a_valid_config() -> None:
 def test_method_lr_takes_every_trainer_the_runs_know() -> None:
     config = Config.from_dict({"method_lr": {"natural": 0.05, "art-madry-pgd": 0.03, "art-defensive-distillation": 1}})
     assert config.lr_for("art-madry-pgd") == 0.03 and config.lr_for("natural") == 0.05
-    with pytest.raises(ValueError, match=r"`method_lr.art-sat`: unknown method; known: .*art-madry-pgd"):
+    with pytest.raises(ValueError, match=r"`method_lr.art-sat`: unknown or no methods .*art-madry-pgd"):
         Config.from_dict({"method_lr": {"art-sat": 0.1}})
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from art_rslad.cli.train import add_run_options, config_from_args, guarded, methods_help, run_settings, subcommand
+from art_rslad.cli.options import add_run_options, config_from_args, guarded, methods_help, run_settings, subcommand
 from art_rslad.distributed import command_world
 from art_rslad.experiments.compare import compare
 from art_rslad.report import PAPER_BLACK_BOX_ATTACKS

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from art_rslad.cli.train import add_runtime_options, assignment, subcommand
+from art_rslad.cli.options import add_runtime_options, assignment, subcommand
 from art_rslad.data import dataset_info, dataset_names, load_dataset
 from art_rslad.distributed import World, command_world
 from art_rslad.evaluation import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from art_rslad.cli.train import subcommand
+from art_rslad.cli.options import subcommand
 from art_rslad.data import dataset_info, dataset_names
 from art_rslad.experiments.config import get_preset, preset_names
 from art_rslad.experiments.teachers import list_zoo, zoo_card

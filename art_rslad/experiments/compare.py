@@ -49,7 +49,7 @@ from art_rslad.experiments.train import (
     shared_datasets,
     train_run,
 )
-from art_rslad.experiments.variants import SEPARATOR, SPEC_FORM, method_name, parse_method
+from art_rslad.experiments.variants import check_method_specs, parse_method
 from art_rslad.report import (
     CHECKPOINTS,
     ComparisonTable,
@@ -60,7 +60,6 @@ from art_rslad.report import (
     plot_table_bars,
     training_time_note,
 )
-from art_rslad.trainers.registry import METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -87,11 +86,7 @@ def _check_methods_and_seeds(config: Config, methods: Sequence[str],
                              seeds: Sequence[int]) -> tuple[list[str], list[int]]:
     """The method specs written the canonical way and the seeds; a ValueError names an unknown method, a variant or
     setting a method cannot take (before anything trains), a repeated method or a bad seed list."""
-    unknown = [method for method in methods if method.lower().split(SEPARATOR)[0] not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"`methods`: unknown or no methods {unknown}; known methods: {', '.join(METHODS)} "
-                         f"(with variants written {SPEC_FORM}).")
-    methods = [method_name(method) for method in methods]
+    methods = check_method_specs(methods, "`methods`")
     for method in methods:
         config.for_method(method)
     if len(set(methods)) != len(methods):

@@ -28,14 +28,12 @@ from typing import Any
 from art_rslad.experiments.tomlfile import dumps_toml, loads_toml
 from art_rslad.experiments.variants import (
     IGDM_DEFAULT_ALPHA,
-    SEPARATOR,
-    SPEC_FORM,
     check_method_settings,
-    method_name,
+    check_method_specs,
     parse_method,
 )
 from art_rslad.trainers.averaging import AVERAGERS
-from art_rslad.trainers.registry import METHODS, method_names
+from art_rslad.trainers.registry import method_names
 
 #: The registry's family whose methods can train a teacher (``teacher.method``).
 TEACHER_FAMILY = "adversarial training"
@@ -328,13 +326,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
 
 def _check_method_key(key: str, method: str) -> None:
     """A table key that must be a method spec written the canonical way; a ValueError names ``key`` otherwise."""
-    if method.lower().split(SEPARATOR)[0] not in METHODS:
-        raise ValueError(f"Config key `{key}`: unknown method; known: {', '.join(METHODS)} (with variants written "
-                         f"{SPEC_FORM}).")
-    try:
-        canonical = method_name(method)
-    except ValueError as error:
-        raise ValueError(f"Config key `{key}`: {error}") from error
+    canonical = check_method_specs([method], f"Config key `{key}`")[0]
     if canonical != method:
         raise ValueError(f"Config key `{key}`: write the method as {canonical!r}.")
 

@@ -24,8 +24,7 @@ from art_rslad.distributed import current_world
 from art_rslad.experiments.config import PRESET_LR_FAMILIES, Config
 from art_rslad.experiments.folders import held, load_run_history, read_json
 from art_rslad.experiments.train import RunSettings, load_config_teacher, train_run
-from art_rslad.experiments.variants import SEPARATOR, method_name, parse_method
-from art_rslad.trainers.registry import METHODS
+from art_rslad.experiments.variants import check_method_specs, parse_method
 
 logger = logging.getLogger(__name__)
 
@@ -123,12 +122,9 @@ def _check_input(config: Config, grid: Sequence[float], methods: Sequence[str],
     lrs = sorted(float(lr) for lr in grid)
     if not lrs or any(lr <= 0 for lr in lrs) or len(set(lrs)) != len(lrs):
         raise ValueError(f"`grid` must hold distinct positive learning rates, got {lrs}.")
-    unknown = [method for method in methods if method.lower().split(SEPARATOR)[0] not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"`methods`: unknown or no methods {unknown}; known methods: {', '.join(METHODS)}.")
+    specs = check_method_specs(methods, "`methods`")
     if int(nb_epochs) != nb_epochs or nb_epochs < 1:
         raise ValueError(f"`nb_epochs` must be a positive integer, got {nb_epochs}.")
-    specs = [method_name(method) for method in methods]
     for spec in specs:
         config.for_method(spec)
     return lrs, specs

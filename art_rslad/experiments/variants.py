@@ -10,10 +10,11 @@ tables.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from art_rslad.trainers.averaging import AVERAGERS
-from art_rslad.trainers.registry import Method, get_method, method_names
+from art_rslad.trainers.registry import METHODS, Method, get_method, method_names
 
 SEPARATOR = "+"
 IGDM = "igdm"
@@ -112,5 +113,20 @@ def method_name(spec: str) -> str:
     return parse_method(spec).name
 
 
+def check_method_specs(specs: Sequence[str], where: str) -> list[str]:
+    """The one check of method names: ``specs`` validated and written the canonical way; a ValueError that starts
+    with ``where`` (e.g. ``"`methods`"``) names an unknown method (listing the known ones), an empty list, or a
+    suffix a method cannot take."""
+    unknown = [spec for spec in specs if str(spec).strip().lower().split(SEPARATOR)[0] not in METHODS]
+    if unknown or not specs:
+        raise ValueError(f"{where}: unknown or no methods {unknown}; known methods: {', '.join(METHODS)} (with "
+                         f"variants written {SPEC_FORM}).")
+    try:
+        return [method_name(spec) for spec in specs]
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from error
+
+
 __all__ = ["IGDM", "IGDM_DEFAULT_ALPHA", "SEPARATOR", "SPEC_FORM", "MethodSpec", "check_method_settings",
+           "check_method_specs",
            "method_name", "parse_method", "takes_igdm", "takes_loss_scale", "takes_weight_averaging"]
