@@ -148,30 +148,30 @@ class ClassTemperatures:
 
 #: How ABSLD's two targets are tempered: "separate" (the method: each its own temperature) or "product" (the
 #: official code, whose in-place divisions on one shared tensor divide both targets by tau_adv * tau_nat).
-TemperatureUse = Literal["separate", "product"]
+Tempering = Literal["separate", "product"]
 
 
 def absld_targets(
     teacher_nat_logits: torch.Tensor, labels: torch.Tensor, temperatures: ClassTemperatures,
-    use: TemperatureUse = "separate",
+    tempering: Tempering = "separate",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """ABSLD's soft labels ``(softmax(T(x_i) / tau_adv[y_i]), softmax(T(x_i) / tau_nat[y_i]))``, constants.
 
-    The first is also the target of ABSLD's attack (RSLAD's attack with this target). With ``use="product"`` both
+    The first is also the target of ABSLD's attack (RSLAD's attack with this target). With ``tempering="product"`` both
     are ``softmax(T(x_i) / (tau_adv[y_i] * tau_nat[y_i]))``, as the official code computes them.
 
     :param teacher_nat_logits: Teacher logits on the natural inputs x (eval mode), shape (B, C).
     :param labels: True class indices, shape (B,).
     :param temperatures: The current :class:`ClassTemperatures`.
-    :param use: "separate" (default) or "product" (see :data:`TemperatureUse`).
+    :param tempering: "separate" (default) or "product" (see :data:`Tempering`).
     """
     check_logits("teacher_nat_logits", teacher_nat_logits)
     check_labels(labels, teacher_nat_logits)
-    if use not in ("separate", "product"):
-        raise ValueError(f"`use` must be 'separate' or 'product', got {use!r}.")
+    if tempering not in ("separate", "product"):
+        raise ValueError(f"`tempering` must be 'separate' or 'product', got {tempering!r}.")
     logits = teacher_nat_logits.detach()
     tau_adv, tau_nat = temperatures.adv[labels][:, None], temperatures.nat[labels][:, None]
-    if use == "product":
+    if tempering == "product":
         shared = F.softmax(logits / (tau_adv * tau_nat), dim=1)
         return shared, shared
     return F.softmax(logits / tau_adv, dim=1), F.softmax(logits / tau_nat, dim=1)

@@ -102,7 +102,7 @@ def test_absld_targets_separate_and_product() -> None:
     adv, nat = absld_targets(t([[2.0, 1.0, 0.0]]), labels(0), state)
     torch.testing.assert_close(adv, t([[0.6160, 0.2677, 0.1163]]), atol=1e-4, rtol=0)
     torch.testing.assert_close(nat, torch.softmax(t([[2.0, 1.0, 0.0]]) / 0.8, dim=1))
-    product_adv, product_nat = absld_targets(t([[2.0, 1.0, 0.0]]), labels(0), state, use="product")
+    product_adv, product_nat = absld_targets(t([[2.0, 1.0, 0.0]]), labels(0), state, tempering="product")
     torch.testing.assert_close(product_adv, t([[0.6769, 0.2388, 0.0843]]), atol=1e-4, rtol=0)
     torch.testing.assert_close(product_nat, product_adv)
     other_class, _ = absld_targets(t([[2.0, 1.0, 0.0]]), labels(1), state)  # indexed by the label
@@ -268,7 +268,7 @@ def test_saad_attack_loss_uses_the_linearised_teacher() -> None:
     (lambda: update_adaptive_weights(AdaptiveWeights(), 0.0, 1.0), "adv_loss"),
     (lambda: absld_targets(torch.zeros(2, 3), torch.zeros(2, 3), ClassTemperatures.initial(3)), "not one-hot"),
     (lambda: absld_targets(torch.zeros(2, 3), labels(0, 3), ClassTemperatures.initial(3)), "lie in \\[0, 2\\]"),
-    (lambda: absld_targets(torch.zeros(1, 3), labels(0), ClassTemperatures.initial(3), use="sum"), "`use`"),
+    (lambda: absld_targets(torch.zeros(1, 3), labels(0), ClassTemperatures.initial(3), tempering="sum"), "`tempering`"),
     (lambda: absld_loss(torch.zeros(1, 3), torch.zeros(1, 3), torch.zeros(1, 3), torch.zeros(1, 3), 2.0), "alpha"),
     (lambda: ClassTemperatures.initial(1), "nb_classes"),
     (lambda: dgad_swap_labels(torch.zeros(2, 3), torch.zeros(2, 3), labels(0, 0), labels(1, 0)), "boolean mask"),
