@@ -98,6 +98,9 @@ class Config:
     :param dataset: Dataset name (see :func:`art_rslad.data.dataset_names`).
     :param student: Registry name of the student architecture.
     :param teacher: The teacher (:class:`TeacherConfig`).
+    :param clean_teacher: The clean (naturally trained) teacher of the methods that distil a clean and a robust
+        teacher (MTARD, CIARD), as a teacher source (``"zoo:<name>"``, ``"robustbench:<name>"``, a run folder or a
+        state-dict path); empty for none.
     :param transfer_surrogate: The robust model the transfer attacks (``transfer_pgd``, ``transfer_cw``) are crafted
         on, as a teacher source (``"zoo:<name>"``, ``"robustbench:<name>"`` or a state-dict path); empty for none.
     :param nb_epochs: Training epochs.
@@ -135,6 +138,7 @@ class Config:
     student: str = "cnn-small"
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     transfer_surrogate: str = ""
+    clean_teacher: str = ""
     nb_epochs: int = 8
     batch_size: int = 128
     lr: float = 0.05
@@ -443,6 +447,7 @@ def _presets() -> dict[str, Config]:
         teacher=TeacherConfig(model="cnn-large", source="zoo:fashion-mnist-cnn-large", method="trades",
                               nb_epochs=10, lr=0.05, beta=6.0),
         transfer_surrogate="zoo:fashion-mnist-cnn-pool",
+        clean_teacher="zoo:fashion-mnist-cnn-large-clean",
         nb_epochs=8, batch_size=128, lr=0.05, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=0.1, eps_step=0.025, max_iter=10, seed=0, val_fraction=0.1,
         augmentation="none", method_lr={**_FASHION_MNIST_LR, **_FASHION_MNIST_NEW_LR},
@@ -452,6 +457,7 @@ def _presets() -> dict[str, Config]:
         name="digits", dataset="digits", student="cnn-small",
         teacher=TeacherConfig(model="cnn-large", source="zoo:digits-cnn-large", method="trades", nb_epochs=40,
                               lr=0.05, beta=6.0),
+        clean_teacher="zoo:digits-cnn-large-clean",
         nb_epochs=30, batch_size=64, lr=0.05, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=0.1, eps_step=0.025, max_iter=10, seed=0, val_fraction=0.1,
         augmentation="none", method_lr={**_DIGITS_LR, **_DIGITS_NEW_LR},

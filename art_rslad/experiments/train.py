@@ -24,7 +24,6 @@ rank trains and evaluates its shard and rank 0 alone writes the folder; see ``do
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime
 import errno
 import logging
@@ -41,7 +40,7 @@ import torch
 from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.checkpoint import load_checkpoint
-from art_rslad.data import dataset_info, load_dataset, make_data_generator, train_val_split
+from art_rslad.data import load_dataset, make_data_generator, train_val_split
 from art_rslad.distributed import World, check_agreement, current_world, on_main
 from art_rslad.evaluation import DEFAULT_ATTACKS, evaluate_robustness_distributed
 from art_rslad.evaluation.report import compact_path, finished_report, store_finished
@@ -62,9 +61,10 @@ from art_rslad.experiments.folders import (
     results_text,
     write_json,
 )
-from art_rslad.experiments.teachers import ModelCard, load_teacher, package_versions, sha256_file, teacher_fingerprint
+from art_rslad.experiments.networks import build_networks, load_config_teacher, load_sources, source_identity
+from art_rslad.experiments.teachers import ModelCard, package_versions, sha256_file
 from art_rslad.experiments.variants import MethodSpec, parse_method
-from art_rslad.models import count_parameters, create_model, make_classifier, resolve_device
+from art_rslad.models import count_parameters, resolve_device
 from art_rslad.report import build_table, plot_curves, plot_table_bars, settings_notes
 from art_rslad.trainers.networks import network_weights
 from art_rslad.trainers.registry import Method
@@ -151,16 +151,6 @@ def check_runs_here(method: str, world: World) -> None:
 
 
 # ---------------------------------------------------------------------- teacher and data
-def load_config_teacher(config: Config, device: str | None = None) -> PyTorchClassifier:
-    """The teacher named by ``config.teacher.source`` (see :func:`art_rslad.experiments.teachers.load_teacher`)."""
-    if not config.teacher.source:
-        raise ValueError("Config key `teacher.source` is empty but the method distils from a teacher: set it to "
-                         "'zoo:<name>', 'robustbench:<name>' or a state-dict path (train one with "
-                         "`art-rslad teacher`).")
-    return load_teacher(config.teacher.source, config.dataset, model=config.teacher.model, device=device,
-                        eps=config.eps)
-
-
 @dataclass
 class _Data:
     x_train: np.ndarray
@@ -331,54 +321,31 @@ def _model_card(result: RunResult, classifier: PyTorchClassifier, identity: Mapp
 
 # ---------------------------------------------------------------------- training
 def _run_identity(config: Config, spec: MethodSpec, settings: RunSettings,
-                  trainer_options: Mapping[str, Any] | None, teacher: PyTorchClassifier | None) -> dict[str, Any]:
+                  trainer_options: Mapping[str, Any] | None, sources: Mapping[str, PyTorchClassifier]
+                  ) -> dict[str, Any]:
     """What the run is: the folder records it and a resume must match it. ``config`` is the method's own
     (:meth:`~art_rslad.experiments.config.Config.for_method`) and the trainer options are all that reach the
-    trainer, those its config switches on included."""
-    teacher_identity = None if not spec.method.loads_teacher or teacher is None else {
-        "source": config.teacher.source, "sha256_of_weights": teacher_fingerprint(teacher)}
+    trainer, those its config switches on included; each network taken from a config source is named by its source
+    and the sha256 of its weights."""
     return {"method": spec.name, "config": config.to_dict(), **settings.recorded(),
             "trainer_options": {**method_trainer_options(config), **(trainer_options or {})},
-            "teacher": teacher_identity}
+            "teacher": source_identity(config, "teacher", sources),
+            **{start: source_identity(config, start, sources) for start in sources if start != "teacher"}}
 
 
-def _build_trainer(config: Config, spec: MethodSpec, identity: Mapping[str, Any], teacher: PyTorchClassifier | None,
-                   device: str, verbose: bool, summary_writer: str | None = None
-                   ) -> tuple[PyTorchClassifier, Any, list[torch.optim.Optimizer]]:
+def _build_trainer(config: Config, spec: MethodSpec, identity: Mapping[str, Any],
+                   sources: Mapping[str, PyTorchClassifier], device: str, verbose: bool,
+                   summary_writer: str | None = None) -> tuple[PyTorchClassifier, Any, list[torch.optim.Optimizer]]:
     """The seeded student classifier, its trainer, and the optimizers of the networks the method trains beside
-    the student (their lr follows the student's schedule)."""
+    the student whose lr follows the student's schedule."""
     method = spec.method
-    classifier, networks = _build_networks(config, method, identity, teacher, device, spec.name)
+    classifier, networks = build_networks(config, method, identity["student_options"], sources, device, spec.name)
     trainer = method.trainer(classifier, **networks, eps=config.eps,  # type: ignore[call-arg]
                              eps_step=config.eps_step, max_iter=config.max_iter, seed=config.seed, verbose=verbose,
                              **identity["trainer_options"],
                              **({} if summary_writer is None else {"summary_writer": summary_writer}))
-    return classifier, trainer, [networks[net.name].optimizer for net in method.trained_networks]
-
-
-def _build_networks(config: Config, method: Method, identity: Mapping[str, Any], teacher: PyTorchClassifier | None,
-                    device: str, name: str) -> tuple[PyTorchClassifier, dict[str, PyTorchClassifier]]:
-    """The student and every network ``method`` always uses, by name.
-
-    A network that starts from the student is the student's architecture with the student's options and optimizer
-    settings, initialised right after the student from the same seeded stream (a different draw, and the student's
-    own draw unchanged); one that starts from the teacher is the config's teacher, or, where the method trains it,
-    a copy of it with the student's optimizer settings.
-    """
-    info = dataset_info(config.dataset)
-    fresh = [net for net in method.networks if net.required and net.start == "student"]
-    torch.manual_seed(config.seed)
-    models = [create_model(config.student, info.nb_classes, input_shape=info.input_shape,
-                           **identity["student_options"]) for _ in range(1 + len(fresh))]
-    optimizer = {"lr": config.lr_for(name), "momentum": config.momentum, "weight_decay": config.weight_decay}
-    classifier, *others = [make_classifier(model, config.dataset, **optimizer, device=device) for model in models]
-    networks = {net.name: other for net, other in zip(fresh, others, strict=True)}
-    for net in method.networks:
-        if net.required and net.start == "teacher":
-            assert teacher is not None
-            networks[net.name] = (make_classifier(copy.deepcopy(teacher.model), config.dataset, **optimizer,
-                                                  device=device) if net.trained else teacher)
-    return classifier, networks
+    return classifier, trainer, [networks[net.name].optimizer for net in method.trained_networks
+                                 if net.optimizer is None]
 
 
 def _fit(trainer: Any, classifier: PyTorchClassifier, config: Config, data: _Data, folder: Path,
@@ -446,16 +413,15 @@ def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rs
     world = current_world()  # joins torchrun's group first: on CUDA each rank then builds models on its own GPU
     check_runs_here(spec.name, world)
     device = resolve_device(settings.device)
-    if spec.method.loads_teacher and teacher is None:
-        teacher = load_config_teacher(config, device)
-    identity = _run_identity(config, spec, settings, trainer_options, teacher)
+    sources = load_sources(config, spec.method, teacher, device)
+    identity = _run_identity(config, spec, settings, trainer_options, sources)
     check_agreement(world, identity)  # ranks started with other settings or teacher weights: nothing is written
     with held(world, folder):  # a second process on this folder is refused before anything in it changes
-        return _train_held(config, spec, folder, identity, settings, method_settings, teacher, device, world)
+        return _train_held(config, spec, folder, identity, settings, method_settings, sources, device, world)
 
 
 def _train_held(config: Config, spec: MethodSpec, folder: Path, identity: dict[str, Any], settings: RunSettings,
-                method_settings: Mapping[str, Any], teacher: PyTorchClassifier | None, device: str,
+                method_settings: Mapping[str, Any], sources: Mapping[str, PyTorchClassifier], device: str,
                 world: World) -> RunResult:
     """The body of :func:`train_run`, run while the folder's lock is held."""
     marker, has_last = on_main(world, _start_run, folder, identity, config, settings, method_settings)
@@ -469,7 +435,7 @@ def _train_held(config: Config, spec: MethodSpec, folder: Path, identity: dict[s
                     device)
         data = _load_data(config, settings)
         summary_folder = _summary_folder(settings, spec.name, config.seed, spec.method)
-        classifier, trainer, others = _build_trainer(config, spec, identity, teacher, device, settings.verbose,
+        classifier, trainer, others = _build_trainer(config, spec, identity, sources, device, settings.verbose,
                                                      summary_folder)
         resume_from = folder / "last.pt" if settings.resume and has_last else None  # every rank loads this file
         if resume_from is not None:

@@ -25,8 +25,9 @@ SPEC_FORM = f"NAME[+{IGDM}][{'|'.join('+' + name for name in AVERAGERS)}]"
 
 
 def takes_igdm(method: Method) -> bool:
-    """Whether ``method``'s trainer takes ``igdm_alpha``: a method of the shared loop that always has a teacher."""
-    return method.shared_loop and method.needs_teacher
+    """Whether ``method``'s trainer takes ``igdm_alpha``: a method of the shared loop that always has a frozen teacher
+    and no input-gradient matching of its own."""
+    return method.shared_loop and method.needs_teacher and method.takes_terms
 
 
 def takes_weight_averaging(method: Method) -> bool:

@@ -9,8 +9,9 @@ A method subclasses :class:`AdversarialTrainerBase` and declares only:
   mode while attacking (:attr:`~AdversarialTrainerBase.attack_random_init`,
   :attr:`~AdversarialTrainerBase.default_attack_training_mode`);
 * its training loss (:meth:`~AdversarialTrainerBase._method_loss`);
-* the state it keeps across epochs (:attr:`~AdversarialTrainerBase.kept_state`: attribute names, saved in every
-  checkpoint and restored on resume);
+* the state it keeps across epochs (:attr:`~AdversarialTrainerBase.kept_state`: attribute names of tensors, plain
+  values or dataclasses of them, saved in every checkpoint and restored on resume), and what it does at an epoch's
+  start and end (:meth:`~AdversarialTrainerBase._start_epoch`, :meth:`~AdversarialTrainerBase._end_epoch`);
 * its settings, checked in its constructor and recorded by :meth:`~AdversarialTrainerBase.hyperparameters`.
 
 Terms such as IGDM's (:mod:`~art_rslad.trainers.terms`) attach to any method's loss through their trainer option.
@@ -21,6 +22,7 @@ interrupts) is the loop's, :class:`~art_rslad.trainers.loop.TrainingLoop`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any, ClassVar
 
 import torch
@@ -61,6 +63,9 @@ class AdversarialTrainerBase(TrainingLoop):
     needs_teacher: ClassVar[bool] = False
     #: Names of attributes the method keeps across epochs (tensors or plain values), checkpointed and restored.
     kept_state: ClassVar[tuple[str, ...]] = ()
+    #: Whether attachable terms (IGDM's, :mod:`~art_rslad.trainers.terms`) apply; False where the method's own loss
+    #: already holds one (SAAD's input-gradient matching).
+    takes_terms: ClassVar[bool] = True
     uses_attack: ClassVar[bool] = True
     attack_random_init: ClassVar[RandomInit] = "uniform"
     default_attack_training_mode: ClassVar[bool] = False
@@ -126,7 +131,9 @@ class AdversarialTrainerBase(TrainingLoop):
         self.eps_step, self.max_iter = self.eps / 4 if eps_step is None else float(eps_step), int(max_iter)
         self.seed = int(seed)
         self.verbose = verbose
-        self.terms = make_terms(owner, self.teacher is not None, igdm_alpha)
+        if igdm_alpha and not self.takes_terms:
+            raise ValueError(f"{owner}'s own loss already matches input gradients; drop `igdm_alpha`.")
+        self.terms = make_terms(owner, self.teacher is not None and not self._trains("teacher"), igdm_alpha)
         self.igdm_alpha = float(igdm_alpha)
         check_speed_options(amp_dtype, channels_last, tuple(classifier.input_shape))
         self.amp_dtype, self.channels_last = amp_dtype, bool(channels_last)
@@ -166,6 +173,13 @@ class AdversarialTrainerBase(TrainingLoop):
     def method_hyperparameters(self) -> dict[str, Any]:
         """The method's own settings (recorded after the shared ones)."""
         return {}
+
+    def _start_epoch(self, epoch: int) -> None:
+        """Before each epoch's batches (e.g. the lr of a network with its own optimizer); nothing by default."""
+
+    def _end_epoch(self, epoch: int, lr_factor: float) -> None:
+        """After each epoch's last batch and the scheduler's step (e.g. a per-class update, or a rate that follows
+        the lr decay: ``lr_factor`` is the lr's change); nothing by default."""
 
     def hyperparameters(self) -> dict[str, Any]:
         """Settings that define the method's run, stored in checkpoints and compared on resume."""
@@ -241,9 +255,12 @@ class AdversarialTrainerBase(TrainingLoop):
         x_adv = self.attack.generate(batch.x.cpu().numpy(), y=targets.cpu().numpy())
         return torch.as_tensor(x_adv, device=batch.x.device)
 
+    def _trains(self, name: str) -> bool:
+        """Whether the declared network ``name`` is trained beside the student."""
+        return any(net.name == name and net.trained for net in self.networks)
+
     def _frozen_modes(self) -> list[tuple[torch.nn.Module, bool]]:
-        trained = {net.name for net in self.networks if net.trained}
-        return [(network.model, False) for name, network in self.others.items() if name not in trained]
+        return [(network.model, False) for name, network in self.others.items() if not self._trains(name)]
 
     def _train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         student = self._classifier.model
@@ -276,7 +293,7 @@ class AdversarialTrainerBase(TrainingLoop):
         if self.averager is not None:
             state.update(live_model_state=self._classifier.model.state_dict(), averager=self.averager.state_dict())
         state.update(trained_state(self.others, self.networks))
-        state.update({name: copy.deepcopy(getattr(self, name)) for name in self.kept_state})
+        state.update({name: _plain(getattr(self, name)) for name in self.kept_state})
         return state
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
@@ -285,7 +302,15 @@ class AdversarialTrainerBase(TrainingLoop):
             self.averager.load_state_dict(state["averager"])
         load_trained_state(self.others, self.networks, state)
         for name in self.kept_state:
-            setattr(self, name, state[name])
+            current = getattr(self, name)
+            value = state[name]
+            setattr(self, name, type(current)(**value) if dataclasses.is_dataclass(current) else value)
+
+
+def _plain(value: Any) -> Any:
+    """A kept state's value as a checkpoint holds it: a copy, a dataclass (an adaptive rule's state) as its fields,
+    so that ``torch.load(..., weights_only=True)`` reads it back."""
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
 
 
 __all__ = ["AdversarialTrainerBase", "Batch", "Network"]

@@ -99,6 +99,15 @@ class TrainingLoop(RecordedTrainer, Trainer):
         """Restore what :meth:`_extra_state` saved (called after the student's weights are loaded)."""
         raise NotImplementedError
 
+    def _start_epoch(self, epoch: int) -> None:
+        """Called before each epoch's batches (also when a resume enters an epoch mid-way)."""
+        raise NotImplementedError
+
+    def _end_epoch(self, epoch: int, lr_factor: float) -> None:
+        """Called after each epoch's last batch and the scheduler's step, before the epoch's checkpoint;
+        ``lr_factor`` is the student's lr after that step over its lr before (1 between milestones)."""
+        raise NotImplementedError
+
     # ----------------------------------------------------------------- public training API
     def _fit(self, x: np.ndarray, y: np.ndarray, validation_data: tuple[np.ndarray, np.ndarray] | None,
              batch_size: int, nb_epochs: int, scheduler: Scheduler | None, checkpoint_dir: str | Path | None,
@@ -164,6 +173,7 @@ class TrainingLoop(RecordedTrainer, Trainer):
                           total=run.nb_epochs, disable=not run.show_progress):
             self.epoch = epoch
             started = time.perf_counter()
+            self._start_epoch(epoch)
             sums = self._train_epoch(run, epoch, start_batch if epoch == start_epoch else 0, totals)
             self._close_epoch(run, epoch, started, *sums)
             totals = [0.0, 0.0, 0]
@@ -223,6 +233,8 @@ class TrainingLoop(RecordedTrainer, Trainer):
                            epoch + 1, record["loss"])
         if run.scheduler is not None:
             run.scheduler.step()
+        lr = float(self._classifier.optimizer.param_groups[0]["lr"])
+        self._end_epoch(epoch, lr / record["lr"] if record["lr"] else 1.0)
         validation = run.validation_data
         is_best = validation is not None and self._record_validation(record, validation, run.source.batch_size)
         if is_best and run.folder is not None:

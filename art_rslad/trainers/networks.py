@@ -19,9 +19,26 @@ from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.estimators import check_classifier, clip_range
 
-#: Where the harness takes a network from: the config's teacher (``teacher``), or a fresh network of the
-#: student's architecture and options (``student``).
-Start = Literal["teacher", "student"]
+#: Where the harness takes a network from: the config's teacher (``teacher``, the source ``teacher.source``), the
+#: config's clean (naturally trained) teacher (``clean_teacher``, the source ``clean_teacher``), or a fresh network of
+#: the student's architecture and options (``student``).
+Start = Literal["teacher", "clean_teacher", "student"]
+
+
+@dataclass(frozen=True)
+class OwnOptimizer:
+    """The SGD settings of a trained network that does not follow the student's: its own momentum and weight decay,
+    and an lr the method sets itself every epoch (:meth:`~art_rslad.trainers.base.AdversarialTrainerBase._start_epoch`)
+    instead of the run's schedule.
+
+    :param lr: The initial learning rate.
+    :param momentum: SGD momentum.
+    :param weight_decay: SGD weight decay.
+    """
+
+    lr: float
+    momentum: float
+    weight_decay: float
 
 
 @dataclass(frozen=True)
@@ -32,14 +49,17 @@ class Network:
     :param trained: True: trained with the student (its own optimizer, checkpointed, saved as ``<name>.pt``);
         False: a frozen pretrained network, never updated.
     :param required: False where the method takes it only under some settings (SAT's soft labels).
-    :param start: What the harness builds it from: the config's teacher, or a fresh network of the student's
-        architecture (the default for a trained network).
+    :param start: What the harness builds it from (:data:`Start`): the config's teacher or clean teacher, or a
+        fresh network of the student's architecture.
+    :param optimizer: For a trained network, its own SGD settings (:class:`OwnOptimizer`; the method then sets its
+        lr each epoch); None: the student's settings, its lr following the run's schedule.
     """
 
     name: str
     trained: bool = False
     required: bool = True
     start: Start = "teacher"
+    optimizer: OwnOptimizer | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier() or self.name in ("classifier", "student"):
@@ -54,6 +74,8 @@ class Network:
 
 #: The one frozen robust teacher of a distillation method.
 TEACHER = Network("teacher")
+#: The frozen clean (naturally trained) teacher of the methods that distil two teachers (MTARD, CIARD).
+CLEAN_TEACHER = Network("clean_teacher", start="clean_teacher")
 
 
 def teacher_declared(networks: tuple[Network, ...]) -> bool:
@@ -127,5 +149,5 @@ def network_weights(checkpoint: Mapping[str, Any], name: str) -> dict[str, torch
     return dict(checkpoint["extra_state"][f"{name}_model_state"])
 
 
-__all__ = ["TEACHER", "Network", "Start", "check_networks", "load_trained_state", "network_weights",
-           "teacher_declared", "trained_state"]
+__all__ = ["CLEAN_TEACHER", "TEACHER", "Network", "OwnOptimizer", "Start", "check_networks", "load_trained_state",
+           "network_weights", "teacher_declared", "trained_state"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from art.defences.trainer import Trainer
 
+from art_rslad.trainers.absld import AdversarialTrainerABSLD
 from art_rslad.trainers.adaad import AdversarialTrainerAdaAD
 from art_rslad.trainers.adaiad import AdversarialTrainerAdaIAD
 from art_rslad.trainers.ard import AdversarialTrainerARD
@@ -19,11 +20,15 @@ from art_rslad.trainers.art import with_shared_settings
 from art_rslad.trainers.art_adversarial import ArtAWP, ArtFBF, ArtMadryPGD, ArtOAAT, ArtTRADES
 from art_rslad.trainers.art_distillation import ArtDefensiveDistillation
 from art_rslad.trainers.base import AdversarialTrainerBase
+from art_rslad.trainers.ciard import AdversarialTrainerCIARD
+from art_rslad.trainers.dgad import AdversarialTrainerDGAD
 from art_rslad.trainers.iad import AdversarialTrainerIAD
+from art_rslad.trainers.mtard import AdversarialTrainerMTARD
 from art_rslad.trainers.natural import NaturalTrainer
 from art_rslad.trainers.networks import Network, teacher_declared
 from art_rslad.trainers.peeraid import AdversarialTrainerPeerAiD
 from art_rslad.trainers.rslad import AdversarialTrainerRSLAD
+from art_rslad.trainers.saad import AdversarialTrainerSAAD
 from art_rslad.trainers.sat import AdversarialTrainerSAT
 from art_rslad.trainers.trades import AdversarialTrainerTRADES
 
@@ -43,6 +48,7 @@ class Method:
     :param distributed_ok: Whether it can run under torchrun.
     :param fixed_settings: Shared settings its trainer cannot honour, mapped to what it does instead.
     :param shared_loop: Whether it runs in the package's loop (weight averaging, TensorBoard) rather than ART's.
+    :param takes_terms: Whether attachable terms (IGDM's) apply to it (its trainer's ``takes_terms``).
     """
 
     name: str
@@ -53,6 +59,7 @@ class Method:
     distributed_ok: bool = True
     fixed_settings: Mapping[str, str] = field(default_factory=dict)
     shared_loop: bool = True
+    takes_terms: bool = True
 
     @property
     def needs_teacher(self) -> bool:
@@ -84,7 +91,8 @@ def _record(trainer: type[Trainer], family: str, paper: str) -> Method:
         name=str(trainer.method), trainer=trainer, family=family, paper=paper,  # type: ignore[attr-defined]
         networks=tuple(trainer.networks) if shared_loop else (),  # type: ignore[attr-defined]
         distributed_ok=bool(getattr(trainer, "distributed_ok", True)),
-        fixed_settings=dict(getattr(trainer, "fixed_settings", {})), shared_loop=shared_loop)
+        fixed_settings=dict(getattr(trainer, "fixed_settings", {})), shared_loop=shared_loop,
+        takes_terms=bool(getattr(trainer, "takes_terms", True)))
 
 
 def _methods(*entries: tuple[type[Trainer], str, str]) -> dict[str, Method]:
@@ -115,6 +123,11 @@ METHODS: dict[str, Method] = _methods(
     (AdversarialTrainerAdaAD, "distillation", "Huang et al., CVPR 2023"),
     (AdversarialTrainerRSLAD, "distillation", "Zi et al., ICCV 2021"),
     (AdversarialTrainerAdaIAD, "distillation", "Huang et al., CVPR 2023 (AdaAD with IAD's introspection)"),
+    (AdversarialTrainerMTARD, "distillation", "Zhao et al., ECCV 2022"),
+    (AdversarialTrainerABSLD, "distillation", "Zhao et al., NeurIPS 2024"),
+    (AdversarialTrainerDGAD, "distillation", "Park and Min, ECCV 2024"),
+    (AdversarialTrainerCIARD, "distillation", "Lu et al., ICCV 2025"),
+    (AdversarialTrainerSAAD, "distillation", "Lee and Chung, TMLR 2026"),
     (AdversarialTrainerPeerAiD, "peer distillation", "Jung et al., CVPR 2024"),
     # ART's own trainers, in the variants that drop (and record) the shared settings their ART class fixes
     *((with_shared_settings(adapter), "art", f"ART's {adapter.art_class.__name__}")
