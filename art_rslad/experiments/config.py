@@ -33,7 +33,7 @@ from art_rslad.experiments.variants import (
     parse_method,
 )
 from art_rslad.trainers.averaging import AVERAGERS
-from art_rslad.trainers.registry import method_names
+from art_rslad.trainers.registry import method_names, tuned_lrs
 
 #: The registry's family whose methods can train a teacher (``teacher.method``).
 TEACHER_FAMILY = "adversarial training"
@@ -387,17 +387,13 @@ def _paper_overrides(dataset: str) -> tuple[dict[str, dict[str, Any]], str]:
         note += (" On CIFAR-100 AdaAD's loss is a batch-mean KL (scale 1, as its official CIFAR-100 code; see "
                  "docs/decisions.md, \"Loss scales and reductions\") and IGDM's weight is 10 (its paper: 10-20).")
     return overrides, note
-#: Chosen by `art-rslad tune` (art_rslad.experiments.tune.RULE); the scores are in studies/tune-<preset>/tuning.json,
-#: and for the methods since RSLAD (the second table of each preset) in studies/tune-<preset>-new/tuning.json.
-_FASHION_MNIST_LR = {"sat": 0.03, "trades": 0.03, "ard": 0.3, "iad": 0.03, "adaad": 1.0, "rslad": 1.0}
-_FASHION_MNIST_NEW_LR = {"adaiad": 0.03, "peeraid": 0.1, "rslad+igdm": 0.3, "adaiad+igdm": 0.03, "sat+ema": 0.03,
-                         "rslad+ema": 1.0}
-_DIGITS_LR = {"sat": 0.03, "trades": 0.03, "ard": 1.0, "iad": 0.03, "adaad": 1.0, "rslad": 1.0}
-_DIGITS_NEW_LR = {"adaiad": 0.3, "peeraid": 0.03, "rslad+igdm": 1.0, "adaiad+igdm": 0.03, "sat+ema": 0.1,
-                  "rslad+ema": 1.0}
+#: Method variants each tuned preset's second tuning round chose an lr for, in the order its table lists them.
+_TUNED_VARIANTS = ("igdm", "ema")
+#: The methods and variants of that second round, as its command named them.
+_SECOND_ROUND = ("adaiad", "peeraid", "rslad+igdm", "adaiad+igdm", "sat+ema", "rslad+ema")
 
 
-def _tuned_note(preset: str, nb_epochs: int, train: str, val_size: int, new: dict[str, float]) -> str:
+def _tuned_note(preset: str, nb_epochs: int, train: str, val_size: int, new: tuple[str, ...]) -> str:
     return (
         "Chosen by the validation rule: for each method the lr in {0.01, 0.03, 0.1, 0.3, 1} "
         f"whose {nb_epochs}-epoch run on {train} training images had the highest PGD-10 accuracy on {val_size:,} "
@@ -439,8 +435,8 @@ def _presets() -> dict[str, Config]:
         transfer_surrogate="zoo:fashion-mnist-cnn-pool",
         nb_epochs=8, batch_size=128, lr=0.05, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=0.1, eps_step=0.025, max_iter=10, seed=0, val_fraction=0.1,
-        augmentation="none", method_lr={**_FASHION_MNIST_LR, **_FASHION_MNIST_NEW_LR},
-        method_lr_note=_tuned_note("fashion-mnist", 2, "10,000", 1000, _FASHION_MNIST_NEW_LR),
+        augmentation="none", method_lr=tuned_lrs("fashion-mnist", _TUNED_VARIANTS),
+        method_lr_note=_tuned_note("fashion-mnist", 2, "10,000", 1000, _SECOND_ROUND),
     )
     presets["digits"] = Config(
         name="digits", dataset="digits", student="cnn-small",
@@ -448,8 +444,8 @@ def _presets() -> dict[str, Config]:
                               lr=0.05, beta=6.0),
         nb_epochs=30, batch_size=64, lr=0.05, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=0.1, eps_step=0.025, max_iter=10, seed=0, val_fraction=0.1,
-        augmentation="none", method_lr={**_DIGITS_LR, **_DIGITS_NEW_LR},
-        method_lr_note=_tuned_note("digits", 10, "all 1,294", 144, _DIGITS_NEW_LR),
+        augmentation="none", method_lr=tuned_lrs("digits", _TUNED_VARIANTS),
+        method_lr_note=_tuned_note("digits", 10, "all 1,294", 144, _SECOND_ROUND),
     )
     return presets
 
