@@ -70,9 +70,9 @@ def _headings(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("name", SHARED)
 def test_the_method_reference_has_a_section_for_it(name: str) -> None:
-    assert f"`{name}`" in {heading.split(":")[0] for heading in _headings(ROOT / "docs" / "methods.md")}, (
-        f"{name}: add a section '## `{name}`: <title>' to docs/methods.md (its networks, how it builds x', its loss, "
-        "its paper).")
+    sections = {heading.split(":")[0] for heading in _headings(ROOT / "docs" / "method-reference.md")}
+    assert f"`{name}`" in sections, (f"{name}: add a section '## `{name}`: <title>' to docs/method-reference.md (its "
+                                     "networks, how it builds x', its loss, its paper).")
 
 
 @pytest.mark.parametrize("name", ART)
