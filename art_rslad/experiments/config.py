@@ -33,7 +33,7 @@ from art_rslad.experiments.variants import (
     parse_method,
 )
 from art_rslad.trainers.averaging import AVERAGERS
-from art_rslad.trainers.registry import method_names
+from art_rslad.trainers.registry import PROVISIONAL_LR, method_names, tuned_lrs
 
 #: The registry's families whose methods can train a teacher (``teacher.method``): natural training gives the clean
 #: teacher of the methods that distil a clean and a robust teacher, adversarial training the robust one.
@@ -384,30 +384,33 @@ def _paper_overrides(dataset: str) -> tuple[dict[str, dict[str, Any]], str]:
         "adaad": {**_200_EPOCHS, "weight_decay": 5e-4},
         "adaiad": {**_200_EPOCHS, "weight_decay": 5e-4},
         "peeraid": {"weight_averaging": "swa"},
+        "dgad": {**_200_EPOCHS, "weight_decay": 5e-4},
+        "saad": {**_200_EPOCHS, "weight_averaging": "swa"},
         **{f"{base}+igdm": {**_200_EPOCHS, "weight_decay": 2e-4} for base in _IGDM_BASES},
     }
     note = ("Each method's official recipe: RSLAD, SAT, TRADES, PeerAiD and RSLAD+IGDM 300 epochs, lr x0.1 after "
             "215/260/285 (the preset's own); ARD 200 epochs, one decay after 100; IAD 200 epochs, after 100/150; "
             "AdaAD and AdaIAD 200 epochs after 100/150, weight decay 5e-4; the other methods +IGDM 200 epochs after "
-            "100/150, weight decay 2e-4; PeerAiD averages the student by SWA from the first lr drop.")
+            "100/150, weight decay 2e-4; PeerAiD averages the student by SWA from the first lr drop. MTARD, ABSLD and "
+            "CIARD 300 epochs after 215/260/285 (CIARD's student keeps these milestones, not its official cosine "
+            "decay); DGAD 200 epochs after 100/150, weight decay 5e-4; SAAD 200 epochs after 100/150 with SWA from "
+            "the first lr drop (its code: from epoch 95).")
     if dataset == "cifar100":  # AdaAD's CIFAR-100 code takes a batch-mean KL; IGDM weighs its term 10-20 there
         overrides["adaad"]["loss_scale"] = 1.0
         for base in ("rslad", *_IGDM_BASES):
             overrides.setdefault(f"{base}+igdm", {})["igdm_alpha"] = 10.0
+        overrides["mtard"] = {"loss_scale": 10.0}
         note += (" On CIFAR-100 AdaAD's loss is a batch-mean KL (scale 1, as its official CIFAR-100 code; see "
-                 "docs/decisions.md, \"Loss scales and reductions\") and IGDM's weight is 10 (its paper: 10-20).")
+                 "docs/decisions.md, \"Loss scales and reductions\"), IGDM's weight is 10 (its paper: 10-20) and "
+                 "MTARD's loss is scaled by 10 (its official CIFAR-100 code).")
     return overrides, note
-#: Chosen by `art-rslad tune` (art_rslad.experiments.tune.RULE); the scores are in studies/tune-<preset>/tuning.json,
-#: and for the methods since RSLAD (the second table of each preset) in studies/tune-<preset>-new/tuning.json.
-_FASHION_MNIST_LR = {"sat": 0.03, "trades": 0.03, "ard": 0.3, "iad": 0.03, "adaad": 1.0, "rslad": 1.0}
-_FASHION_MNIST_NEW_LR = {"adaiad": 0.03, "peeraid": 0.1, "rslad+igdm": 0.3, "adaiad+igdm": 0.03, "sat+ema": 0.03,
-                         "rslad+ema": 1.0}
-_DIGITS_LR = {"sat": 0.03, "trades": 0.03, "ard": 1.0, "iad": 0.03, "adaad": 1.0, "rslad": 1.0}
-_DIGITS_NEW_LR = {"adaiad": 0.3, "peeraid": 0.03, "rslad+igdm": 1.0, "adaiad+igdm": 0.03, "sat+ema": 0.1,
-                  "rslad+ema": 1.0}
+#: Method variants each tuned preset's second tuning round chose an lr for, in the order its table lists them.
+_TUNED_VARIANTS = ("igdm", "ema")
+#: The methods and variants of that second round, as its command named them.
+_SECOND_ROUND = ("adaiad", "peeraid", "rslad+igdm", "adaiad+igdm", "sat+ema", "rslad+ema")
 
 
-def _tuned_note(preset: str, nb_epochs: int, train: str, val_size: int, new: dict[str, float]) -> str:
+def _tuned_note(preset: str, nb_epochs: int, train: str, val_size: int, new: tuple[str, ...]) -> str:
     return (
         "Chosen by the validation rule: for each method the lr in {0.01, 0.03, 0.1, 0.3, 1} "
         f"whose {nb_epochs}-epoch run on {train} training images had the highest PGD-10 accuracy on {val_size:,} "
@@ -415,17 +418,22 @@ def _tuned_note(preset: str, nb_epochs: int, train: str, val_size: int, new: dic
         f"--epochs {nb_epochs} --train-size 10000 --val-size {val_size} --out studies/tune-{preset}. RSLAD and "
         "AdaAD keep the official loss scale 0.1, so their lr 1 is a batch-mean KL at lr 0.1. The methods since "
         f"RSLAD by the same rule and settings: art-rslad tune --preset {preset} --methods {' '.join(new)} --epochs "
-        f"{nb_epochs} --train-size 10000 --val-size {val_size} --out studies/tune-{preset}-new."
+        f"{nb_epochs} --train-size 10000 --val-size {val_size} --out studies/tune-{preset}-new. Provisional, not "
+        f"tuned: {', '.join(PROVISIONAL_LR)} take the lr of the nearest tuned method at the same effective loss "
+        f"scale (RSLAD's for MTARD, ABSLD and CIARD; AdaAD's times its scale 0.1 for DGAD and SAAD), until art-rslad "
+        f"tune --preset {preset} --methods {' '.join(PROVISIONAL_LR)} --epochs {nb_epochs} --train-size 10000 "
+        f"--val-size {val_size} --out studies/tune-{preset}-2022 chooses them."
     )
 
 
-def _paper_preset(dataset: str, student: str, teacher: str, teacher_source: str, surrogate: str) -> Config:
+def _paper_preset(dataset: str, student: str, teacher: str, teacher_source: str, surrogate: str,
+                  clean_teacher: str) -> Config:
     overrides, note = _paper_overrides(dataset)
     return Config(
         name=f"{dataset}-{student}", dataset=dataset, student=student,
         teacher=TeacherConfig(model=teacher, source=teacher_source, method="trades", nb_epochs=100, lr=0.1,
                               beta=6.0),
-        transfer_surrogate=surrogate,
+        transfer_surrogate=surrogate, clean_teacher=clean_teacher,
         nb_epochs=300, batch_size=128, lr=0.1, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=8 / 255, eps_step=2 / 255, max_iter=10, seed=0,
         val_fraction=0.1, augmentation="crop-flip", method_lr=dict.fromkeys([*preset_lr_methods(), *overrides], 0.1),
@@ -435,11 +443,13 @@ def _paper_preset(dataset: str, student: str, teacher: str, teacher_source: str,
 
 def _presets() -> dict[str, Config]:
     presets = {
-        f"{dataset}-{student}": _paper_preset(dataset, student, teacher, source, surrogate)
-        # The paper's transfer surrogate is a robust ResNet-50; RobustBench has one for CIFAR-10 only.
-        for dataset, teacher, source, surrogate in (
-            ("cifar10", "wrn-34-10", "robustbench:Zhang2019Theoretically", "robustbench:Engstrom2019Robustness"),
-            ("cifar100", "wrn-70-16", "robustbench:Gowal2020Uncovering", ""))
+        f"{dataset}-{student}": _paper_preset(dataset, student, teacher, source, surrogate, clean)
+        # The paper's transfer surrogate is a robust ResNet-50; RobustBench has one for CIFAR-10 only. The clean
+        # teacher of MTARD and CIARD: RobustBench's naturally trained WRN-28-10 on CIFAR-10; none on CIFAR-100.
+        for dataset, teacher, source, surrogate, clean in (
+            ("cifar10", "wrn-34-10", "robustbench:Zhang2019Theoretically", "robustbench:Engstrom2019Robustness",
+             "robustbench:Standard"),
+            ("cifar100", "wrn-70-16", "robustbench:Gowal2020Uncovering", "", ""))
         for student in ("resnet18", "mobilenetv2")
     }
     presets["fashion-mnist"] = Config(
@@ -450,8 +460,8 @@ def _presets() -> dict[str, Config]:
         clean_teacher="zoo:fashion-mnist-cnn-large-clean",
         nb_epochs=8, batch_size=128, lr=0.05, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=0.1, eps_step=0.025, max_iter=10, seed=0, val_fraction=0.1,
-        augmentation="none", method_lr={**_FASHION_MNIST_LR, **_FASHION_MNIST_NEW_LR},
-        method_lr_note=_tuned_note("fashion-mnist", 2, "10,000", 1000, _FASHION_MNIST_NEW_LR),
+        augmentation="none", method_lr=tuned_lrs("fashion-mnist", _TUNED_VARIANTS),
+        method_lr_note=_tuned_note("fashion-mnist", 2, "10,000", 1000, _SECOND_ROUND),
     )
     presets["digits"] = Config(
         name="digits", dataset="digits", student="cnn-small",
@@ -460,8 +470,8 @@ def _presets() -> dict[str, Config]:
         clean_teacher="zoo:digits-cnn-large-clean",
         nb_epochs=30, batch_size=64, lr=0.05, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=0.1, eps_step=0.025, max_iter=10, seed=0, val_fraction=0.1,
-        augmentation="none", method_lr={**_DIGITS_LR, **_DIGITS_NEW_LR},
-        method_lr_note=_tuned_note("digits", 10, "all 1,294", 144, _DIGITS_NEW_LR),
+        augmentation="none", method_lr=tuned_lrs("digits", _TUNED_VARIANTS),
+        method_lr_note=_tuned_note("digits", 10, "all 1,294", 144, _SECOND_ROUND),
     )
     return presets
 

@@ -49,6 +49,11 @@ class Method:
     :param fixed_settings: Shared settings its trainer cannot honour, mapped to what it does instead.
     :param shared_loop: Whether it runs in the package's loop (weight averaging, TensorBoard) rather than ART's.
     :param takes_terms: Whether attachable terms (IGDM's) apply to it (its trainer's ``takes_terms``).
+    :param lr: Preset name -> the learning rate chosen for it by the validation rule, for the presets whose rates
+        were tuned (``fashion-mnist``, ``digits``); the paper's presets give every method its lr by a rule of their
+        own (``art_rslad.experiments.config``), and methods outside its tuned families use the preset's lr.
+    :param variant_lr: Variant suffix (``igdm``, ``ema``, ...) -> preset name -> lr of ``NAME+suffix``, where a
+        variant was tuned on its own.
     """
 
     name: str
@@ -60,6 +65,8 @@ class Method:
     fixed_settings: Mapping[str, str] = field(default_factory=dict)
     shared_loop: bool = True
     takes_terms: bool = True
+    lr: Mapping[str, float] = field(default_factory=dict)
+    variant_lr: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     @property
     def needs_teacher(self) -> bool:
@@ -82,8 +89,9 @@ class Method:
         return "scale" in inspect.signature(self.trainer.__init__).parameters
 
 
-def _record(trainer: type[Trainer], family: str, paper: str) -> Method:
-    """The record of ``trainer``, read from its declaration."""
+def _record(trainer: type[Trainer], family: str, paper: str, lr: Mapping[str, float] | None = None,
+            variant_lr: Mapping[str, Mapping[str, float]] | None = None) -> Method:
+    """The record of ``trainer``, read from its declaration, with its tuned learning rates."""
     if family not in FAMILIES:
         raise ValueError(f"Family {family!r} of {trainer.__name__} is not one of {', '.join(FAMILIES)}.")
     shared_loop = issubclass(trainer, AdversarialTrainerBase)
@@ -91,18 +99,20 @@ def _record(trainer: type[Trainer], family: str, paper: str) -> Method:
         name=str(trainer.method), trainer=trainer, family=family, paper=paper,  # type: ignore[attr-defined]
         networks=tuple(trainer.networks) if shared_loop else (),  # type: ignore[attr-defined]
         distributed_ok=bool(getattr(trainer, "distributed_ok", True)),
-        fixed_settings=dict(getattr(trainer, "fixed_settings", {})), shared_loop=shared_loop,
+        fixed_settings=dict(getattr(trainer, "fixed_settings", {})), shared_loop=shared_loop, lr=dict(lr or {}),
+        variant_lr={suffix: dict(rates) for suffix, rates in (variant_lr or {}).items()},
         takes_terms=bool(getattr(trainer, "takes_terms", True)))
 
 
-def _methods(*entries: tuple[type[Trainer], str, str]) -> dict[str, Method]:
-    return {record.name: record for record in (_record(*entry) for entry in entries)}
+def _methods(*records: Method) -> dict[str, Method]:
+    return {record.name: record for record in records}
 
 
-def register(trainer: type[Trainer], family: str, paper: str) -> Method:
+def register(trainer: type[Trainer], family: str, paper: str, lr: Mapping[str, float] | None = None,
+             variant_lr: Mapping[str, Mapping[str, float]] | None = None) -> Method:
     """Add a method to :data:`METHODS` (e.g. a method defined outside the package); a ValueError if its name is
     taken. Returns its record."""
-    record = _record(trainer, family, paper)
+    record = _record(trainer, family, paper, lr, variant_lr)
     if record.name in METHODS:
         raise ValueError(f"Method {record.name!r} is registered already.")
     METHODS[record.name] = record
@@ -114,25 +124,61 @@ def unregister(name: str) -> None:
     METHODS.pop(name)
 
 
+#: Learning rates of the tuned presets not yet chosen by ``art-rslad tune``: MTARD, ABSLD and CIARD take RSLAD's
+#: (their KL averaged over B*C elements is about RSLAD's official 0.1 x batch-mean KL), DGAD and SAAD AdaAD's times
+#: its loss scale 0.1 (their batch-mean KL is unscaled). ``art_rslad.experiments.config`` names them in each tuned
+#: preset's ``method_lr_note``.
+PROVISIONAL_LR: dict[str, dict[str, float]] = {
+    "mtard": {"fashion-mnist": 1.0, "digits": 1.0}, "absld": {"fashion-mnist": 1.0, "digits": 1.0},
+    "dgad": {"fashion-mnist": 0.1, "digits": 0.1}, "ciard": {"fashion-mnist": 1.0, "digits": 1.0},
+    "saad": {"fashion-mnist": 0.1, "digits": 0.1},
+}
+
+#: The learning rates below were chosen by ``art-rslad tune`` (art_rslad.experiments.tune.RULE) on each preset;
+#: the scores are in studies/tune-<preset>/tuning.json, and for the methods since RSLAD (and the variants) in
+#: studies/tune-<preset>-new/tuning.json.
 METHODS: dict[str, Method] = _methods(
-    (NaturalTrainer, "natural", "-"),
-    (AdversarialTrainerSAT, "adversarial training", "Madry et al., ICLR 2018"),
-    (AdversarialTrainerTRADES, "adversarial training", "Zhang et al., ICML 2019"),
-    (AdversarialTrainerARD, "distillation", "Goldblum et al., AAAI 2020"),
-    (AdversarialTrainerIAD, "distillation", "Zhu et al., ICLR 2022"),
-    (AdversarialTrainerAdaAD, "distillation", "Huang et al., CVPR 2023"),
-    (AdversarialTrainerRSLAD, "distillation", "Zi et al., ICCV 2021"),
-    (AdversarialTrainerAdaIAD, "distillation", "Huang et al., CVPR 2023 (AdaAD with IAD's introspection)"),
-    (AdversarialTrainerMTARD, "distillation", "Zhao et al., ECCV 2022"),
-    (AdversarialTrainerABSLD, "distillation", "Zhao et al., NeurIPS 2024"),
-    (AdversarialTrainerDGAD, "distillation", "Park and Min, ECCV 2024"),
-    (AdversarialTrainerCIARD, "distillation", "Lu et al., ICCV 2025"),
-    (AdversarialTrainerSAAD, "distillation", "Lee and Chung, TMLR 2026"),
-    (AdversarialTrainerPeerAiD, "peer distillation", "Jung et al., CVPR 2024"),
+    _record(NaturalTrainer, "natural", "-"),
+    _record(AdversarialTrainerSAT, "adversarial training", "Madry et al., ICLR 2018",
+            lr={"fashion-mnist": 0.03, "digits": 0.03}, variant_lr={"ema": {"fashion-mnist": 0.03, "digits": 0.1}}),
+    _record(AdversarialTrainerTRADES, "adversarial training", "Zhang et al., ICML 2019",
+            lr={"fashion-mnist": 0.03, "digits": 0.03}),
+    _record(AdversarialTrainerARD, "distillation", "Goldblum et al., AAAI 2020",
+            lr={"fashion-mnist": 0.3, "digits": 1.0}),
+    _record(AdversarialTrainerIAD, "distillation", "Zhu et al., ICLR 2022",
+            lr={"fashion-mnist": 0.03, "digits": 0.03}),
+    _record(AdversarialTrainerAdaAD, "distillation", "Huang et al., CVPR 2023",
+            lr={"fashion-mnist": 1.0, "digits": 1.0}),
+    _record(AdversarialTrainerRSLAD, "distillation", "Zi et al., ICCV 2021",
+            lr={"fashion-mnist": 1.0, "digits": 1.0},
+            variant_lr={"igdm": {"fashion-mnist": 0.3, "digits": 1.0}, "ema": {"fashion-mnist": 1.0, "digits": 1.0}}),
+    _record(AdversarialTrainerAdaIAD, "distillation", "Huang et al., CVPR 2023 (AdaAD with IAD's introspection)",
+            lr={"fashion-mnist": 0.03, "digits": 0.3}, variant_lr={"igdm": {"fashion-mnist": 0.03, "digits": 0.03}}),
+    # Provisional, not tuned yet (docs/decisions.md, "Provisional learning rates of the methods since 2022"): the
+    # rate of the nearest tuned method at the same effective loss scale.
+    _record(AdversarialTrainerMTARD, "distillation", "Zhao et al., ECCV 2022",
+            lr=dict(PROVISIONAL_LR["mtard"])),
+    _record(AdversarialTrainerABSLD, "distillation", "Zhao et al., NeurIPS 2024",
+            lr=dict(PROVISIONAL_LR["absld"])),
+    _record(AdversarialTrainerDGAD, "distillation", "Park and Min, ECCV 2024", lr=dict(PROVISIONAL_LR["dgad"])),
+    _record(AdversarialTrainerCIARD, "distillation", "Lu et al., ICCV 2025", lr=dict(PROVISIONAL_LR["ciard"])),
+    _record(AdversarialTrainerSAAD, "distillation", "Lee and Chung, TMLR 2026", lr=dict(PROVISIONAL_LR["saad"])),
+    _record(AdversarialTrainerPeerAiD, "peer distillation", "Jung et al., CVPR 2024",
+            lr={"fashion-mnist": 0.1, "digits": 0.03}),
     # ART's own trainers, in the variants that drop (and record) the shared settings their ART class fixes
-    *((with_shared_settings(adapter), "art", f"ART's {adapter.art_class.__name__}")
+    *(_record(with_shared_settings(adapter), "art", f"ART's {adapter.art_class.__name__}")
       for adapter in (ArtMadryPGD, ArtTRADES, ArtAWP, ArtFBF, ArtOAAT, ArtDefensiveDistillation)),
 )
+
+
+def tuned_lrs(preset: str, variants: tuple[str, ...]) -> dict[str, float]:
+    """Method spec -> the learning rate the registry records for ``preset``: the methods in registry order, then
+    each of ``variants`` (suffixes, in this order) of the methods in registry order."""
+    rates = {name: method.lr[preset] for name, method in METHODS.items() if preset in method.lr}
+    for suffix in variants:
+        rates.update({f"{name}+{suffix}": method.variant_lr[suffix][preset] for name, method in METHODS.items()
+                      if preset in method.variant_lr.get(suffix, {})})
+    return rates
 
 
 def method_names(family: str | None = None) -> list[str]:
@@ -148,4 +194,5 @@ def get_method(name: str) -> Method:
     return METHODS[key]
 
 
-__all__ = ["FAMILIES", "METHODS", "Method", "get_method", "method_names", "register", "unregister"]
+__all__ = ["FAMILIES", "METHODS", "PROVISIONAL_LR", "Method", "get_method", "method_names", "register", "tuned_lrs",
+           "unregister"]
