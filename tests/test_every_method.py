@@ -5,6 +5,7 @@ piece fails here with a message that says what to add and where."""
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 import re
 from pathlib import Path
@@ -23,11 +24,16 @@ ART = [name for name, method in METHODS.items() if not method.shared_loop]
 NOT_FORMULA_TESTS = {"test_every_method.py", "test_new_method.py"}
 
 
+#: The modules that hold the methods' pure losses and adaptive rules.
+LOSS_MODULES = ("art_rslad.losses", "art_rslad.losses_adaptive", "art_rslad.losses_samplewise")
+
+
 def _losses_used(method: Method) -> list[str]:
-    """The names the method's trainer module imports from ``art_rslad.losses``."""
+    """The functions the method's trainer module imports from the loss modules (:data:`LOSS_MODULES`)."""
     tree = ast.parse(Path(inspect.getsourcefile(method.trainer) or "").read_text(encoding="utf-8"))
     return [alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-            and node.module == "art_rslad.losses" for alias in node.names]
+            and node.module in LOSS_MODULES for alias in node.names
+            if inspect.isfunction(getattr(importlib.import_module(node.module), alias.name))]
 
 
 def _test_sources() -> str:
@@ -38,8 +44,9 @@ def _test_sources() -> str:
 @pytest.mark.parametrize("name", SHARED)
 def test_its_loss_lives_in_losses_and_has_a_formula_test(name: str) -> None:
     losses = _losses_used(METHODS[name])
-    assert losses, (f"{name}: its trainer imports no loss from art_rslad/losses.py; write the loss there as a pure "
-                    "torch function and call it from the trainer's _method_loss.")
+    assert losses, (f"{name}: its trainer imports no loss from art_rslad/losses.py (or losses_adaptive.py, "
+                    "losses_samplewise.py); write the loss there as a pure torch function and call it from the "
+                    "trainer's _method_loss.")
     sources = _test_sources()
     untested = [loss for loss in losses if not re.search(rf"\b{loss}\(", sources)]
     assert not untested, (f"{name}: no test calls {', '.join(untested)}; add a formula test on fixed tensors (e.g. "
