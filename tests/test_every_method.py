@@ -15,7 +15,7 @@ import pytest
 from art_rslad.experiments.config import get_preset, preset_lr_methods, preset_names
 from art_rslad.trainers.registry import METHODS, Method
 from bench.bench_methods import CASES
-from bench.plain_loops import PLAIN_METHODS
+from bench.plain_methods import PLAIN_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = [name for name, method in METHODS.items() if method.shared_loop]
@@ -55,8 +55,9 @@ def test_its_loss_lives_in_losses_and_has_a_formula_test(name: str) -> None:
 
 @pytest.mark.parametrize("name", SHARED)
 def test_it_has_a_plain_loop_and_a_benchmark_case(name: str) -> None:
-    assert name in PLAIN_METHODS, (f"{name}: add its plain PyTorch loop to bench/plain_loops.py (PLAIN_METHODS), "
-                                   "the reference tests/test_bench_plain_loops.py compares the trainer with.")
+    assert name in PLAIN_METHODS, (f"{name}: add its plain PyTorch loop to bench/plain_loops.py (and list it in "
+                                   "bench/plain_methods.py), the reference tests/test_bench_plain_loops.py compares "
+                                   "the trainer with.")
     assert name in {case.method for case in CASES.values()}, (
         f"{name}: add a benchmark case for it to bench/bench_methods.py (CASES).")
 

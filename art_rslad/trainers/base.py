@@ -174,6 +174,10 @@ class AdversarialTrainerBase(TrainingLoop):
         """The method's own settings (recorded after the shared ones)."""
         return {}
 
+    def _before_attack(self, batch: Batch) -> None:
+        """Forwards the method runs before its attack, the student in train mode (CIARD's S(x), whose BatchNorm
+        statistics the attack then sees, as in its official code); nothing by default."""
+
     def _start_epoch(self, epoch: int) -> None:
         """Before each epoch's batches (e.g. the lr of a network with its own optimizer); nothing by default."""
 
@@ -267,6 +271,8 @@ class AdversarialTrainerBase(TrainingLoop):
         frozen = self._frozen_modes()
         x_adv = None
         if self.attack is not None:
+            with model_modes((student, True), *frozen):
+                self._before_attack(batch)
             with model_modes((student, self.attack_training_mode), *frozen):
                 x_adv = self._craft(batch)
         with model_modes((student, True), *frozen):

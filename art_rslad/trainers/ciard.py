@@ -101,6 +101,7 @@ class AdversarialTrainerCIARD(AdversarialTrainerBase):
         self.weights = AdaptiveWeights(rate=self.weight_rate)
         self.batch_decay = 1.0  # per_iteration: the factor every batch of this epoch applies to the steps
         self._teacher_steps = False
+        self._natural: tuple[torch.Tensor, torch.Tensor] | None = None  # S(x), T_c(x) from _before_attack
         self.clean_teacher: PyTorchClassifier
         super().__init__(classifier, networks={"teacher": teacher, "clean_teacher": clean_teacher}, **kwargs)
 
@@ -136,24 +137,31 @@ class AdversarialTrainerCIARD(AdversarialTrainerBase):
         self.temperatures = dataclasses.replace(self.temperatures, rate=self.temperatures.rate * factor)
         self.weights = dataclasses.replace(self.weights, rate=self.weights.rate * factor)
 
-    def _teacher_outputs(self, batch: Batch, x_adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The robust teacher on x' (train mode; with its graph while it trains) and the clean teacher on x and x'.
-        The robust teacher also sees x first, as in the official code (only its BatchNorm statistics keep that)."""
+    def _before_attack(self, batch: Batch) -> None:
+        """As the official code, before the attack: S(x) (train mode; the attack then sees its BatchNorm statistics),
+        the clean teacher on x, and the robust teacher on x (train mode: only its BatchNorm statistics keep that)."""
         assert self.teacher is not None
+        nat_logits = self.student_logits(batch.x)
+        clean_nat = self.frozen_logits(self.clean_teacher, batch.x)
         with model_modes((self.teacher.model, True)):
             self.frozen_logits(self.teacher, batch.x)
-            with torch.set_grad_enabled(self._teacher_steps):
-                robust_adv = self._forward(self.teacher, x_adv)
-        return robust_adv, self.frozen_logits(self.clean_teacher, batch.x), self.frozen_logits(self.clean_teacher,
-                                                                                              x_adv)
+        self._natural = (nat_logits, clean_nat)
+
+    def _teacher_outputs(self, batch: Batch, x_adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The robust teacher on x' (train mode; with its graph while it trains) and the clean teacher on x'."""
+        assert self.teacher is not None
+        with model_modes((self.teacher.model, True)), torch.set_grad_enabled(self._teacher_steps):
+            robust_adv = self._forward(self.teacher, x_adv)
+        return robust_adv, self.frozen_logits(self.clean_teacher, x_adv)
 
     def _method_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert x_adv is not None
         if self.batch_decay != 1.0:
             self._decay(self.batch_decay)
-        nat_logits = self.student_logits(batch.x)
-        robust_adv, clean_nat, clean_adv = self._teacher_outputs(batch, x_adv)
+        assert self._natural is not None
+        (nat_logits, clean_nat), self._natural = self._natural, None
         adv_logits = self.student_logits(x_adv)
+        robust_adv, clean_adv = self._teacher_outputs(batch, x_adv)
         adversarial, natural = ciard_terms(adv_logits, nat_logits, robust_adv, clean_nat, self.temperatures)
         self.temperatures = update_dual_temperatures(
             self.temperatures, tempered_neg_entropy(robust_adv, self.temperatures.robust),

@@ -61,8 +61,8 @@ class AdversarialTrainerDGAD(AdaptiveAttack, AdversarialTrainerBase):
         teacher_nat, teacher_adv = self.teacher_logits(batch.x), self.teacher_logits(x_adv)
         misclassified = dgad_partition(teacher_nat, batch.y)
         teacher_nat, teacher_adv = dgad_swap_labels(teacher_nat, teacher_adv, batch.y, misclassified)
-        nat_logits = self.student_logits(batch.x)
         adv_logits = self.student_logits(x_adv)
+        nat_logits = self.student_logits(batch.x)
         loss = dgad_loss(nat_logits, adv_logits, teacher_nat, teacher_adv, misclassified, beta=self.beta,
                          fixed_batch_size=self.fixed_batch_size)
         return loss, adv_logits
