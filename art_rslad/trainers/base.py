@@ -55,8 +55,6 @@ class AdversarialTrainerBase(TrainingLoop):
     """The step of the shared loop and what a method declares; see the module docstring."""
 
     method: ClassVar[str] = "base"
-    #: The networks the method uses beside the student (constructor keywords of the same names).
-    networks: ClassVar[tuple[Network, ...]] = ()
     #: Whether a frozen teacher is always required (derived from :attr:`networks`).
     needs_teacher: ClassVar[bool] = False
     #: Names of attributes the method keeps across epochs (tensors or plain values), checkpointed and restored.
