@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import pytest
 import torch
 from art.estimators.classification import PyTorchClassifier
+from helpers_trainers import interrupt_at
 from test_runs import run, settings, tiny_config, tiny_teacher
 
 from art_rslad.checkpoint import load_checkpoint
@@ -85,17 +86,8 @@ def test_a_new_method_trains_saves_its_buddy_and_resumes_exactly(toy: None, tmp_
     assert int(last["extra_state"]["class_counts"].sum()) == 2 * 48  # two epochs of 48 samples
     assert json.loads((folder / "run.json").read_text())["identity"]["teacher"] is not None
 
-    original = AdversarialTrainerBase._train_step
-    steps = {"count": 0}
-
-    def interrupted_step(self: AdversarialTrainerBase, batch: Any) -> Any:
-        steps["count"] += 1
-        if steps["count"] == 5:  # second epoch, second batch
-            raise KeyboardInterrupt
-        return original(self, batch)
-
     with monkeypatch.context() as patch:
-        patch.setattr(AdversarialTrainerBase, "_train_step", interrupted_step)
+        interrupt_at(patch, 5)  # second epoch, second batch
         with pytest.raises(KeyboardInterrupt):
             run(tmp_path / "resumed", method="toy-buddy", config=config, teacher=teacher, checkpoint_interval=1)
     resumed = run(tmp_path / "resumed", method="toy-buddy", config=config, teacher=teacher, checkpoint_interval=1,
