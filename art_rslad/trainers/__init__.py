@@ -1,4 +1,5 @@
-"""ART trainers built on one shared epoch loop (:mod:`art_rslad.trainers.base`), one small module per method.
+"""ART trainers: one small declaration per method (:mod:`art_rslad.trainers.base`, one module each), run by one
+training loop (:mod:`art_rslad.trainers.loop`).
 
 ART's own trainers run through the adapters of :mod:`art_rslad.trainers.art`. The methods the CLI and the run
 harness know, with their names, are listed once, in :data:`art_rslad.trainers.registry.METHODS`.
@@ -13,11 +14,12 @@ from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.batches import Batch
 from art_rslad.trainers.iad import AdversarialTrainerIAD
 from art_rslad.trainers.natural import NaturalTrainer
+from art_rslad.trainers.networks import TEACHER, Network
 from art_rslad.trainers.peeraid import AdversarialTrainerPeerAiD
 from art_rslad.trainers.rslad import AdversarialTrainerRSLAD
 from art_rslad.trainers.sat import AdversarialTrainerSAT
 from art_rslad.trainers.trades import AdversarialTrainerTRADES
 
-__all__ = ["AdversarialTrainerARD", "AdversarialTrainerAdaAD", "AdversarialTrainerAdaIAD", "AdversarialTrainerBase",
-           "AdversarialTrainerIAD", "AdversarialTrainerPeerAiD", "AdversarialTrainerRSLAD", "AdversarialTrainerSAT",
-           "AdversarialTrainerTRADES", "Batch", "NaturalTrainer"]
+__all__ = ["TEACHER", "AdversarialTrainerARD", "AdversarialTrainerAdaAD", "AdversarialTrainerAdaIAD",
+           "AdversarialTrainerBase", "AdversarialTrainerIAD", "AdversarialTrainerPeerAiD", "AdversarialTrainerRSLAD",
+           "AdversarialTrainerSAT", "AdversarialTrainerTRADES", "Batch", "NaturalTrainer", "Network"]
