@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import pytest
 import torch
 from art.estimators.classification import PyTorchClassifier
+from helpers_trainers import interrupt_at
 from test_runs import run, settings, tiny_config, tiny_teacher
 
 from art_rslad.checkpoint import load_checkpoint
@@ -85,17 +86,8 @@ def test_a_new_method_trains_saves_its_buddy_and_resumes_exactly(toy: None, tmp_
     assert int(last["extra_state"]["class_counts"].sum()) == 2 * 48  # two epochs of 48 samples
     assert json.loads((folder / "run.json").read_text())["identity"]["teacher"] is not None
 
-    original = AdversarialTrainerBase._train_step
-    steps = {"count": 0}
-
-    def interrupted_step(self: AdversarialTrainerBase, batch: Any) -> Any:
-        steps["count"] += 1
-        if steps["count"] == 5:  # second epoch, second batch
-            raise KeyboardInterrupt
-        return original(self, batch)
-
     with monkeypatch.context() as patch:
-        patch.setattr(AdversarialTrainerBase, "_train_step", interrupted_step)
+        interrupt_at(patch, 5)  # second epoch, second batch
         with pytest.raises(KeyboardInterrupt):
             run(tmp_path / "resumed", method="toy-buddy", config=config, teacher=teacher, checkpoint_interval=1)
     resumed = run(tmp_path / "resumed", method="toy-buddy", config=config, teacher=teacher, checkpoint_interval=1,
@@ -126,3 +118,36 @@ def test_a_new_method_compares_with_igdm_attached_tunes_and_is_listed(
     listed = [line for line in capsys.readouterr().out.splitlines() if "toy-buddy" in line]
     assert "teacher+buddy" in listed[0] and "a toy of this test" in listed[0]
     assert [line.split(":")[0].strip() for line in listed[1:]] == ["+igdm", "+ema, +swa"]
+
+
+class CoachTrainer(AdversarialTrainerBase):
+    """A toy whose second network starts from the config's teacher and is trained beside the student (as a method
+    that retrains its robust teacher would): SAT's loss for the student plus the coach's cross-entropy on x'."""
+
+    method: ClassVar[str] = "toy-coach"
+    networks: ClassVar[tuple[Network, ...]] = (Network("coach", trained=True, start="teacher"),)
+
+    def __init__(self, classifier: PyTorchClassifier, coach: PyTorchClassifier, **kwargs: Any) -> None:
+        self.coach: PyTorchClassifier
+        super().__init__(classifier, networks={"coach": coach}, **kwargs)
+
+    def _method_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        assert x_adv is not None
+        adv_logits = self.student_logits(x_adv)
+        coach_logits = self._forward(self.coach, x_adv)
+        loss = torch.nn.functional.cross_entropy(adv_logits, batch.y)
+        return loss + torch.nn.functional.cross_entropy(coach_logits, batch.y), adv_logits
+
+
+def test_a_network_that_starts_from_the_teacher_is_a_trained_copy_of_it(tmp_path: Path) -> None:
+    register(CoachTrainer, "adversarial training", "a toy of this test")
+    try:
+        teacher = tiny_teacher()
+        before = {key: value.clone() for key, value in teacher.model.state_dict().items()}
+        result = run(tmp_path / "coach", method="toy-coach", config=tiny_config(nb_epochs=1), teacher=teacher)
+    finally:
+        unregister("toy-coach")
+    coach = torch.load(result.out_dir / "coach.pt", weights_only=True)
+    assert _same(teacher.model.state_dict(), before)  # the teacher itself is never trained
+    assert coach.keys() == before.keys() and not _same(coach, before)
+    assert json.loads((result.out_dir / "run.json").read_text())["identity"]["teacher"] is not None

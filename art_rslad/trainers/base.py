@@ -57,8 +57,6 @@ class AdversarialTrainerBase(TrainingLoop):
     """The step of the shared loop and what a method declares; see the module docstring."""
 
     method: ClassVar[str] = "base"
-    #: The networks the method uses beside the student (constructor keywords of the same names).
-    networks: ClassVar[tuple[Network, ...]] = ()
     #: Whether a frozen teacher is always required (derived from :attr:`networks`).
     needs_teacher: ClassVar[bool] = False
     #: Names of attributes the method keeps across epochs (tensors or plain values), checkpointed and restored.
@@ -122,10 +120,12 @@ class AdversarialTrainerBase(TrainingLoop):
         """
         super().__init__(classifier)
         owner = type(self).__name__
-        self.others = check_networks(owner, self.networks, self._classifier, {"teacher": teacher, **(networks or {})})
-        for name, network in self.others.items():
+        #: The networks beside the student, by declared name (also attributes of the same names).
+        self.extra_networks = check_networks(owner, self.networks, self._classifier,
+                                             {"teacher": teacher, **(networks or {})})
+        for name, network in self.extra_networks.items():
             setattr(self, name, network)
-        self.teacher = self.others.get("teacher")
+        self.teacher = self.extra_networks.get("teacher")
         self.eps = check_budget(classifier, eps, eps_step, max_iter)
         check_attack(attack, classifier)
         self.eps_step, self.max_iter = self.eps / 4 if eps_step is None else float(eps_step), int(max_iter)
@@ -138,7 +138,7 @@ class AdversarialTrainerBase(TrainingLoop):
         check_speed_options(amp_dtype, channels_last, tuple(classifier.input_shape))
         self.amp_dtype, self.channels_last = amp_dtype, bool(channels_last)
         if self.channels_last:
-            for model in [classifier.model, *(network.model for network in self.others.values())]:
+            for model in [classifier.model, *(network.model for network in self.extra_networks.values())]:
                 model.to(memory_format=torch.channels_last)
         self.attack_training_mode = (
             self.default_attack_training_mode if attack_training_mode is None else bool(attack_training_mode)
@@ -236,9 +236,10 @@ class AdversarialTrainerBase(TrainingLoop):
 
     def get_network(self, name: str) -> PyTorchClassifier:
         """The declared network ``name`` (e.g. ``"teacher"``, ``"peer"``); a trained one after ``fit``."""
-        if name not in self.others:
-            raise ValueError(f"{type(self).__name__} has no network {name!r}; it has: {', '.join(self.others)}.")
-        return self.others[name]
+        if name not in self.extra_networks:
+            raise ValueError(f"{type(self).__name__} has no network {name!r}; it has: "
+                             f"{', '.join(self.extra_networks)}.")
+        return self.extra_networks[name]
 
     # ----------------------------------------------------------------- the step
     def _loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -264,7 +265,7 @@ class AdversarialTrainerBase(TrainingLoop):
         return any(net.name == name and net.trained for net in self.networks)
 
     def _frozen_modes(self) -> list[tuple[torch.nn.Module, bool]]:
-        return [(network.model, False) for name, network in self.others.items() if not self._trains(name)]
+        return [(network.model, False) for name, network in self.extra_networks.items() if not self._trains(name)]
 
     def _train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         student = self._classifier.model
@@ -290,15 +291,15 @@ class AdversarialTrainerBase(TrainingLoop):
 
     def _optimizers(self) -> list[torch.optim.Optimizer]:
         """The optimizers one training step zeroes and steps: the student's, then each trained network's."""
-        return [self._classifier.optimizer,
-                *(self.others[net.name].optimizer for net in self.networks if net.trained and net.name in self.others)]
+        trained = [net.name for net in self.networks if net.trained and net.name in self.extra_networks]
+        return [self._classifier.optimizer, *(self.extra_networks[name].optimizer for name in trained)]
 
     # ----------------------------------------------------------------- what a checkpoint keeps beyond the student
     def _extra_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {}
         if self.averager is not None:
             state.update(live_model_state=self._classifier.model.state_dict(), averager=self.averager.state_dict())
-        state.update(trained_state(self.others, self.networks))
+        state.update(trained_state(self.extra_networks, self.networks))
         state.update({name: _plain(getattr(self, name)) for name in self.kept_state})
         return state
 
@@ -306,11 +307,12 @@ class AdversarialTrainerBase(TrainingLoop):
         if self.averager is not None:
             self._classifier.model.load_state_dict(state["live_model_state"])
             self.averager.load_state_dict(state["averager"])
-        load_trained_state(self.others, self.networks, state)
+        load_trained_state(self.extra_networks, self.networks, state)
         for name in self.kept_state:
-            current = getattr(self, name)
-            value = state[name]
-            setattr(self, name, type(current)(**value) if dataclasses.is_dataclass(current) else value)
+            value, current = state[name], getattr(self, name)
+            if dataclasses.is_dataclass(current):
+                value = type(current)(**value)
+            setattr(self, name, value.to(current.device) if isinstance(current, torch.Tensor) else value)
 
 
 def _plain(value: Any) -> Any:

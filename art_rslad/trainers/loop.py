@@ -16,7 +16,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,7 +60,6 @@ class TrainingLoop(RecordedTrainer, Trainer):
     fills in the step (:meth:`_train_step`) and what a checkpoint keeps beyond the student
     (:meth:`_extra_state`)."""
 
-    distributed_ok: ClassVar[bool] = True
     teacher: PyTorchClassifier | None
     attack: EvasionAttack | None
     averager: WeightAveraging | None

@@ -66,7 +66,7 @@ class AdversarialTrainerPeerAiD(AdversarialTrainerBase):
 
     def get_peer(self) -> PyTorchClassifier:
         """The peer tutor, trained jointly with the student."""
-        return self.peer
+        return self.get_network("peer")
 
     def method_hyperparameters(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "peer_kl_weight": self.peer_kl_weight,

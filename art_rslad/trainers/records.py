@@ -33,6 +33,7 @@ import art_rslad
 from art_rslad.attacks import InputGradientClassifier, InputGradientPGD
 from art_rslad.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint
 from art_rslad.estimators import check_classifier, clip_range, model_modes
+from art_rslad.trainers.networks import Network
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,10 @@ class RecordedTrainer:
     """
 
     method: ClassVar[str] = ""
+    #: The networks the method uses beside the student (:mod:`~art_rslad.trainers.networks`); none by default.
+    networks: ClassVar[tuple[Network, ...]] = ()
+    #: Whether the trainer can run under torchrun.
+    distributed_ok: ClassVar[bool] = True
     seed: int
     _classifier: PyTorchClassifier
     _val_attack: InputGradientPGD

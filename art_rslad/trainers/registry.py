@@ -27,6 +27,7 @@ from art_rslad.trainers.mtard import AdversarialTrainerMTARD
 from art_rslad.trainers.natural import NaturalTrainer
 from art_rslad.trainers.networks import Network, teacher_declared
 from art_rslad.trainers.peeraid import AdversarialTrainerPeerAiD
+from art_rslad.trainers.records import RecordedTrainer
 from art_rslad.trainers.rslad import AdversarialTrainerRSLAD
 from art_rslad.trainers.saad import AdversarialTrainerSAAD
 from art_rslad.trainers.sat import AdversarialTrainerSAT
@@ -94,11 +95,13 @@ def _record(trainer: type[Trainer], family: str, paper: str, lr: Mapping[str, fl
     """The record of ``trainer``, read from its declaration, with its tuned learning rates."""
     if family not in FAMILIES:
         raise ValueError(f"Family {family!r} of {trainer.__name__} is not one of {', '.join(FAMILIES)}.")
+    if not issubclass(trainer, RecordedTrainer):
+        raise ValueError(f"{trainer.__name__} does not implement the trainers' protocol: mix in RecordedTrainer "
+                         "(subclass AdversarialTrainerBase, or ArtTrainerAdapter for an ART trainer).")
     shared_loop = issubclass(trainer, AdversarialTrainerBase)
     return Method(
-        name=str(trainer.method), trainer=trainer, family=family, paper=paper,  # type: ignore[attr-defined]
-        networks=tuple(trainer.networks) if shared_loop else (),  # type: ignore[attr-defined]
-        distributed_ok=bool(getattr(trainer, "distributed_ok", True)),
+        name=str(trainer.method), trainer=trainer, family=family, paper=paper, networks=tuple(trainer.networks),
+        distributed_ok=trainer.distributed_ok,
         fixed_settings=dict(getattr(trainer, "fixed_settings", {})), shared_loop=shared_loop, lr=dict(lr or {}),
         variant_lr={suffix: dict(rates) for suffix, rates in (variant_lr or {}).items()},
         takes_terms=bool(getattr(trainer, "takes_terms", True)))
