@@ -7,13 +7,16 @@ Examples::
     art-rslad train --method rslad --preset fashion-mnist --out runs/rslad --resume   # after an interruption
     art-rslad train --method rslad+igdm --preset fashion-mnist --out runs/rslad-igdm   # RSLAD with IGDM's term
     art-rslad train --method sat --set weight_averaging=ema --preset fashion-mnist --out runs/sat-ema
+    art-rslad train --method mtard --preset fashion-mnist --out runs/mtard   # a robust and a clean teacher
+    art-rslad train --method ciard --preset cifar10-resnet18 --clean-teacher robustbench:Standard --out runs/ciard
     torchrun --standalone --nproc-per-node 8 -m art_rslad train --method rslad --preset cifar10-resnet18 \\
         --set batch_size=16 --out runs/rslad   # 8 GPUs; global batch 8 x 16 = 128, the paper's
 
 A method is written NAME[+igdm][+ema|+swa]: +igdm adds IGDM's term to a distillation method (igdm_alpha, 1 unless
 the config sets it), +ema / +swa average the student's weights (methods of the shared loop). The method trains with
 its per-method settings from the config (method_overrides: e.g. its official schedule). A method that trains a
-network beside the student saves it under its name (PeerAiD: peer.pt); some run in one process only.
+network beside the student saves it under its name (PeerAiD: peer.pt, CIARD: teacher.pt); some run in one process
+only. MTARD and CIARD also read a clean teacher (the config's clean_teacher, or --clean-teacher).
 
 Under torchrun each rank trains on its shard of every epoch (the config's batch_size is per rank: the global batch
 is N x batch_size) and attacks its block of the test inputs; rank 0 alone writes the run folder. See
