@@ -259,3 +259,12 @@ def test_linearised_teacher_is_exact_for_a_linear_teacher() -> None:
     torch.testing.assert_close(guess[rows[:, None], other], logits[rows[:, None], other])
     with pytest.raises(ValueError, match="inputs' shape"):
         linearised_teacher_logits(x_adv[:1], x, logits, gradient, y)
+
+
+def test_a_run_written_before_the_clean_teacher_existed_still_resumes(tmp_path: Path) -> None:
+    """A preset that gained ``clean_teacher`` resumes the folders its earlier runs wrote (a method without a clean
+    teacher records none; one with it records its source and weights under the identity's ``clean_teacher``)."""
+    first = run(tmp_path / "rslad", method="rslad", config=tiny_config(nb_epochs=1), teacher=tiny_teacher())
+    again = run(tmp_path / "rslad", method="rslad", config=tiny_config(nb_epochs=1, clean_teacher=CLEAN_SOURCE),
+                teacher=tiny_teacher(), resume=True)
+    assert again.accuracy == first.accuracy

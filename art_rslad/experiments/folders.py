@@ -60,9 +60,10 @@ COMPACTED_FILES: tuple[str, ...] = tuple(name + COMPRESSED for name in ("metrics
 FIGURES = "figures"
 RUNS = "runs"
 #: Keys of a recorded identity that a resume does not compare, and the folder keeps as it recorded them: the notes
-#: that say in words how a setting was chosen, and the transfer surrogate, which training never uses.
+#: that say in words how a setting was chosen, the transfer surrogate, which training never uses, and the clean
+#: teacher's source, which the identity records with its weights' sha256 where the method uses it (``clean_teacher``).
 PROSE_KEYS: tuple[tuple[str, ...], ...] = (("config", "method_lr_note"), ("config", "method_overrides_note"),
-                                           ("config", "transfer_surrogate"))
+                                           ("config", "transfer_surrogate"), ("config", "clean_teacher"))
 #: Config keys added after run folders were first written, with the value that means "off": a folder recorded
 #: without them resumes as long as they stay off.
 LATER_CONFIG_KEYS: dict[str, Any] = {"igdm_alpha": 0.0, "weight_averaging": "", "loss_scale": 0.0,
