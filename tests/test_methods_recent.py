@@ -209,7 +209,10 @@ def test_presets_give_the_shipped_clean_teachers_and_the_official_recipes() -> N
     assert cifar10.for_method("mtard").nb_epochs == 300 and cifar100.for_method("mtard").loss_scale == 10.0
     for preset in ("fashion-mnist", "digits"):
         assert all(name in get_preset(preset).method_lr for name in RECENT)
-        assert "Provisional" in get_preset(preset).method_lr_note
+    tuned = {name: get_preset("digits").method_lr[name] for name in RECENT}  # studies/tune-digits-2022/tuning.json
+    assert tuned == {"mtard": 1.0, "absld": 0.3, "dgad": 0.1, "ciard": 1.0, "saad": 0.03}
+    assert "studies/tune-digits-2022" in get_preset("digits").method_lr_note
+    assert "Provisional" not in get_preset("digits").method_lr_note
 
 
 def test_variants_where_they_make_sense() -> None:

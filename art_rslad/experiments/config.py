@@ -52,8 +52,7 @@ def teacher_method_names() -> list[str]:
 
 
 def preset_lr_methods() -> list[str]:
-    """The methods a preset's ``method_lr`` covers: the registry's adversarial training, distillation and peer
-    distillation methods."""
+    """The methods a preset's ``method_lr`` covers: the registry's families of :data:`PRESET_LR_FAMILIES`."""
     return [name for family in PRESET_LR_FAMILIES for name in method_names(family)]
 
 
@@ -98,9 +97,8 @@ class Config:
     :param dataset: Dataset name (see :func:`art_rslad.data.dataset_names`).
     :param student: Registry name of the student architecture.
     :param teacher: The teacher (:class:`TeacherConfig`).
-    :param clean_teacher: The clean (naturally trained) teacher of the methods that distil a clean and a robust
-        teacher (MTARD, CIARD), as a teacher source (``"zoo:<name>"``, ``"robustbench:<name>"``, a run folder or a
-        state-dict path); empty for none.
+    :param clean_teacher: The clean (naturally trained) teacher of MTARD and CIARD, as a teacher source (zoo,
+        RobustBench, run folder or state dict); empty for none.
     :param transfer_surrogate: The robust model the transfer attacks (``transfer_pgd``, ``transfer_cw``) are crafted
         on, as a teacher source (``"zoo:<name>"``, ``"robustbench:<name>"`` or a state-dict path); empty for none.
     :param nb_epochs: Training epochs.
@@ -391,10 +389,9 @@ def _paper_overrides(dataset: str) -> tuple[dict[str, dict[str, Any]], str]:
     note = ("Each method's official recipe: RSLAD, SAT, TRADES, PeerAiD and RSLAD+IGDM 300 epochs, lr x0.1 after "
             "215/260/285 (the preset's own); ARD 200 epochs, one decay after 100; IAD 200 epochs, after 100/150; "
             "AdaAD and AdaIAD 200 epochs after 100/150, weight decay 5e-4; the other methods +IGDM 200 epochs after "
-            "100/150, weight decay 2e-4; PeerAiD averages the student by SWA from the first lr drop. MTARD, ABSLD and "
-            "CIARD 300 epochs after 215/260/285 (CIARD's student keeps these milestones, not its official cosine "
-            "decay); DGAD 200 epochs after 100/150, weight decay 5e-4; SAAD 200 epochs after 100/150 with SWA from "
-            "the first lr drop (its code: from epoch 95).")
+            "100/150, weight decay 2e-4; PeerAiD averages the student by SWA from the first lr drop. MTARD, ABSLD, "
+            "CIARD 300 epochs after 215/260/285 (CIARD's student: not its cosine decay); DGAD 200 after 100/150, "
+            "weight decay 5e-4; SAAD 200 after 100/150, SWA from the first lr drop (its code: from epoch 95).")
     if dataset == "cifar100":  # AdaAD's CIFAR-100 code takes a batch-mean KL; IGDM weighs its term 10-20 there
         overrides["adaad"]["loss_scale"] = 1.0
         for base in ("rslad", *_IGDM_BASES):
@@ -418,21 +415,28 @@ def _tuned_note(preset: str, nb_epochs: int, train: str, val_size: int, new: tup
         f"--epochs {nb_epochs} --train-size 10000 --val-size {val_size} --out studies/tune-{preset}. RSLAD and "
         "AdaAD keep the official loss scale 0.1, so their lr 1 is a batch-mean KL at lr 0.1. The methods since "
         f"RSLAD by the same rule and settings: art-rslad tune --preset {preset} --methods {' '.join(new)} --epochs "
-        f"{nb_epochs} --train-size 10000 --val-size {val_size} --out studies/tune-{preset}-new. Provisional, not "
-        f"tuned: {', '.join(PROVISIONAL_LR)} take the lr of the nearest tuned method at the same effective loss "
-        f"scale (RSLAD's for MTARD, ABSLD and CIARD; AdaAD's times its scale 0.1 for DGAD and SAAD), until art-rslad "
-        f"tune --preset {preset} --methods {' '.join(PROVISIONAL_LR)} --epochs {nb_epochs} --train-size 10000 "
-        f"--val-size {val_size} --out studies/tune-{preset}-2022 chooses them."
+        f"{nb_epochs} --train-size 10000 --val-size {val_size} --out studies/tune-{preset}-new. "
+        + _note_2022(preset, f"--epochs {nb_epochs} --train-size 10000 --val-size {val_size}")
     )
 
 
-def _paper_preset(dataset: str, student: str, teacher: str, teacher_source: str, surrogate: str,
-                  clean_teacher: str) -> Config:
+def _note_2022(preset: str, settings: str) -> str:
+    """How the methods since 2022 got their lr on ``preset``: tuned by the same rule, or provisional until then."""
+    provisional = [name for name, rates in PROVISIONAL_LR.items() if preset in rates]
+    command = f"art-rslad tune --preset {preset} --methods mtard absld dgad ciard saad {settings} --out " \
+              f"studies/tune-{preset}-2022"
+    return (f"Provisional, not tuned: {', '.join(provisional)} take the lr of the nearest tuned method at the same "
+            "effective loss scale (RSLAD's for MTARD, ABSLD and CIARD; AdaAD's times its scale 0.1 for DGAD and "
+            f"SAAD), until {command} chooses them." if provisional
+            else f"The methods since 2022 by the same rule and settings: {command}.")
+
+
+def _paper_preset(dataset: str, student: str, teacher: str, teacher_source: str, surrogate: str, clean_teacher: str
+                  ) -> Config:
     overrides, note = _paper_overrides(dataset)
     return Config(
         name=f"{dataset}-{student}", dataset=dataset, student=student,
-        teacher=TeacherConfig(model=teacher, source=teacher_source, method="trades", nb_epochs=100, lr=0.1,
-                              beta=6.0),
+        teacher=TeacherConfig(model=teacher, source=teacher_source, method="trades", nb_epochs=100, lr=0.1, beta=6.0),
         transfer_surrogate=surrogate, clean_teacher=clean_teacher,
         nb_epochs=300, batch_size=128, lr=0.1, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=8 / 255, eps_step=2 / 255, max_iter=10, seed=0,
@@ -444,8 +448,7 @@ def _paper_preset(dataset: str, student: str, teacher: str, teacher_source: str,
 def _presets() -> dict[str, Config]:
     presets = {
         f"{dataset}-{student}": _paper_preset(dataset, student, teacher, source, surrogate, clean)
-        # The paper's transfer surrogate is a robust ResNet-50; RobustBench has one for CIFAR-10 only. The clean
-        # teacher of MTARD and CIARD: RobustBench's naturally trained WRN-28-10 on CIFAR-10; none on CIFAR-100.
+        # Transfer surrogate: a robust ResNet-50 (CIFAR-10 only). Clean teacher: RobustBench's WRN-28-10 (CIFAR-10).
         for dataset, teacher, source, surrogate, clean in (
             ("cifar10", "wrn-34-10", "robustbench:Zhang2019Theoretically", "robustbench:Engstrom2019Robustness",
              "robustbench:Standard"),

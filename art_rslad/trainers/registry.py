@@ -127,15 +127,25 @@ def unregister(name: str) -> None:
     METHODS.pop(name)
 
 
-#: Learning rates of the tuned presets not yet chosen by ``art-rslad tune``: MTARD, ABSLD and CIARD take RSLAD's
-#: (their KL averaged over B*C elements is about RSLAD's official 0.1 x batch-mean KL), DGAD and SAAD AdaAD's times
-#: its loss scale 0.1 (their batch-mean KL is unscaled). ``art_rslad.experiments.config`` names them in each tuned
-#: preset's ``method_lr_note``.
+#: Learning rates of a tuned preset not yet chosen by ``art-rslad tune`` (method -> preset -> lr): MTARD, ABSLD and
+#: CIARD take RSLAD's (their KL averaged over B*C elements is about RSLAD's official 0.1 x batch-mean KL), DGAD and
+#: SAAD AdaAD's times its loss scale 0.1 (their batch-mean KL is unscaled). Each tuned preset's ``method_lr_note``
+#: (``art_rslad.experiments.config``) names them and the command that will choose them.
 PROVISIONAL_LR: dict[str, dict[str, float]] = {
-    "mtard": {"fashion-mnist": 1.0, "digits": 1.0}, "absld": {"fashion-mnist": 1.0, "digits": 1.0},
-    "dgad": {"fashion-mnist": 0.1, "digits": 0.1}, "ciard": {"fashion-mnist": 1.0, "digits": 1.0},
-    "saad": {"fashion-mnist": 0.1, "digits": 0.1},
+    "mtard": {"fashion-mnist": 1.0}, "absld": {"fashion-mnist": 1.0}, "dgad": {"fashion-mnist": 0.1},
+    "ciard": {"fashion-mnist": 1.0}, "saad": {"fashion-mnist": 0.1},
 }
+#: The methods since 2022, tuned on digits (studies/tune-digits-2022/tuning.json).
+_TUNED_2022_LR: dict[str, dict[str, float]] = {
+    "mtard": {"digits": 1.0}, "absld": {"digits": 0.3}, "dgad": {"digits": 0.1}, "ciard": {"digits": 1.0},
+    "saad": {"digits": 0.03},
+}
+
+
+def _lr_2022(name: str) -> dict[str, float]:
+    """The lr of a method since 2022 on each tuned preset: tuned where it was, else provisional."""
+    return {**_TUNED_2022_LR.get(name, {}), **PROVISIONAL_LR.get(name, {})}
+
 
 #: The learning rates below were chosen by ``art-rslad tune`` (art_rslad.experiments.tune.RULE) on each preset;
 #: the scores are in studies/tune-<preset>/tuning.json, and for the methods since RSLAD (and the variants) in
@@ -157,15 +167,15 @@ METHODS: dict[str, Method] = _methods(
             variant_lr={"igdm": {"fashion-mnist": 0.3, "digits": 1.0}, "ema": {"fashion-mnist": 1.0, "digits": 1.0}}),
     _record(AdversarialTrainerAdaIAD, "distillation", "Huang et al., CVPR 2023 (AdaAD with IAD's introspection)",
             lr={"fashion-mnist": 0.03, "digits": 0.3}, variant_lr={"igdm": {"fashion-mnist": 0.03, "digits": 0.03}}),
-    # Provisional, not tuned yet (docs/decisions.md, "Provisional learning rates of the methods since 2022"): the
-    # rate of the nearest tuned method at the same effective loss scale.
+    # Tuned on digits; provisional on Fashion-MNIST, see
+    # (docs/decisions.md, "Provisional learning rates of the methods since 2022").
     _record(AdversarialTrainerMTARD, "distillation", "Zhao et al., ECCV 2022",
-            lr=dict(PROVISIONAL_LR["mtard"])),
+            lr=_lr_2022("mtard")),
     _record(AdversarialTrainerABSLD, "distillation", "Zhao et al., NeurIPS 2024",
-            lr=dict(PROVISIONAL_LR["absld"])),
-    _record(AdversarialTrainerDGAD, "distillation", "Park and Min, ECCV 2024", lr=dict(PROVISIONAL_LR["dgad"])),
-    _record(AdversarialTrainerCIARD, "distillation", "Lu et al., ICCV 2025", lr=dict(PROVISIONAL_LR["ciard"])),
-    _record(AdversarialTrainerSAAD, "distillation", "Lee and Chung, TMLR 2026", lr=dict(PROVISIONAL_LR["saad"])),
+            lr=_lr_2022("absld")),
+    _record(AdversarialTrainerDGAD, "distillation", "Park and Min, ECCV 2024", lr=_lr_2022("dgad")),
+    _record(AdversarialTrainerCIARD, "distillation", "Lu et al., ICCV 2025", lr=_lr_2022("ciard")),
+    _record(AdversarialTrainerSAAD, "distillation", "Lee and Chung, TMLR 2026", lr=_lr_2022("saad")),
     _record(AdversarialTrainerPeerAiD, "peer distillation", "Jung et al., CVPR 2024",
             lr={"fashion-mnist": 0.1, "digits": 0.03}),
     # ART's own trainers, in the variants that drop (and record) the shared settings their ART class fixes
