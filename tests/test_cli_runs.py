@@ -108,7 +108,7 @@ def test_demo_end_to_end_at_toy_size(tmp_path: Path, black_box: bool) -> None:
 def test_list_shows_the_registered_methods(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list"]) == 0
     printed = capsys.readouterr().out
-    assert "Methods (name, family, teacher, paper):" in printed
+    assert "Methods (name, family, networks beside the student, paper):" in printed
     rslad = next(line for line in printed.splitlines() if line.split()[:1] == ["rslad"])
     assert rslad.split()[1:3] == ["distillation", "teacher"] and "Zi et al., ICCV 2021" in rslad
     assert all(any(line.split()[:1] == [name] for line in printed.splitlines()) for name in METHODS)

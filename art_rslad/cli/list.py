@@ -22,10 +22,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    print("Methods (name, family, teacher, paper):")
+    print("Methods (name, family, networks beside the student, paper):")
     for method in METHODS.values():
-        teacher = "+".join(net.name for net in method.networks if net.required) or "-"
-        print(f"  {method.name:<28} {method.family:<22} {teacher:<8} {method.paper}")
+        networks = "+".join(net.name for net in method.networks if net.required) or "-"
+        print(f"  {method.name:<28} {method.family:<22} {networks:<8} {method.paper}")
     print(f"Method variants, written {SPEC_FORM}:")
     print("  +igdm: " + ", ".join(name for name, method in METHODS.items() if takes_igdm(method)))
     print("  +ema, +swa: " + ", ".join(name for name, method in METHODS.items() if takes_weight_averaging(method)))

@@ -308,6 +308,12 @@ def _finish_run(result: RunResult, classifier: PyTorchClassifier, best: StateDic
     write_json(folder / "run.json", marker)
 
 
+def _trained_network_files(method: str) -> dict[str, dict[str, str]]:
+    """``{"networks": {name: file}}`` for the networks the method trains beside the student; empty without."""
+    files = {net.name: net.file for net in parse_method(method).method.trained_networks}
+    return {"networks": files} if files else {}
+
+
 def _model_card(result: RunResult, classifier: PyTorchClassifier, identity: Mapping[str, Any]) -> ModelCard:
     """The card of the trained student (``student.pt``, the best checkpoint); its history names the run's
     metrics.jsonl rather than repeating it."""
@@ -324,6 +330,7 @@ def _model_card(result: RunResult, classifier: PyTorchClassifier, identity: Mapp
                   "best_by": "validation PGD-10 accuracy on a split held out of the training set",
                   "last_checkpoint_accuracy": result.accuracy["last"], "teacher": identity["teacher"],
                   "settings": {key: value for key, value in identity.items() if key not in ("config", "teacher")},
+                  **_trained_network_files(result.method),
                   "config": config.to_dict(), "history": "metrics.jsonl", "run_dir": str(result.out_dir)},
         seed=config.seed, versions=package_versions(),
     )
