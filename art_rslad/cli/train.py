@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -128,13 +127,9 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
 
 
 def guarded(command: str, body: Callable[[], int]) -> int:
-    """Run ``body``; turn an interruption or a failed write into a message and an exit status."""
+    """Run ``body``; turn a failed write into a message and an exit status (an interruption: :func:`main`)."""
     try:
         return body()
-    except KeyboardInterrupt:
-        print(f"\nart-rslad {command}: interrupted. The last checkpoint is saved; run the same command with "
-              "--resume to continue.", file=sys.stderr)
-        return 130
     except OSError as error:
         if isinstance(error, FileNotFoundError | FileExistsError):
             raise

@@ -279,10 +279,17 @@ def _start_run(folder: Path, identity: dict[str, Any], config: Config, settings:
         return saved, True
     marker = saved or {"format": RUN_FORMAT, "identity": identity, "status": "training",
                        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    marker["method_settings"] = dict(method_settings)
+    marker.update(method_settings=dict(method_settings), status="training")
     write_json(folder / "run.json", marker)
     config.save(folder / "config.toml")
     return marker, (folder / "last.pt").is_file()
+
+
+def _record_interruption(folder: Path, marker: dict[str, Any]) -> None:
+    """Mark the run interrupted in run.json (its status, and when, beside earlier interruptions)."""
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    marker.update(status="interrupted", interruptions=[*marker.get("interruptions", []), now])
+    write_json(folder / "run.json", marker)
 
 
 def _finish_run(result: RunResult, classifier: PyTorchClassifier, best: StateDict, marker: dict[str, Any]) -> None:
@@ -458,7 +465,12 @@ def _train_held(config: Config, spec: MethodSpec, folder: Path, identity: dict[s
             check_resumable(resume_from)
         elif settings.resume:
             logger.info("No last.pt in %s yet: training starts from the first epoch", folder)
-        _fit(trainer, classifier, config, data, folder, resume_from, settings.checkpoint_interval, others)
+        try:
+            _fit(trainer, classifier, config, data, folder, resume_from, settings.checkpoint_interval, others)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: last.pt is written; say so in run.json (no collective here)
+            if world.is_main:
+                _record_interruption(folder, marker)
+            raise
         marker.update(status="evaluating", best_epoch=trainer.best_epoch)
         # Also the point where the other ranks wait for rank 0 to have written best.pt and last.pt.
         on_main(world, write_json, folder / "run.json", marker)
