@@ -24,6 +24,13 @@ CHECKPOINT_FORMAT = "art-rslad-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it, then set back)."""
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
 def _write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
     """Call ``write`` on a uniquely named temporary file beside ``path``, fsync it and rename it over ``path``.
 
@@ -33,6 +40,7 @@ def _write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp's 0600 -> the mode open() gives any other file
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()

@@ -169,3 +169,10 @@ def test_list_says_how_variants_are_written(capsys: pytest.CaptureFixture[str]) 
     printed = capsys.readouterr().out
     assert "NAME[+igdm][+ema|+swa]" in printed
     assert "+igdm: ard, iad, adaad, rslad, adaiad" in printed
+
+
+def test_a_bad_set_value_is_refused_before_anything_is_written(config_file: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert train(config_file, tmp_path / "run", "--set", "eps=8") == 2
+    assert "Config key `eps` must be in (0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

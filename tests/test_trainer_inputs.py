@@ -80,3 +80,8 @@ def test_a_batch_size_of_zero_names_the_argument(student, data):
     trainer = AdversarialTrainerSAT(student, eps=0.1, max_iter=1, verbose=False)
     with pytest.raises(ValueError, match=r"`batch_size` must be a positive integer, got 0"):
         trainer.fit(*data, batch_size=0, nb_epochs=1)
+
+
+def test_an_attack_step_beyond_the_budget_is_refused(student):
+    with pytest.raises(ValueError, match=r"`eps_step` \(0.2\) must not exceed `eps` \(0.1\)"):
+        AdversarialTrainerSAT(student, eps=0.1, eps_step=0.2, verbose=False)

@@ -69,6 +69,8 @@ def check_budget(classifier: PyTorchClassifier, eps: float | None, eps_step: flo
         raise ValueError(f"`eps` must be in (0, {high - low}] (the clip range of the classifier), got {eps}.")
     if eps_step is not None and not eps_step > 0:
         raise ValueError(f"`eps_step` must be > 0, got {eps_step}.")
+    if eps_step is not None and eps_step > eps:
+        raise ValueError(f"`eps_step` ({eps_step}) must not exceed `eps` ({eps}); the usual step is eps/4.")
     if max_iter is not None and (int(max_iter) != max_iter or max_iter < 1):
         raise ValueError(f"`max_iter` must be a positive integer, got {max_iter}.")
     return float(eps)
