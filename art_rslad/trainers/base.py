@@ -44,6 +44,7 @@ from art_rslad.trainers.interrupt import held_interrupt
 from art_rslad.trainers.records import (
     RecordedTrainer,
     Scheduler,
+    attack_budget,
     attack_settings,
     check_attack,
     check_budget,
@@ -135,6 +136,7 @@ class AdversarialTrainerBase(RecordedTrainer):
         self.teacher = None if teacher is None else check_classifier(teacher, "teacher")
         if self.teacher is not None:
             self._check_teacher(self.teacher)
+        eps, eps_step = attack_budget(attack, eps, eps_step)  # with attack=, its budget is the run's
         self.eps = check_budget(classifier, eps, eps_step, max_iter)
         check_attack(attack, classifier)
         self.eps_step, self.max_iter = self.eps / 4 if eps_step is None else float(eps_step), int(max_iter)
@@ -321,6 +323,7 @@ class AdversarialTrainerBase(RecordedTrainer):
                    None if checkpoint_dir is None or not world.is_main else Path(checkpoint_dir),
                    checkpoint_interval, world, show_progress(self.verbose and world.is_main))
         start_epoch, start_batch, totals = 0, 0, [0.0, 0.0, 0]
+        self._clear_records()  # each fit records its own epochs from 1 (a resume reads back its run's)
         if resume_from is not None:
             start_epoch, start_batch, totals = self._resume(resume_from, config, scheduler)
         for epoch in tqdm(range(start_epoch, run.nb_epochs), desc=f"{self.method} epochs", initial=start_epoch,

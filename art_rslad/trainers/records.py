@@ -51,6 +51,16 @@ CIFAR_EPS = 8 / 255
 CIFAR_SHAPE = (3, 32, 32)
 
 
+def attack_budget(attack: Any, eps: float | None, eps_step: float | None) -> tuple[float | None, float | None]:
+    """``eps`` and ``eps_step``, each taken from a user's ``attack`` where not given: the budget the run trains at
+    is the one recorded, and the validation attack uses it too."""
+    def own(value: float | None, name: str) -> float | None:
+        setting = getattr(attack, name, None)
+        return float(setting) if value is None and isinstance(setting, int | float) else value
+
+    return own(eps, "eps"), own(eps_step, "eps_step")
+
+
 def check_budget(classifier: PyTorchClassifier, eps: float | None, eps_step: float | None,
                  max_iter: int | None) -> float:
     """Check the attack budget (None: not set, the trainer's default or ART's); the eps to use (default CIFAR's).
@@ -164,8 +174,13 @@ class RecordedTrainer(Trainer):
         checkpoint_dir: str | Path | None = None,
         resume_from: str | Path | None = None,
         checkpoint_interval: int = 0,
+        restore_best: bool = False,
     ) -> None:
         """Train the student on numpy arrays, in place (:meth:`get_classifier` returns it).
+
+        Without ``restore_best`` the student ends with the last epoch's weights, like ART's trainers; with
+        ``restore_best=True`` (and ``validation_data``) it ends with the best epoch's, the most robust on the
+        validation set, as :attr:`best_state_dict` and ``best.pt`` hold them.
 
         :param x: Training inputs (N, *input_shape) within clip_values; never modified.
         :param y: Labels as indices (N,) or one-hot (N, nb_classes).
@@ -178,11 +193,17 @@ class RecordedTrainer(Trainer):
         :param checkpoint_dir: Folder for ``last.pt``, ``best.pt`` and ``metrics.jsonl`` (written atomically).
         :param resume_from: A ``last.pt`` of an interrupted run of the same method, model, data and settings.
         :param checkpoint_interval: Also write ``last.pt`` every this many batches (0: at each epoch's end).
+        :param restore_best: Load the best epoch's weights into the student at the end (needs ``validation_data``).
         """
+        if restore_best and validation_data is None:
+            raise ValueError("`restore_best=True` needs `validation_data`: the best epoch is the one with the highest "
+                             "PGD accuracy on it.")
         x, labels = self._check_data(x, y)
         validation_data = self._check_run(batch_size, nb_epochs, scheduler, checkpoint_interval, validation_data)
         self._fit(x, labels, validation_data, batch_size, nb_epochs, scheduler, checkpoint_dir, resume_from,
                   checkpoint_interval)
+        if restore_best and self.best_state_dict is not None:
+            self._classifier.model.load_state_dict(self.best_state_dict)
 
     def _fit(self, x: np.ndarray, y: np.ndarray, validation_data: tuple[np.ndarray, np.ndarray] | None,
              batch_size: int, nb_epochs: int, scheduler: Scheduler | None, checkpoint_dir: str | Path | None,
