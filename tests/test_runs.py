@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import errno
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -349,3 +350,12 @@ def test_a_train_size_beyond_the_split_records_the_images_actually_used(tmp_path
     assert marker["identity"]["train_size"] == 100_000  # what was asked stays recorded beside it
     results = (result.out_dir / "results.md").read_text()
     assert f"; {nb_split} training images." in results and "100000" not in results
+
+
+def test_a_size_beyond_the_split_warns_and_records_the_number_used(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        result = run(tmp_path / "run", test_size=100_000, attacks=("clean",))
+    marker = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert marker["nb_test"] == result.nb_test < 100_000 and marker["nb_val"] == 16
+    assert f"`test_size` 100000 is more than the {result.nb_test} images digits holds" in caplog.text

@@ -197,6 +197,11 @@ def _load_data(config: Config, settings: RunSettings) -> _Data:
     x_train, y_train, x_val, y_val = train_val_split(x, y, config.val_fraction, config.seed)
     train, val, test = settings.train_size, settings.val_size, settings.test_size  # test 0: the split is not read
     x_test, y_test = _load_split(config.dataset, "test", settings.data_root) if test else (x[:0], y[:0])
+    for name, asked, held in (("train_size", train, len(x_train)), ("val_size", val, len(x_val)),
+                              ("test_size", test, len(x_test))):
+        if asked is not None and asked > held:
+            logger.warning("`%s` %d is more than the %d images %s holds: all %d are used (run.json records the "
+                           "number used as nb_%s).", name, asked, held, config.dataset, held, name.split("_")[0])
     return _Data(x_train[:train], y_train[:train], x_val[:val], y_val[:val], x_test[:test], y_test[:test])
 
 
@@ -481,6 +486,7 @@ def _train_held(config: Config, spec: MethodSpec, folder: Path, identity: dict[s
         result = RunResult(folder, spec.name, config, trainer.history, trainer.best_epoch, accuracy,
                            len(data.x_test), len(data.x_train))
         marker.update(status="finished", accuracy=accuracy, nb_test=len(data.x_test), nb_train=len(data.x_train),
+                      nb_val=len(data.x_val),
                       seconds_last_session=round(time.perf_counter() - started, 1))
         on_main(world, _finish_run, result, classifier, best, marker)
         logger.info("Finished %s in %s: best epoch %d; best checkpoint %s", spec.name, folder,
