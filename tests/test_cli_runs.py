@@ -176,3 +176,12 @@ def test_a_bad_set_value_is_refused_before_anything_is_written(config_file: Path
     assert train(config_file, tmp_path / "run", "--set", "eps=8") == 2
     assert "Config key `eps` must be in (0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_of_other_files_is_not_offered_a_resume(config_file: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    assert train(config_file, tmp_path / "run") == 2
+    error = capsys.readouterr().err
+    assert "holds other files (notes.txt) and no run to resume. Pass --overwrite" in error and "--resume" not in error

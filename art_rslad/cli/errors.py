@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 #: The Python API's words in its error messages -> the command line's, applied to every error the CLI prints.
-CLI_WORDS: dict[str, str] = {"resume=True": "--resume", "overwrite=True": "--overwrite", "`out_dir`": "--out"}
+CLI_WORDS: dict[str, str] = {"resume=True": "--resume", "overwrite=True": "--overwrite", "`out_dir`": "--out",
+                             "e.g. model='resnet18'": "e.g. --model resnet18", "use device='cpu'": "use --device cpu"}
 
 
 def cli_wording(error: BaseException) -> str:

@@ -142,7 +142,8 @@ def zoo_card(name: str) -> tuple[ModelCard, Path]:
 def _classifier_from_card(card: ModelCard, weights: Path, dataset: str, device: str | None,
                           eps: float | None) -> PyTorchClassifier:
     if dataset_info(card.dataset).name != dataset_info(dataset).name:
-        raise ValueError(f"The teacher {card.name!r} was trained on {card.dataset}, not {dataset}.")
+        raise ValueError(f"The model {card.name!r} was trained on {card.dataset}, not {dataset}; use it with "
+                         f"dataset {card.dataset!r}.")
     if eps is not None and not math.isclose(eps, card.eps, rel_tol=1e-6):
         logger.warning("The teacher %r is robust at eps %g (its card), but this run attacks at eps %g: its soft "
                        "labels were not trained for that budget. Set eps=%g (config key `eps`) unless another "

@@ -197,11 +197,11 @@ def _load_data(config: Config, settings: RunSettings) -> _Data:
     x_train, y_train, x_val, y_val = train_val_split(x, y, config.val_fraction, config.seed)
     train, val, test = settings.train_size, settings.val_size, settings.test_size  # test 0: the split is not read
     x_test, y_test = _load_split(config.dataset, "test", settings.data_root) if test else (x[:0], y[:0])
-    for name, asked, held in (("train_size", train, len(x_train)), ("val_size", val, len(x_val)),
-                              ("test_size", test, len(x_test))):
-        if asked is not None and asked > held:
+    for name, asked, present in (("train_size", train, len(x_train)), ("val_size", val, len(x_val)),
+                                 ("test_size", test, len(x_test))):
+        if asked is not None and asked > present:
             logger.warning("`%s` %d is more than the %d images %s holds: all %d are used (run.json records the "
-                           "number used as nb_%s).", name, asked, held, config.dataset, held, name.split("_")[0])
+                           "number used as nb_%s).", name, asked, present, config.dataset, present, name.split("_")[0])
     return _Data(x_train[:train], y_train[:train], x_val[:val], y_val[:val], x_test[:test], y_test[:test])
 
 
