@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from art.estimators.classification import PyTorchClassifier
 
-from art_rslad.checkpoint import load_checkpoint
+from art_rslad.checkpoint import load_checkpoint, save_atomic, write_text_atomic
 from art_rslad.data import dataset_info, load_dataset, make_data_generator, train_val_split
 from art_rslad.distributed import World, check_agreement, current_world, on_main
 from art_rslad.evaluation import DEFAULT_ATTACKS, evaluate_robustness_distributed
@@ -304,11 +304,11 @@ def _finish_run(result: RunResult, classifier: PyTorchClassifier, best: StateDic
     table = build_table({result.method: {name: [accuracy] for name, accuracy in result.accuracy.items()}},
                         notes=run_notes(result.config, [result.method], teacher and teacher.get("source"),
                                         result.nb_train, result.nb_test)) if result.nb_test else None
-    (folder / "results.md").write_text(results_text(result, table), encoding="utf-8")
-    torch.save({key: value.cpu() for key, value in best.items()}, folder / "student.pt")
+    write_text_atomic(results_text(result, table), folder / "results.md")  # whole or not at all on a full disk
+    save_atomic({key: value.cpu() for key, value in best.items()}, folder / "student.pt")
     if parse_method(result.method).method.needs_peer:  # the peer at the best epoch, as best.pt holds it
         peer = load_checkpoint(folder / "best.pt")["extra_state"]["peer_model_state"]
-        torch.save({key: value.cpu() for key, value in peer.items()}, folder / "peer.pt")
+        save_atomic({key: value.cpu() for key, value in peer.items()}, folder / "peer.pt")
     _model_card(result, classifier, marker["identity"]).save(folder / "student.json")
     plot_curves({result.method: [result.history]}, folder / FIGURES / "robust_accuracy_per_epoch.png")
     if table is not None:
