@@ -75,7 +75,8 @@ def test_disk_full_is_reported_and_resumable(config_file: Path, tmp_path: Path, 
     with monkeypatch.context() as patch:
         patch.setattr(torch, "save", disk_full)
         assert train(config_file, tmp_path / "run") == 2
-    assert "No space left on device" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "No space left on device" in error and "[Errno" not in error and error.count("--resume") == 1
     assert train(config_file, tmp_path / "run", "--resume") == 0
 
 

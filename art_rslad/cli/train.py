@@ -133,7 +133,7 @@ def guarded(command: str, body: Callable[[], int]) -> int:
     except OSError as error:
         if isinstance(error, FileNotFoundError | FileExistsError):
             raise
-        return report_error(command, error)
+        return report_error(command, error.strerror or str(error))  # the message, without "[Errno 28]"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from art.estimators.classification import PyTorchClassifier
 
-from art_rslad.checkpoint import load_checkpoint, save_atomic, write_text_atomic
+from art_rslad.checkpoint import RETRY_ADVICE, load_checkpoint, save_atomic, write_text_atomic
 from art_rslad.data import dataset_info, load_dataset, make_data_generator, train_val_split
 from art_rslad.distributed import World, check_agreement, current_world, on_main
 from art_rslad.evaluation import DEFAULT_ATTACKS, evaluate_robustness_distributed
@@ -389,9 +389,11 @@ def _fit(trainer: Any, classifier: PyTorchClassifier, config: Config, data: _Dat
                                             augmentation=config.augmentation, seed=config.seed)
             trainer.fit_generator(generator, **options)
     except OSError as error:
-        raise OSError(error.errno or errno.EIO, f"Writing a checkpoint into {folder} failed ({error}); the "
-                      "previous last.pt and best.pt are intact. Free disk space and continue with "
-                      "resume=True.") from error
+        advice = "Free disk space and continue with resume=True."
+        text = error.strerror or str(error)  # the atomic writer's own says which file and what is intact
+        text = text.replace(RETRY_ADVICE, advice) if RETRY_ADVICE in text \
+            else f"Writing a checkpoint into {folder} failed ({text}). {advice}"
+        raise OSError(error.errno or errno.EIO, text) from error
 
 
 def _summary_folder(settings: RunSettings, name: str, seed: int, trainer: type) -> str | None:
