@@ -111,3 +111,13 @@ def test_a_users_attack_gives_the_run_its_budget_where_none_is_passed(student, c
     settings = trainer.hyperparameters()
     assert (settings["eps"], settings["eps_step"]) == (0.05, 0.01)  # not CIFAR's unused 8/255
     assert "CIFAR" not in caplog.text
+
+
+def test_resuming_into_a_student_of_another_width_names_resume_from(student, data, tmp_path):
+    AdversarialTrainerSAT(student, eps=0.1, max_iter=1, verbose=False).fit(*data, batch_size=16, nb_epochs=1,
+                                                                          checkpoint_dir=tmp_path)
+    wider = make_classifier(TinyCNN(8))
+    trainer = AdversarialTrainerSAT(wider, eps=0.1, max_iter=1, verbose=False)
+    with pytest.raises(ValueError, match=r"`resume_from` .*last\.pt holds weights of another model: .*shape "
+                                         r"mismatches.*Resume with the student"):
+        trainer.fit(*data, batch_size=16, nb_epochs=1, resume_from=tmp_path / "last.pt")

@@ -48,6 +48,7 @@ from art_rslad.trainers.records import (
     attack_settings,
     check_attack,
     check_budget,
+    load_resumed_weights,
     validation_attack,
 )
 from art_rslad.trainers.summary import SummaryWriterOption, epoch_summary
@@ -469,7 +470,7 @@ class AdversarialTrainerBase(RecordedTrainer):
         if (checkpoint["scheduler_state"] is None) != (scheduler is None):
             raise ValueError(f"`resume_from` {path}: the scheduler must be given on resume exactly when the "
                              "interrupted run had one.")
-        self._classifier.model.load_state_dict(checkpoint["model_state"])
+        load_resumed_weights(self._classifier.model, checkpoint["model_state"], path)
         self._classifier.optimizer.load_state_dict(checkpoint["optimizer_state"])
         if scheduler is not None:
             scheduler.load_state_dict(checkpoint["scheduler_state"])

@@ -34,6 +34,7 @@ import art_rslad
 from art_rslad.attacks import InputGradientClassifier, InputGradientPGD
 from art_rslad.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint
 from art_rslad.estimators import check_classifier, clip_range, model_modes
+from art_rslad.models.weights import match_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,16 @@ def attack_budget(attack: Any, eps: float | None, eps_step: float | None) -> tup
         return float(setting) if value is None and isinstance(setting, int | float) else value
 
     return own(eps, "eps"), own(eps_step, "eps_step")
+
+
+def load_resumed_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Load a ``last.pt``'s weights into the student; a ValueError naming ``resume_from`` where they do not fit
+    (the same class with another width, say)."""
+    try:
+        model.load_state_dict(match_state_dict(model, state))
+    except ValueError as error:
+        raise ValueError(f"`resume_from` {path} holds weights of another model: {str(error).split(': ', 1)[-1]} "
+                         "Resume with the student (and options such as width) the run was started with.") from error
 
 
 def check_budget(classifier: PyTorchClassifier, eps: float | None, eps_step: float | None,
