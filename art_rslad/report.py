@@ -267,7 +267,7 @@ def settings_notes(config: Mapping[str, Any], milestones: Sequence[int], methods
             f"{m} {method_lr.get(m, config['lr']):g}" + ("" if m in method_lr else
                                                          " (the config's lr; not in method_lr)")
             for m in methods)
-        + (f" ({config['method_lr_note']})" if config["method_lr_note"] else "") + ".",
+        + (" (how they were chosen: the config's `method_lr_note`)" if config["method_lr_note"] else "") + ".",
         "best = the epoch with the highest PGD-10 accuracy on a validation split held out of the training set "
         "(never the test set); last = the final epoch.",
     ]

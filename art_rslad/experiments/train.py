@@ -389,10 +389,9 @@ def _fit(trainer: Any, classifier: PyTorchClassifier, config: Config, data: _Dat
                                             augmentation=config.augmentation, seed=config.seed)
             trainer.fit_generator(generator, **options)
     except OSError as error:
-        advice = "Free disk space and continue with resume=True."
-        text = error.strerror or str(error)  # the atomic writer's own says which file and what is intact
+        text, advice = error.strerror or str(error), "Free disk space and continue with resume=True."
         text = text.replace(RETRY_ADVICE, advice) if RETRY_ADVICE in text \
-            else f"Writing a checkpoint into {folder} failed ({text}). {advice}"
+            else f"Writing a checkpoint into {folder} failed ({text}). {advice}"  # else: the writer's own says all
         raise OSError(error.errno or errno.EIO, text) from error
 
 
