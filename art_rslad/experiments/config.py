@@ -174,6 +174,12 @@ class Config:
                            "loss_scale": self.loss_scale}.items():
             if not value >= 0 or math.isinf(value):
                 raise ValueError(f"Config key `{key}` must be a finite number >= 0, got {value}.")
+        if self.eps > 1:
+            raise ValueError(f"Config key `eps` must be in (0, 1] (inputs lie in [0, 1]; CIFAR's 8/255 is 0.0314), "
+                             f"got {self.eps}.")
+        if self.eps_step > self.eps:
+            raise ValueError(f"Config key `eps_step` ({self.eps_step}) must not exceed `eps` ({self.eps}); the usual "
+                             f"step is eps/4 ({self.eps / 4:.4g}).")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"Config key `val_fraction` must be in (0, 1), got {self.val_fraction}.")
         if self.augmentation not in ("none", "crop", "crop-flip"):
@@ -255,6 +261,9 @@ class Config:
         a ValueError naming it. Examples: ``nb_epochs=2``, ``method_lr.rslad=0.1``,
         ``teacher.source=zoo:fashion-mnist-cnn-large``, ``lr_milestones=[100,150]``, ``igdm_alpha=1``,
         ``method_overrides.adaad.nb_epochs=200`` (a method's entry is created as needed).
+
+        An explicit ``lr=`` is every method's learning rate: it empties the preset's ``method_lr`` (a later
+        ``method_lr.<method>=`` override sets one method's again), so the run uses, and records, the lr given.
         """
         data = self.to_dict()
         for override in overrides:
@@ -268,6 +277,8 @@ class Config:
                     raise ValueError(f"Override {override!r}: `{parent}` is not a table of the config.")
                 table = table[parent]
             table[leaf] = value
+            if key == "lr":
+                data.update(method_lr={}, method_lr_note="")
         return Config.from_dict(data)
 
     # ------------------------------------------------------------------ serialisation

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from art.estimators.classification import PyTorchClassifier
 
-from art_rslad.checkpoint import load_checkpoint
+from art_rslad.checkpoint import RETRY_ADVICE, load_checkpoint, save_atomic, write_text_atomic
 from art_rslad.data import dataset_info, load_dataset, make_data_generator, train_val_split
 from art_rslad.distributed import World, check_agreement, current_world, on_main
 from art_rslad.evaluation import DEFAULT_ATTACKS, evaluate_robustness_distributed
@@ -201,6 +201,11 @@ def _load_data(config: Config, settings: RunSettings) -> _Data:
     x_train, y_train, x_val, y_val = train_val_split(x, y, config.val_fraction, config.seed)
     train, val, test = settings.train_size, settings.val_size, settings.test_size  # test 0: the split is not read
     x_test, y_test = _load_split(config.dataset, "test", settings.data_root) if test else (x[:0], y[:0])
+    for name, asked, present in (("train_size", train, len(x_train)), ("val_size", val, len(x_val)),
+                                 ("test_size", test, len(x_test))):
+        if asked is not None and asked > present:
+            logger.warning("`%s` %d is more than the %d images %s holds: all %d are used (run.json records the "
+                           "number used as nb_%s).", name, asked, present, config.dataset, present, name.split("_")[0])
     return _Data(x_train[:train], y_train[:train], x_val[:val], y_val[:val], x_test[:test], y_test[:test])
 
 
@@ -283,10 +288,17 @@ def _start_run(folder: Path, identity: dict[str, Any], config: Config, settings:
         return saved, True
     marker = saved or {"format": RUN_FORMAT, "identity": identity, "status": "training",
                        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    marker["method_settings"] = dict(method_settings)
+    marker.update(method_settings=dict(method_settings), status="training")
     write_json(folder / "run.json", marker)
     config.save(folder / "config.toml")
     return marker, (folder / "last.pt").is_file()
+
+
+def _record_interruption(folder: Path, marker: dict[str, Any]) -> None:
+    """Mark the run interrupted in run.json (its status, and when, beside earlier interruptions)."""
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    marker.update(status="interrupted", interruptions=[*marker.get("interruptions", []), now])
+    write_json(folder / "run.json", marker)
 
 
 def _finish_run(result: RunResult, classifier: PyTorchClassifier, best: StateDict, marker: dict[str, Any]) -> None:
@@ -296,11 +308,11 @@ def _finish_run(result: RunResult, classifier: PyTorchClassifier, best: StateDic
     table = build_table({result.method: {name: [accuracy] for name, accuracy in result.accuracy.items()}},
                         notes=run_notes(result.config, [result.method], teacher and teacher.get("source"),
                                         result.nb_train, result.nb_test)) if result.nb_test else None
-    (folder / "results.md").write_text(results_text(result, table), encoding="utf-8")
-    torch.save({key: value.cpu() for key, value in best.items()}, folder / "student.pt")
+    write_text_atomic(results_text(result, table), folder / "results.md")  # whole or not at all on a full disk
+    save_atomic({key: value.cpu() for key, value in best.items()}, folder / "student.pt")
     for network in parse_method(result.method).method.trained_networks:  # at the best epoch, as best.pt holds it
         weights = network_weights(load_checkpoint(folder / "best.pt"), network.name)
-        torch.save({key: value.cpu() for key, value in weights.items()}, folder / network.file)
+        save_atomic({key: value.cpu() for key, value in weights.items()}, folder / network.file)
     _model_card(result, classifier, marker["identity"]).save(folder / "student.json")
     plot_curves({result.method: [result.history]}, folder / FIGURES / "robust_accuracy_per_epoch.png")
     if table is not None:
@@ -402,9 +414,10 @@ def _fit(trainer: Any, classifier: PyTorchClassifier, config: Config, data: _Dat
                                             augmentation=config.augmentation, seed=config.seed)
             trainer.fit_generator(generator, **options)
     except OSError as error:
-        raise OSError(error.errno or errno.EIO, f"Writing a checkpoint into {folder} failed ({error}); the "
-                      "previous last.pt and best.pt are intact. Free disk space and continue with "
-                      "resume=True.") from error
+        text, advice = error.strerror or str(error), "Free disk space and continue with resume=True."
+        text = text.replace(RETRY_ADVICE, advice) if RETRY_ADVICE in text \
+            else f"Writing a checkpoint into {folder} failed ({text}). {advice}"  # else: the writer's own says all
+        raise OSError(error.errno or errno.EIO, text) from error
 
 
 def _summary_folder(settings: RunSettings, name: str, seed: int, method: Method) -> str | None:
@@ -483,7 +496,12 @@ def _train_held(config: Config, spec: MethodSpec, folder: Path, identity: dict[s
             check_resumable(resume_from)
         elif settings.resume:
             logger.info("No last.pt in %s yet: training starts from the first epoch", folder)
-        _fit(trainer, classifier, config, data, folder, resume_from, settings.checkpoint_interval, others)
+        try:
+            _fit(trainer, classifier, config, data, folder, resume_from, settings.checkpoint_interval, others)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: last.pt is written; say so in run.json (no collective here)
+            if world.is_main:
+                _record_interruption(folder, marker)
+            raise
         marker.update(status="evaluating", best_epoch=trainer.best_epoch)
         # Also the point where the other ranks wait for rank 0 to have written best.pt and last.pt.
         on_main(world, write_json, folder / "run.json", marker)
@@ -494,6 +512,7 @@ def _train_held(config: Config, spec: MethodSpec, folder: Path, identity: dict[s
         result = RunResult(folder, spec.name, config, trainer.history, trainer.best_epoch, accuracy,
                            len(data.x_test), len(data.x_train))
         marker.update(status="finished", accuracy=accuracy, nb_test=len(data.x_test), nb_train=len(data.x_train),
+                      nb_val=len(data.x_val),
                       seconds_last_session=round(time.perf_counter() - started, 1))
         on_main(world, _finish_run, result, classifier, best, marker)
         logger.info("Finished %s in %s: best epoch %d; best checkpoint %s", spec.name, folder,
