@@ -40,11 +40,11 @@ from art_rslad.experiments.folders import (
     run_folder,
     write_json,
 )
+from art_rslad.experiments.networks import load_config_teacher
 from art_rslad.experiments.teachers import teacher_fingerprint
 from art_rslad.experiments.train import (
     RunSettings,
     check_runs_here,
-    load_config_teacher,
     run_notes,
     shared_datasets,
     train_run,

@@ -24,7 +24,6 @@ rank trains and evaluates its shard and rank 0 alone writes the folder; see ``do
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime
 import errno
 import logging
@@ -41,7 +40,7 @@ import torch
 from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.checkpoint import RETRY_ADVICE, load_checkpoint, save_atomic, write_text_atomic
-from art_rslad.data import dataset_info, load_dataset, make_data_generator, train_val_split
+from art_rslad.data import load_dataset, make_data_generator, train_val_split
 from art_rslad.distributed import World, check_agreement, current_world, on_main
 from art_rslad.evaluation import DEFAULT_ATTACKS, evaluate_robustness_distributed
 from art_rslad.evaluation.report import compact_path, finished_report, store_finished
@@ -62,9 +61,15 @@ from art_rslad.experiments.folders import (
     results_text,
     write_json,
 )
-from art_rslad.experiments.teachers import ModelCard, load_teacher, package_versions, sha256_file, teacher_fingerprint
+from art_rslad.experiments.networks import (
+    build_trainer,
+    load_config_teacher,
+    method_trainer_options,
+    trained_network_files,
+)
+from art_rslad.experiments.teachers import ModelCard, package_versions, sha256_file, teacher_fingerprint
 from art_rslad.experiments.variants import MethodSpec, parse_method
-from art_rslad.models import count_parameters, create_model, make_classifier, resolve_device
+from art_rslad.models import count_parameters, resolve_device
 from art_rslad.report import build_table, plot_curves, plot_table_bars, settings_notes
 from art_rslad.trainers.networks import network_weights
 from art_rslad.trainers.registry import Method
@@ -127,19 +132,6 @@ class RunSettings:
                 "attacks": list(self.attacks), "student_options": dict(self.student_options)}
 
 
-def method_trainer_options(config: Config) -> dict[str, Any]:
-    """The trainer options a method's config (:meth:`~art_rslad.experiments.config.Config.for_method`) switches
-    on: ``igdm_alpha``, ``weight_averaging`` and the loss ``scale``, each only when set."""
-    options: dict[str, Any] = {}
-    if config.igdm_alpha:
-        options["igdm_alpha"] = config.igdm_alpha
-    if config.weight_averaging:
-        options["weight_averaging"] = config.weight_averaging
-    if config.loss_scale:
-        options["scale"] = config.loss_scale
-    return options
-
-
 def check_runs_here(method: str, world: World) -> None:
     """Refuse, before any folder is written, a method whose registry record says it runs in one process only
     under torchrun."""
@@ -150,17 +142,7 @@ def check_runs_here(method: str, world: World) -> None:
         raise ValueError(f"{spec.name} trains in one process only{reason}; start it without torchrun.")
 
 
-# ---------------------------------------------------------------------- teacher and data
-def load_config_teacher(config: Config, device: str | None = None) -> PyTorchClassifier:
-    """The teacher named by ``config.teacher.source`` (see :func:`art_rslad.experiments.teachers.load_teacher`)."""
-    if not config.teacher.source:
-        raise ValueError("Config key `teacher.source` is empty but the method distils from a teacher: set it to "
-                         "'zoo:<name>', 'robustbench:<name>' or a state-dict path (train one with "
-                         "`art-rslad teacher`).")
-    return load_teacher(config.teacher.source, config.dataset, model=config.teacher.model, device=device,
-                        eps=config.eps)
-
-
+# ---------------------------------------------------------------------- data
 @dataclass
 class _Data:
     x_train: np.ndarray
@@ -320,12 +302,6 @@ def _finish_run(result: RunResult, classifier: PyTorchClassifier, best: StateDic
     write_json(folder / "run.json", marker)
 
 
-def _trained_network_files(method: str) -> dict[str, dict[str, str]]:
-    """``{"networks": {name: file}}`` for the networks the method trains beside the student; empty without."""
-    files = {net.name: net.file for net in parse_method(method).method.trained_networks}
-    return {"networks": files} if files else {}
-
-
 def _model_card(result: RunResult, classifier: PyTorchClassifier, identity: Mapping[str, Any]) -> ModelCard:
     """The card of the trained student (``student.pt``, the best checkpoint); its history names the run's
     metrics.jsonl rather than repeating it."""
@@ -342,7 +318,7 @@ def _model_card(result: RunResult, classifier: PyTorchClassifier, identity: Mapp
                   "best_by": "validation PGD-10 accuracy on a split held out of the training set",
                   "last_checkpoint_accuracy": result.accuracy["last"], "teacher": identity["teacher"],
                   "settings": {key: value for key, value in identity.items() if key not in ("config", "teacher")},
-                  **_trained_network_files(result.method),
+                  **trained_network_files(result.method),
                   "config": config.to_dict(), "history": "metrics.jsonl", "run_dir": str(result.out_dir)},
         seed=config.seed, versions=package_versions(),
     )
@@ -359,45 +335,6 @@ def _run_identity(config: Config, spec: MethodSpec, settings: RunSettings,
     return {"method": spec.name, "config": config.to_dict(), **settings.recorded(),
             "trainer_options": {**method_trainer_options(config), **(trainer_options or {})},
             "teacher": teacher_identity}
-
-
-def _build_trainer(config: Config, spec: MethodSpec, identity: Mapping[str, Any], teacher: PyTorchClassifier | None,
-                   device: str, verbose: bool, summary_writer: str | None = None
-                   ) -> tuple[PyTorchClassifier, Any, list[torch.optim.Optimizer]]:
-    """The seeded student classifier, its trainer, and the optimizers of the networks the method trains beside
-    the student (their lr follows the student's schedule)."""
-    method = spec.method
-    classifier, networks = _build_networks(config, method, identity, teacher, device, spec.name)
-    trainer = method.trainer(classifier, **networks, eps=config.eps,  # type: ignore[call-arg]
-                             eps_step=config.eps_step, max_iter=config.max_iter, seed=config.seed, verbose=verbose,
-                             **identity["trainer_options"],
-                             **({} if summary_writer is None else {"summary_writer": summary_writer}))
-    return classifier, trainer, [networks[net.name].optimizer for net in method.trained_networks]
-
-
-def _build_networks(config: Config, method: Method, identity: Mapping[str, Any], teacher: PyTorchClassifier | None,
-                    device: str, name: str) -> tuple[PyTorchClassifier, dict[str, PyTorchClassifier]]:
-    """The student and every network ``method`` always uses, by name.
-
-    A network that starts from the student is the student's architecture with the student's options and optimizer
-    settings, initialised right after the student from the same seeded stream (a different draw, and the student's
-    own draw unchanged); one that starts from the teacher is the config's teacher, or, where the method trains it,
-    a copy of it with the student's optimizer settings.
-    """
-    info = dataset_info(config.dataset)
-    fresh = [net for net in method.networks if net.required and net.start == "student"]
-    torch.manual_seed(config.seed)
-    models = [create_model(config.student, info.nb_classes, input_shape=info.input_shape,
-                           **identity["student_options"]) for _ in range(1 + len(fresh))]
-    optimizer = {"lr": config.lr_for(name), "momentum": config.momentum, "weight_decay": config.weight_decay}
-    classifier, *others = [make_classifier(model, config.dataset, **optimizer, device=device) for model in models]
-    networks = {net.name: other for net, other in zip(fresh, others, strict=True)}
-    for net in method.networks:
-        if net.required and net.start == "teacher":
-            assert teacher is not None
-            networks[net.name] = (make_classifier(copy.deepcopy(teacher.model), config.dataset, **optimizer,
-                                                  device=device) if net.trained else teacher)
-    return classifier, networks
 
 
 def _fit(trainer: Any, classifier: PyTorchClassifier, config: Config, data: _Data, folder: Path,
@@ -489,7 +426,7 @@ def _train_held(config: Config, spec: MethodSpec, folder: Path, identity: dict[s
                     device)
         data = _load_data(config, settings)
         summary_folder = _summary_folder(settings, spec.name, config.seed, spec.method)
-        classifier, trainer, others = _build_trainer(config, spec, identity, teacher, device, settings.verbose,
+        classifier, trainer, others = build_trainer(config, spec, identity, teacher, device, settings.verbose,
                                                      summary_folder)
         resume_from = folder / "last.pt" if settings.resume and has_last else None  # every rank loads this file
         if resume_from is not None:
