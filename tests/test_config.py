@@ -180,3 +180,21 @@ def test_art_study_config_is_the_fashion_mnist_preset_with_arts_trainers_lr() ->
     assert preset.method_lr_note.startswith(first_note)
     different = {key for key, value in study.to_dict().items() if value != preset.to_dict()[key]}
     assert different == {"name", "method_lr", "method_lr_note", "clean_teacher"}  # it predates the clean teacher
+
+
+def test_an_explicit_lr_wins_over_the_presets_per_method_lr() -> None:
+    preset = get_preset("fashion-mnist")
+    assert preset.method_lr  # the preset sets each method's lr
+    config = preset.with_overrides(["lr=0.2"])
+    assert config.lr == 0.2 and config.method_lr == {} and config.method_lr_note == ""
+    again = preset.with_overrides(["lr=0.2", "method_lr.sat=0.1"])  # a later per-method override still applies
+    assert again.method_lr == {"sat": 0.1}
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("eps=8", r"`eps` must be in \(0, 1\] \(inputs lie in \[0, 1\]; CIFAR's 8/255 is 0.0314\), got 8"),
+    ("eps_step=0.5", r"`eps_step` \(0.5\) must not exceed `eps` \(0.1\); the usual step is eps/4"),
+])
+def test_a_budget_out_of_range_is_refused_by_the_config(override: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        get_preset("fashion-mnist").with_overrides([override])

@@ -85,6 +85,7 @@ def test_a_new_method_trains_saves_its_buddy_and_resumes_exactly(toy: None, tmp_
     assert last["extra_state"]["buddy_optimizer_state"]["param_groups"][0]["lr"] == pytest.approx(0.005)
     assert int(last["extra_state"]["class_counts"].sum()) == 2 * 48  # two epochs of 48 samples
     assert json.loads((folder / "run.json").read_text())["identity"]["teacher"] is not None
+    assert json.loads((folder / "student.json").read_text())["training"]["networks"] == {"buddy": "buddy.pt"}
 
     with monkeypatch.context() as patch:
         interrupt_at(patch, 5)  # second epoch, second batch

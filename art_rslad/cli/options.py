@@ -6,7 +6,6 @@ settings built from the options, and the guard that turns an interruption or a f
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -105,17 +104,13 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
 
 
 def guarded(command: str, body: Callable[[], int]) -> int:
-    """Run ``body``; turn an interruption or a failed write into a message and an exit status."""
+    """Run ``body``; turn a failed write into a message and an exit status (an interruption: :func:`main`)."""
     try:
         return body()
-    except KeyboardInterrupt:
-        print(f"\nart-rslad {command}: interrupted. The last checkpoint is saved; run the same command with "
-              "--resume to continue.", file=sys.stderr)
-        return 130
     except OSError as error:
         if isinstance(error, FileNotFoundError | FileExistsError):
             raise
-        return report_error(command, error)
+        return report_error(command, error.strerror or str(error))  # the message, without "[Errno 28]"
 
 
 __all__ = ["add_run_options", "add_runtime_options", "assignment", "config_from_args", "guarded", "method_spec",

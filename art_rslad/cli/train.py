@@ -23,7 +23,7 @@ is N x batch_size) and attacks its block of the test inputs; rank 0 alone writes
 docs/distributed.md.
 
 The folder gets run.json, config.toml, run.log, metrics.jsonl, last.pt, best.pt (best = highest PGD-10 accuracy on
-a validation split of the training set), eval_best.json, eval_last.json, results.md, student.pt with its model
+a validation split of the training set), eval_best.npz, eval_last.npz, results.md, student.pt with its model
 card student.json, and figures/. Ctrl-C saves last.pt; --resume continues to the same weights.
 """
 

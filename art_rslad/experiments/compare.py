@@ -40,11 +40,11 @@ from art_rslad.experiments.folders import (
     run_folder,
     write_json,
 )
+from art_rslad.experiments.networks import load_config_teacher
 from art_rslad.experiments.teachers import teacher_fingerprint
 from art_rslad.experiments.train import (
     RunSettings,
     check_runs_here,
-    load_config_teacher,
     run_notes,
     shared_datasets,
     train_run,
@@ -167,7 +167,10 @@ def _compare_runs(config: Config, folder: Path, methods: Sequence[str], seeds: S
                    *black_box_note(settings.attacks, config.transfer_surrogate),
                    f"Seeds: {', '.join(map(str, seeds))}; mean ± sample std over seeds.",
                    training_time_note(histories),
-                   *fixed_settings_notes({method: _fixed_settings(method) for method in methods})],
+                   *fixed_settings_notes({method: _fixed_settings(method) for method in methods}),
+                   # said once per compare, here; each run's table only points to it
+                   *([f"How the learning rates were chosen: {config.method_lr_note}"] if config.method_lr_note
+                     else [])],
             worst_class=by_method(columns.worst_class, methods, seeds), worst_class_attack=columns.worst_class_attack,
         )
         figures = on_main(world, _write_comparison, folder, table, histories)

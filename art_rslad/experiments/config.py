@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from art_rslad.experiments.lr_notes import PAPER_NOTE, SECOND_ROUND, TUNED_VARIANTS, tuned_note
 from art_rslad.experiments.tomlfile import dumps_toml, loads_toml
 from art_rslad.experiments.variants import (
     IGDM_DEFAULT_ALPHA,
@@ -33,7 +34,7 @@ from art_rslad.experiments.variants import (
     parse_method,
 )
 from art_rslad.trainers.averaging import AVERAGERS
-from art_rslad.trainers.registry import PROVISIONAL_LR, method_names, tuned_lrs
+from art_rslad.trainers.registry import method_names, tuned_lrs
 
 #: The registry's families whose methods can train a teacher (``teacher.method``): natural training gives the clean
 #: teacher of the methods that distil a clean and a robust teacher, adversarial training the robust one.
@@ -176,6 +177,12 @@ class Config:
                            "loss_scale": self.loss_scale}.items():
             if not value >= 0 or math.isinf(value):
                 raise ValueError(f"Config key `{key}` must be a finite number >= 0, got {value}.")
+        if self.eps > 1:
+            raise ValueError(f"Config key `eps` must be in (0, 1] (inputs lie in [0, 1]; CIFAR's 8/255 is 0.0314), "
+                             f"got {self.eps}.")
+        if self.eps_step > self.eps:
+            raise ValueError(f"Config key `eps_step` ({self.eps_step}) must not exceed `eps` ({self.eps}); the usual "
+                             f"step is eps/4 ({self.eps / 4:.4g}).")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"Config key `val_fraction` must be in (0, 1), got {self.val_fraction}.")
         if self.augmentation not in ("none", "crop", "crop-flip"):
@@ -257,6 +264,9 @@ class Config:
         a ValueError naming it. Examples: ``nb_epochs=2``, ``method_lr.rslad=0.1``,
         ``teacher.source=zoo:fashion-mnist-cnn-large``, ``lr_milestones=[100,150]``, ``igdm_alpha=1``,
         ``method_overrides.adaad.nb_epochs=200`` (a method's entry is created as needed).
+
+        An explicit ``lr=`` is every method's learning rate: it empties the preset's ``method_lr`` (a later
+        ``method_lr.<method>=`` override sets one method's again), so the run uses, and records, the lr given.
         """
         data = self.to_dict()
         for override in overrides:
@@ -270,6 +280,8 @@ class Config:
                     raise ValueError(f"Override {override!r}: `{parent}` is not a table of the config.")
                 table = table[parent]
             table[leaf] = value
+            if key == "lr":
+                data.update(method_lr={}, method_lr_note="")
         return Config.from_dict(data)
 
     # ------------------------------------------------------------------ serialisation
@@ -368,8 +380,6 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
 
 
 # ---------------------------------------------------------------------- presets
-_PAPER_NOTE = ("The paper's lr 0.1 for every method with each method's official loss scale (not tuned here; "
-               "under this 300-epoch recipe the official code uses one lr for all).")
 _200_EPOCHS: dict[str, Any] = {"nb_epochs": 200, "lr_schedule_epochs": 200, "lr_milestones": [100, 150]}
 _IGDM_BASES = ("ard", "iad", "adaad", "adaiad")
 
@@ -401,36 +411,6 @@ def _paper_overrides(dataset: str) -> tuple[dict[str, dict[str, Any]], str]:
                  "docs/decisions.md, \"Loss scales and reductions\"), IGDM's weight is 10 (its paper: 10-20) and "
                  "MTARD's loss is scaled by 10 (its official CIFAR-100 code).")
     return overrides, note
-#: Method variants each tuned preset's second tuning round chose an lr for, in the order its table lists them.
-_TUNED_VARIANTS = ("igdm", "ema")
-#: The methods and variants of that second round, as its command named them.
-_SECOND_ROUND = ("adaiad", "peeraid", "rslad+igdm", "adaiad+igdm", "sat+ema", "rslad+ema")
-
-
-def _tuned_note(preset: str, nb_epochs: int, train: str, val_size: int, new: tuple[str, ...]) -> str:
-    return (
-        "Chosen by the validation rule: for each method the lr in {0.01, 0.03, 0.1, 0.3, 1} "
-        f"whose {nb_epochs}-epoch run on {train} training images had the highest PGD-10 accuracy on {val_size:,} "
-        f"validation images; command: art-rslad tune --preset {preset} --methods sat trades ard iad adaad rslad "
-        f"--epochs {nb_epochs} --train-size 10000 --val-size {val_size} --out studies/tune-{preset}. RSLAD and "
-        "AdaAD keep the official loss scale 0.1, so their lr 1 is a batch-mean KL at lr 0.1. The methods since "
-        f"RSLAD by the same rule and settings: art-rslad tune --preset {preset} --methods {' '.join(new)} --epochs "
-        f"{nb_epochs} --train-size 10000 --val-size {val_size} --out studies/tune-{preset}-new. "
-        + _note_2022(preset, f"--epochs {nb_epochs} --train-size 10000 --val-size {val_size}")
-    )
-
-
-def _note_2022(preset: str, settings: str) -> str:
-    """How the methods since 2022 got their lr on ``preset``: tuned by the same rule, or provisional until then."""
-    provisional = [name for name, rates in PROVISIONAL_LR.items() if preset in rates]
-    command = f"art-rslad tune --preset {preset} --methods mtard absld dgad ciard saad {settings} --out " \
-              f"studies/tune-{preset}-2022"
-    return (f"Provisional, not tuned: {', '.join(provisional)} take the lr of the nearest tuned method at the same "
-            "effective loss scale (RSLAD's for MTARD, ABSLD and CIARD; AdaAD's times its scale 0.1 for DGAD and "
-            f"SAAD), until {command} chooses them." if provisional
-            else f"The methods since 2022 by the same rule and settings: {command}.")
-
-
 def _paper_preset(dataset: str, student: str, teacher: str, teacher_source: str, surrogate: str, clean_teacher: str
                   ) -> Config:
     overrides, note = _paper_overrides(dataset)
@@ -441,7 +421,7 @@ def _paper_preset(dataset: str, student: str, teacher: str, teacher_source: str,
         nb_epochs=300, batch_size=128, lr=0.1, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=8 / 255, eps_step=2 / 255, max_iter=10, seed=0,
         val_fraction=0.1, augmentation="crop-flip", method_lr=dict.fromkeys([*preset_lr_methods(), *overrides], 0.1),
-        method_lr_note=_PAPER_NOTE, method_overrides=overrides, method_overrides_note=note,
+        method_lr_note=PAPER_NOTE, method_overrides=overrides, method_overrides_note=note,
     )
 
 
@@ -463,8 +443,8 @@ def _presets() -> dict[str, Config]:
         clean_teacher="zoo:fashion-mnist-cnn-large-clean",
         nb_epochs=8, batch_size=128, lr=0.05, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=0.1, eps_step=0.025, max_iter=10, seed=0, val_fraction=0.1,
-        augmentation="none", method_lr=tuned_lrs("fashion-mnist", _TUNED_VARIANTS),
-        method_lr_note=_tuned_note("fashion-mnist", 2, "10,000", 1000, _SECOND_ROUND),
+        augmentation="none", method_lr=tuned_lrs("fashion-mnist", TUNED_VARIANTS),
+        method_lr_note=tuned_note("fashion-mnist", 2, "10,000", 1000, SECOND_ROUND),
     )
     presets["digits"] = Config(
         name="digits", dataset="digits", student="cnn-small",
@@ -473,8 +453,8 @@ def _presets() -> dict[str, Config]:
         clean_teacher="zoo:digits-cnn-large-clean",
         nb_epochs=30, batch_size=64, lr=0.05, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=0.1, eps_step=0.025, max_iter=10, seed=0, val_fraction=0.1,
-        augmentation="none", method_lr=tuned_lrs("digits", _TUNED_VARIANTS),
-        method_lr_note=_tuned_note("digits", 10, "all 1,294", 144, _SECOND_ROUND),
+        augmentation="none", method_lr=tuned_lrs("digits", TUNED_VARIANTS),
+        method_lr_note=tuned_note("digits", 10, "all 1,294", 144, SECOND_ROUND),
     )
     return presets
 

@@ -195,9 +195,11 @@ def prepare_folder(folder: Path, marker: str, identity: dict[str, Any], *, resum
     existing = sorted(path.name for path in folder.iterdir()
                       if path.name != LOCK_NAME and not path.name.startswith(".write-test-"))
     if existing and not overwrite:
-        what = "a run" if marker_path.is_file() else f"other files ({', '.join(existing[:5])})"
-        raise FileExistsError(f"{folder} already holds {what}. Pass resume=True to continue it, "
-                              "overwrite=True to replace it, or choose another folder.")
+        if marker_path.is_file():
+            raise FileExistsError(f"{folder} already holds a run. Pass resume=True to continue it, "
+                                  "overwrite=True to replace it, or choose another folder.")
+        raise FileExistsError(f"{folder} already holds other files ({', '.join(existing[:5])}) and no run to "
+                              "resume. Pass overwrite=True to replace them, or choose another folder.")
     if overwrite:
         for name in owned:
             (folder / name).unlink(missing_ok=True)

@@ -143,7 +143,8 @@ def zoo_card(name: str) -> tuple[ModelCard, Path]:
 def _classifier_from_card(card: ModelCard, weights: Path, dataset: str, device: str | None,
                           eps: float | None) -> PyTorchClassifier:
     if dataset_info(card.dataset).name != dataset_info(dataset).name:
-        raise ValueError(f"The teacher {card.name!r} was trained on {card.dataset}, not {dataset}.")
+        raise ValueError(f"The model {card.name!r} was trained on {card.dataset}, not {dataset}; use it with "
+                         f"dataset {card.dataset!r}.")
     if eps is not None and not math.isclose(eps, card.eps, rel_tol=1e-6):
         logger.warning("The teacher %r is robust at eps %g (its card), but this run attacks at eps %g: its soft "
                        "labels were not trained for that budget. Set eps=%g (config key `eps`) unless another "
@@ -208,7 +209,13 @@ def load_teacher(
                          "beside it); pass the architecture name, e.g. model='resnet18'.")
     info = dataset_info(dataset)
     network = create_model(model, info.nb_classes, input_shape=info.input_shape, **(model_options or {}))
-    return _as_teacher(load_weights(network, path), dataset, device)
+    try:
+        network = load_weights(network, path)
+    except ValueError as error:  # name the model and the options the user gave, not the Python class
+        raise ValueError(f"{source!r} does not fit the model {model!r} with options {dict(model_options or {})}: "
+                         f"{str(error).split(': ', 1)[-1]} Pass the model name and options it was trained with "
+                         "(--model, --model-option; teacher.model, teacher.model_options).") from error
+    return _as_teacher(network, dataset, device)
 
 
 #: The config key that holds the source of each network start other than the student (see

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from art.estimators.classification import PyTorchClassifier
 
-from art_rslad.checkpoint import load_checkpoint
+from art_rslad.checkpoint import RETRY_ADVICE, load_checkpoint, save_atomic, write_text_atomic
 from art_rslad.data import load_dataset, make_data_generator, train_val_split
 from art_rslad.distributed import World, check_agreement, current_world, on_main
 from art_rslad.evaluation import DEFAULT_ATTACKS, evaluate_robustness_distributed
@@ -61,7 +61,14 @@ from art_rslad.experiments.folders import (
     results_text,
     write_json,
 )
-from art_rslad.experiments.networks import build_networks, load_config_teacher, load_sources, source_identity
+from art_rslad.experiments.networks import (
+    build_trainer,
+    load_config_teacher,
+    load_sources,
+    method_trainer_options,
+    source_identity,
+    trained_network_files,
+)
 from art_rslad.experiments.teachers import ModelCard, package_versions, sha256_file
 from art_rslad.experiments.variants import MethodSpec, parse_method
 from art_rslad.models import count_parameters, resolve_device
@@ -127,19 +134,6 @@ class RunSettings:
                 "attacks": list(self.attacks), "student_options": dict(self.student_options)}
 
 
-def method_trainer_options(config: Config) -> dict[str, Any]:
-    """The trainer options a method's config (:meth:`~art_rslad.experiments.config.Config.for_method`) switches
-    on: ``igdm_alpha``, ``weight_averaging`` and the loss ``scale``, each only when set."""
-    options: dict[str, Any] = {}
-    if config.igdm_alpha:
-        options["igdm_alpha"] = config.igdm_alpha
-    if config.weight_averaging:
-        options["weight_averaging"] = config.weight_averaging
-    if config.loss_scale:
-        options["scale"] = config.loss_scale
-    return options
-
-
 def check_runs_here(method: str, world: World) -> None:
     """Refuse, before any folder is written, a method whose registry record says it runs in one process only
     under torchrun."""
@@ -150,7 +144,7 @@ def check_runs_here(method: str, world: World) -> None:
         raise ValueError(f"{spec.name} trains in one process only{reason}; start it without torchrun.")
 
 
-# ---------------------------------------------------------------------- teacher and data
+# ---------------------------------------------------------------------- data
 @dataclass
 class _Data:
     x_train: np.ndarray
@@ -191,6 +185,11 @@ def _load_data(config: Config, settings: RunSettings) -> _Data:
     x_train, y_train, x_val, y_val = train_val_split(x, y, config.val_fraction, config.seed)
     train, val, test = settings.train_size, settings.val_size, settings.test_size  # test 0: the split is not read
     x_test, y_test = _load_split(config.dataset, "test", settings.data_root) if test else (x[:0], y[:0])
+    for name, asked, present in (("train_size", train, len(x_train)), ("val_size", val, len(x_val)),
+                                 ("test_size", test, len(x_test))):
+        if asked is not None and asked > present:
+            logger.warning("`%s` %d is more than the %d images %s holds: all %d are used (run.json records the "
+                           "number used as nb_%s).", name, asked, present, config.dataset, present, name.split("_")[0])
     return _Data(x_train[:train], y_train[:train], x_val[:val], y_val[:val], x_test[:test], y_test[:test])
 
 
@@ -273,10 +272,17 @@ def _start_run(folder: Path, identity: dict[str, Any], config: Config, settings:
         return saved, True
     marker = saved or {"format": RUN_FORMAT, "identity": identity, "status": "training",
                        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    marker["method_settings"] = dict(method_settings)
+    marker.update(method_settings=dict(method_settings), status="training")
     write_json(folder / "run.json", marker)
     config.save(folder / "config.toml")
     return marker, (folder / "last.pt").is_file()
+
+
+def _record_interruption(folder: Path, marker: dict[str, Any]) -> None:
+    """Mark the run interrupted in run.json (its status, and when, beside earlier interruptions)."""
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    marker.update(status="interrupted", interruptions=[*marker.get("interruptions", []), now])
+    write_json(folder / "run.json", marker)
 
 
 def _finish_run(result: RunResult, classifier: PyTorchClassifier, best: StateDict, marker: dict[str, Any]) -> None:
@@ -286,11 +292,11 @@ def _finish_run(result: RunResult, classifier: PyTorchClassifier, best: StateDic
     table = build_table({result.method: {name: [accuracy] for name, accuracy in result.accuracy.items()}},
                         notes=run_notes(result.config, [result.method], teacher and teacher.get("source"),
                                         result.nb_train, result.nb_test)) if result.nb_test else None
-    (folder / "results.md").write_text(results_text(result, table), encoding="utf-8")
-    torch.save({key: value.cpu() for key, value in best.items()}, folder / "student.pt")
+    write_text_atomic(results_text(result, table), folder / "results.md")  # whole or not at all on a full disk
+    save_atomic({key: value.cpu() for key, value in best.items()}, folder / "student.pt")
     for network in parse_method(result.method).method.trained_networks:  # at the best epoch, as best.pt holds it
         weights = network_weights(load_checkpoint(folder / "best.pt"), network.name)
-        torch.save({key: value.cpu() for key, value in weights.items()}, folder / network.file)
+        save_atomic({key: value.cpu() for key, value in weights.items()}, folder / network.file)
     _model_card(result, classifier, marker["identity"]).save(folder / "student.json")
     plot_curves({result.method: [result.history]}, folder / FIGURES / "robust_accuracy_per_epoch.png")
     if table is not None:
@@ -314,6 +320,7 @@ def _model_card(result: RunResult, classifier: PyTorchClassifier, identity: Mapp
                   "best_by": "validation PGD-10 accuracy on a split held out of the training set",
                   "last_checkpoint_accuracy": result.accuracy["last"], "teacher": identity["teacher"],
                   "settings": {key: value for key, value in identity.items() if key not in ("config", "teacher")},
+                  **trained_network_files(result.method),
                   "config": config.to_dict(), "history": "metrics.jsonl", "run_dir": str(result.out_dir)},
         seed=config.seed, versions=package_versions(),
     )
@@ -333,21 +340,6 @@ def _run_identity(config: Config, spec: MethodSpec, settings: RunSettings,
             **{start: source_identity(config, start, sources) for start in sources if start != "teacher"}}
 
 
-def _build_trainer(config: Config, spec: MethodSpec, identity: Mapping[str, Any],
-                   sources: Mapping[str, PyTorchClassifier], device: str, verbose: bool,
-                   summary_writer: str | None = None) -> tuple[PyTorchClassifier, Any, list[torch.optim.Optimizer]]:
-    """The seeded student classifier, its trainer, and the optimizers of the networks the method trains beside
-    the student whose lr follows the student's schedule."""
-    method = spec.method
-    classifier, networks = build_networks(config, method, identity["student_options"], sources, device, spec.name)
-    trainer = method.trainer(classifier, **networks, eps=config.eps,  # type: ignore[call-arg]
-                             eps_step=config.eps_step, max_iter=config.max_iter, seed=config.seed, verbose=verbose,
-                             **identity["trainer_options"],
-                             **({} if summary_writer is None else {"summary_writer": summary_writer}))
-    return classifier, trainer, [networks[net.name].optimizer for net in method.trained_networks
-                                 if net.optimizer is None]
-
-
 def _fit(trainer: Any, classifier: PyTorchClassifier, config: Config, data: _Data, folder: Path,
          resume_from: Path | None, checkpoint_interval: int, others: Sequence[torch.optim.Optimizer]) -> None:
     """Train with the config's scaled schedule (on every optimizer), writing best.pt and last.pt into ``folder``."""
@@ -362,9 +354,10 @@ def _fit(trainer: Any, classifier: PyTorchClassifier, config: Config, data: _Dat
                                             augmentation=config.augmentation, seed=config.seed)
             trainer.fit_generator(generator, **options)
     except OSError as error:
-        raise OSError(error.errno or errno.EIO, f"Writing a checkpoint into {folder} failed ({error}); the "
-                      "previous last.pt and best.pt are intact. Free disk space and continue with "
-                      "resume=True.") from error
+        text, advice = error.strerror or str(error), "Free disk space and continue with resume=True."
+        text = text.replace(RETRY_ADVICE, advice) if RETRY_ADVICE in text \
+            else f"Writing a checkpoint into {folder} failed ({text}). {advice}"  # else: the writer's own says all
+        raise OSError(error.errno or errno.EIO, text) from error
 
 
 def _summary_folder(settings: RunSettings, name: str, seed: int, method: Method) -> str | None:
@@ -435,14 +428,19 @@ def _train_held(config: Config, spec: MethodSpec, folder: Path, identity: dict[s
                     device)
         data = _load_data(config, settings)
         summary_folder = _summary_folder(settings, spec.name, config.seed, spec.method)
-        classifier, trainer, others = _build_trainer(config, spec, identity, sources, device, settings.verbose,
+        classifier, trainer, others = build_trainer(config, spec, identity, sources, device, settings.verbose,
                                                      summary_folder)
         resume_from = folder / "last.pt" if settings.resume and has_last else None  # every rank loads this file
         if resume_from is not None:
             check_resumable(resume_from)
         elif settings.resume:
             logger.info("No last.pt in %s yet: training starts from the first epoch", folder)
-        _fit(trainer, classifier, config, data, folder, resume_from, settings.checkpoint_interval, others)
+        try:
+            _fit(trainer, classifier, config, data, folder, resume_from, settings.checkpoint_interval, others)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: last.pt is written; say so in run.json (no collective here)
+            if world.is_main:
+                _record_interruption(folder, marker)
+            raise
         marker.update(status="evaluating", best_epoch=trainer.best_epoch)
         # Also the point where the other ranks wait for rank 0 to have written best.pt and last.pt.
         on_main(world, write_json, folder / "run.json", marker)
@@ -453,6 +451,7 @@ def _train_held(config: Config, spec: MethodSpec, folder: Path, identity: dict[s
         result = RunResult(folder, spec.name, config, trainer.history, trainer.best_epoch, accuracy,
                            len(data.x_test), len(data.x_train))
         marker.update(status="finished", accuracy=accuracy, nb_test=len(data.x_test), nb_train=len(data.x_train),
+                      nb_val=len(data.x_val),
                       seconds_last_session=round(time.perf_counter() - started, 1))
         on_main(world, _finish_run, result, classifier, best, marker)
         logger.info("Finished %s in %s: best epoch %d; best checkpoint %s", spec.name, folder,

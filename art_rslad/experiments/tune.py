@@ -23,7 +23,8 @@ from art.estimators.classification import PyTorchClassifier
 from art_rslad.distributed import current_world
 from art_rslad.experiments.config import PRESET_LR_FAMILIES, Config
 from art_rslad.experiments.folders import held, load_run_history, read_json
-from art_rslad.experiments.train import RunSettings, load_config_teacher, train_run
+from art_rslad.experiments.networks import load_config_teacher
+from art_rslad.experiments.train import RunSettings, train_run
 from art_rslad.experiments.variants import check_method_specs, parse_method
 
 logger = logging.getLogger(__name__)

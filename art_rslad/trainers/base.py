@@ -48,7 +48,13 @@ from art_rslad.trainers.networks import (
     teacher_declared,
     trained_state,
 )
-from art_rslad.trainers.records import attack_settings, check_attack, check_budget, validation_attack
+from art_rslad.trainers.records import (
+    attack_budget,
+    attack_settings,
+    check_attack,
+    check_budget,
+    validation_attack,
+)
 from art_rslad.trainers.summary import SummaryWriterOption, epoch_summary
 from art_rslad.trainers.terms import make_terms
 
@@ -126,6 +132,7 @@ class AdversarialTrainerBase(TrainingLoop):
         for name, network in self.extra_networks.items():
             setattr(self, name, network)
         self.teacher = self.extra_networks.get("teacher")
+        eps, eps_step = attack_budget(attack, eps, eps_step)  # with attack=, its budget is the run's
         self.eps = check_budget(classifier, eps, eps_step, max_iter)
         check_attack(attack, classifier)
         self.eps_step, self.max_iter = self.eps / 4 if eps_step is None else float(eps_step), int(max_iter)

@@ -166,6 +166,7 @@ class TrainingLoop(RecordedTrainer, Trainer):
                    None if checkpoint_dir is None or not world.is_main else Path(checkpoint_dir),
                    checkpoint_interval, world, show_progress(self.verbose and world.is_main))
         start_epoch, start_batch, totals = 0, 0, [0.0, 0.0, 0]
+        self._clear_records()  # each fit records its own epochs from 1 (a resume reads back its run's)
         if resume_from is not None:
             start_epoch, start_batch, totals = resume_run(self, resume_from, config, scheduler)
         for epoch in tqdm(range(start_epoch, run.nb_epochs), desc=f"{self.method} epochs", initial=start_epoch,

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from art_rslad.checkpoint import load_checkpoint, save_atomic
-from art_rslad.trainers.records import Scheduler
+from art_rslad.trainers.records import Scheduler, load_resumed_weights
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def resume_run(trainer: Any, path: str | Path, run_config: dict[str, Any], sched
     if (checkpoint["scheduler_state"] is None) != (scheduler is None):
         raise ValueError(f"`resume_from` {path}: the scheduler must be given on resume exactly when the "
                          "interrupted run had one.")
-    classifier.model.load_state_dict(checkpoint["model_state"])
+    load_resumed_weights(classifier.model, checkpoint["model_state"], path)
     classifier.optimizer.load_state_dict(checkpoint["optimizer_state"])
     if scheduler is not None:
         scheduler.load_state_dict(checkpoint["scheduler_state"])
