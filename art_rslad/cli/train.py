@@ -27,6 +27,7 @@ card student.json, and figures/. Ctrl-C saves last.pt; --resume continues to the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from art_rslad.cli.errors import report_error
-from art_rslad.distributed import command_world
+from art_rslad.distributed import World, command_world, timeout_of
 from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS
 from art_rslad.experiments.config import Config, get_preset, parse_assignment, preset_names
 from art_rslad.experiments.train import RunSettings, train_run
@@ -57,6 +58,19 @@ def add_runtime_options(parser: argparse.ArgumentParser, *, data_root: bool = Tr
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="Device (default: cuda when available, else cpu).")
     parser.add_argument("--quiet", action="store_true", help="No progress bars.")
+
+
+def add_process_group_option(parser: argparse.ArgumentParser) -> None:
+    """The process group's timeout, for the commands that run under torchrun (``train``, ``compare``, ``eval``)."""
+    parser.add_argument("--dist-timeout", type=float, default=None, metavar="MINUTES",
+                        help="Under torchrun: how long a rank waits in a collective before the run fails (default: "
+                             "torch's, 10 minutes with NCCL); raise it when one rank's evaluation may take longer.")
+
+
+def args_world(args: argparse.Namespace) -> contextlib.AbstractContextManager[World]:
+    """The command's process group (:func:`~art_rslad.distributed.command_world`): its backend follows ``--device``
+    (gloo for ``--device cpu`` even where CUDA is available), its timeout ``--dist-timeout``."""
+    return command_world(args.device, timeout_of(args.dist_timeout))
 
 
 def assignment(text: str) -> tuple[str, Any]:
@@ -107,6 +121,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-interval", type=int, default=50,
                         help="Also write last.pt every N batches (default: 50; 0: only at epoch ends).")
     add_runtime_options(parser)
+    add_process_group_option(parser)
     parser.add_argument("--tensorboard", type=Path, metavar="DIR",
                         help="Also write each epoch's metrics as TensorBoard events, one subfolder per run "
                              "(DIR/<method>-seed-<seed>); needs pip install 'art-rslad[tensorboard]'.")
@@ -161,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     settings = run_settings(args)
 
     def body() -> int:
-        with command_world() as world:  # torchrun's process group, or one process
+        with args_world(args) as world:  # torchrun's process group, or one process
             result = train_run(config, args.out, args.method, settings)
         if world.is_main:
             print((result.out_dir / "results.md").read_text(encoding="utf-8"))
