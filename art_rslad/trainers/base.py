@@ -35,11 +35,11 @@ from art_rslad.attacks import (
 )
 from art_rslad.checkpoint import load_checkpoint, save_atomic
 from art_rslad.distributed import World, current_world
-from art_rslad.estimators import check_classifier, clip_range, forward_logits, model_modes
+from art_rslad.estimators import check_classifier, check_devices, clip_range, forward_logits, model_modes
 from art_rslad.evaluation.evaluate import show_progress
 from art_rslad.trainers.averaging import WeightAveraging, make_averager
 from art_rslad.trainers.batches import Batch, BatchSource, array_batches, generator_batches_of, teacher_probs_once
-from art_rslad.trainers.ddp import sync_buffers, wrap_student
+from art_rslad.trainers.ddp import average_buffers, sync_buffers, wrap_student
 from art_rslad.trainers.interrupt import held_interrupt
 from art_rslad.trainers.records import (
     RecordedTrainer,
@@ -211,7 +211,7 @@ class AdversarialTrainerBase(RecordedTrainer):
         """Teacher logits on ``x`` under no_grad (the teacher is never differentiated or updated)."""
         assert self.teacher is not None
         with torch.no_grad():
-            return self._forward(self.teacher, x.to(self.teacher.device)).to(x.device)
+            return self._forward(self.teacher, x)  # on the student's device, checked when fit starts
 
     def _forward(self, classifier: PyTorchClassifier, x: torch.Tensor) -> torch.Tensor:
         """:func:`forward_logits` under the trainer's ``amp_dtype`` and ``channels_last`` options."""
@@ -234,7 +234,7 @@ class AdversarialTrainerBase(RecordedTrainer):
     def _fit(self, x: np.ndarray, y: np.ndarray, validation_data: tuple[np.ndarray, np.ndarray] | None,
              batch_size: int, nb_epochs: int, scheduler: Scheduler | None, checkpoint_dir: str | Path | None,
              resume_from: str | Path | None, checkpoint_interval: int) -> None:
-        world = current_world(self._classifier.device)
+        world = self._fit_world()
         world.check_fits(len(x), "x")
         probs = None
         if self._uses_teacher_probs():
@@ -262,7 +262,7 @@ class AdversarialTrainerBase(RecordedTrainer):
         The teacher's soft labels are computed per batch, since augmented inputs change every epoch. Resuming
         mid-epoch draws and discards the batches already trained on. Other parameters as in :meth:`fit`.
         """
-        world = current_world(self._classifier.device)
+        world = self._fit_world()
         probs = (lambda x: torch.softmax(self.teacher_logits(x), dim=1)) if self._uses_teacher_probs() else None
         source = generator_batches_of(generator, world, lambda x, y: self._check_data(x, y, "generator batch"),
                                       probs, self._classifier.device)
@@ -270,6 +270,15 @@ class AdversarialTrainerBase(RecordedTrainer):
                                           validation_data)
         self._run(source, nb_epochs, validation_data, scheduler, checkpoint_dir, resume_from, checkpoint_interval,
                   world)
+
+    def _other_networks(self) -> dict[str, PyTorchClassifier | None]:
+        """The networks besides the student that a step runs (the teacher; a peer adds itself)."""
+        return {"teacher": self.teacher}
+
+    def _fit_world(self) -> World:
+        """The run's processes, once every network is checked to be on the student's device (start of a fit)."""
+        check_devices(self._classifier, self._other_networks())
+        return current_world(self._classifier.device)
 
     # ----------------------------------------------------------------- the loop
     def _craft(self, batch: Batch) -> torch.Tensor:
@@ -295,6 +304,7 @@ class AdversarialTrainerBase(RecordedTrainer):
             loss.backward()
             for optimizer in optimizers:
                 optimizer.step()
+        sync_buffers(self._ddp)  # all ranks continue (and average) with rank 0's BatchNorm statistics
         if self.averager is not None:
             self.averager.after_step(student)
         correct = (logits.detach().argmax(dim=1) == batch.y).sum()
@@ -311,7 +321,8 @@ class AdversarialTrainerBase(RecordedTrainer):
             raise ValueError(f"{type(self).__name__} runs in one process only; start it without torchrun.")
         self.nb_epochs = int(nb_epochs)
         if self.averager is not None:
-            self.averager.start(self.nb_epochs, source.nb_batches, scheduler)
+            self.averager.start(self.nb_epochs, source.nb_batches, scheduler,
+                                buffer_mean=lambda model: average_buffers(model, world))
         config = {**self.hyperparameters(), "batch_size": int(source.batch_size), "nb_epochs": int(nb_epochs),
                   "model": type(self._classifier.model).__name__,
                   "data": {**source.fingerprint, **world.data_fingerprint()}}
@@ -351,7 +362,6 @@ class AdversarialTrainerBase(RecordedTrainer):
             try:
                 for batch in batches:
                     batch_loss, batch_correct = self._train_step(batch)
-                    sync_buffers(self._ddp)  # all ranks continue with rank 0's BatchNorm statistics
                     loss_sum, correct, seen, position = (loss_sum + batch_loss, correct + batch_correct,
                                                          seen + len(batch.y), position + 1)
                     if interrupt.requested:

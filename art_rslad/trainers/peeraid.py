@@ -79,6 +79,9 @@ class AdversarialTrainerPeerAiD(AdversarialTrainerBase):
             raise ValueError(f"`peer` is on {peer.device}, the student on {student.device}; put both on one device.")
         return peer
 
+    def _other_networks(self) -> dict[str, PyTorchClassifier | None]:
+        return {**super()._other_networks(), "peer": self.peer}
+
     def get_peer(self) -> PyTorchClassifier:
         """The peer tutor, trained jointly with the student."""
         return self.peer
