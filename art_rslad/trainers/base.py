@@ -49,10 +49,10 @@ from art_rslad.trainers.records import (
     check_budget,
     validation_attack,
 )
+from art_rslad.trainers.rng import check_rng_device, deterministic_algorithms, restore_rng, rng_state
 from art_rslad.trainers.summary import SummaryWriterOption, epoch_summary
 
 logger = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -102,6 +102,7 @@ class AdversarialTrainerBase(RecordedTrainer):
         channels_last: bool = False,
         weight_averaging: str | WeightAveraging | None = None,
         summary_writer: SummaryWriterOption = None,
+        deterministic: bool = False,
     ) -> None:
         """
         :param classifier: The student, an ART PyTorchClassifier with an optimizer and clip_values; trained in place.
@@ -126,6 +127,9 @@ class AdversarialTrainerBase(RecordedTrainer):
             checkpoint and the student after ``fit`` use the averaged weights; the live weights keep training.
         :param summary_writer: Each epoch's record as TensorBoard scalars: True (the ``runs/`` folder), a log folder,
             or a ``SummaryWriter``; None (default) writes none. Needs the extra ``art-rslad[tensorboard]``.
+        :param deterministic: Train with torch's deterministic algorithms (cuDNN deterministic, no autotuning), so
+            that on a GPU an interrupted and resumed run is bit-identical to an uninterrupted one; slower on GPUs
+            (see docs/reliability.md). On the CPU the loop is deterministic either way. Off by default.
         """
         super().__init__(classifier)
         if self.needs_teacher and teacher is None:
@@ -149,6 +153,7 @@ class AdversarialTrainerBase(RecordedTrainer):
             self.default_attack_training_mode if attack_training_mode is None else bool(attack_training_mode)
         )
         self.averager = make_averager(weight_averaging)
+        self.deterministic = bool(deterministic)
         self._summary = epoch_summary(summary_writer)
         self._user_attack = attack  # recorded with the budget it really runs with
         self.attack: EvasionAttack | None = None
@@ -183,7 +188,8 @@ class AdversarialTrainerBase(RecordedTrainer):
                 # bf16 changes the numbers, so a resume must use the same; channels_last changes only the layout
                 "amp_dtype": None if self.amp_dtype is None else str(self.amp_dtype),
                 # recorded only when on, so that checkpoints written before the option existed still resume
-                **({} if self.averager is None else {"weight_averaging": self.averager.hyperparameters()})}
+                **({} if self.averager is None else {"weight_averaging": self.averager.hyperparameters()}),
+                **({"deterministic": True} if self.deterministic else {})}
 
     def _uses_teacher_probs(self) -> bool:
         """Whether the batches carry the teacher's probabilities on x (computed once per sample by ``fit``)."""
@@ -314,9 +320,14 @@ class AdversarialTrainerBase(RecordedTrainer):
         """The optimizers that one training step zeroes and steps (the student's; a jointly trained peer adds its)."""
         return [self._classifier.optimizer]
 
-    def _run(self, source: BatchSource, nb_epochs: int, validation_data: tuple[np.ndarray, np.ndarray] | None,
-             scheduler: Scheduler | None, checkpoint_dir: str | Path | None, resume_from: str | Path | None,
-             checkpoint_interval: int, world: World) -> None:
+    def _run(self, *arguments: Any) -> None:
+        """:meth:`_loop` under the ``deterministic`` option."""
+        with deterministic_algorithms(self.deterministic):
+            self._loop(*arguments)
+
+    def _loop(self, source: BatchSource, nb_epochs: int, validation_data: tuple[np.ndarray, np.ndarray] | None,
+              scheduler: Scheduler | None, checkpoint_dir: str | Path | None, resume_from: str | Path | None,
+              checkpoint_interval: int, world: World) -> None:
         if world.is_distributed and not self.distributed_ok:
             raise ValueError(f"{type(self).__name__} runs in one process only; start it without torchrun.")
         self.nb_epochs = int(nb_epochs)
@@ -442,8 +453,7 @@ class AdversarialTrainerBase(RecordedTrainer):
             path.stem, run.config, epoch, batch=batch, epoch_totals=totals,
             optimizer_state=self._classifier.optimizer.state_dict(),
             scheduler_state=None if scheduler is None else scheduler.state_dict(),
-            rng={"torch": torch.get_rng_state(),
-                 "attack": None if attack_generator is None else attack_generator.get_state()},
+            rng=rng_state(attack_generator, self._classifier.device),
             extra_state=self._extra_state(),
         )
         save_atomic(payload, path)
@@ -468,6 +478,8 @@ class AdversarialTrainerBase(RecordedTrainer):
     def _resume(self, path: str | Path, run_config: dict[str, Any], scheduler: Scheduler | None
                 ) -> tuple[int, int, list[float]]:
         checkpoint = load_checkpoint(path, map_location=self._classifier.device)
+        attack_generator = getattr(self.attack, "generator", None)
+        check_rng_device(checkpoint["rng"], attack_generator, path)  # before anything is loaded
         saved = checkpoint["config"]
         differences = [f"{key}: checkpoint {saved.get(key)!r}, now {value!r}" for key, value in run_config.items()
                        if saved.get(key) != value]
@@ -481,10 +493,7 @@ class AdversarialTrainerBase(RecordedTrainer):
         if scheduler is not None:
             scheduler.load_state_dict(checkpoint["scheduler_state"])
         self._load_extra_state(checkpoint.get("extra_state") or {})
-        torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
-        attack_generator = getattr(self.attack, "generator", None)
-        if attack_generator is not None and checkpoint["rng"]["attack"] is not None:
-            attack_generator.set_state(checkpoint["rng"]["attack"].cpu())
+        restore_rng(checkpoint["rng"], attack_generator, self._classifier.device)
         self._restore_records(checkpoint, path)
         logger.info("Resumed %s from %s at epoch %d, batch %d", self.method, path, checkpoint["epoch"] + 1,
                     checkpoint["batch"])
