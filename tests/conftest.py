@@ -36,7 +36,8 @@ class TinyCNN(torch.nn.Module):
 
 def make_classifier(model: torch.nn.Module, lr: float = 0.05, nb_classes: int = 10,
                     input_shape: tuple[int, ...] = (1, 28, 28), **kwargs: object) -> PyTorchClassifier:
-    """An ART classifier with SGD (momentum 0.9) and clip_values (0, 1)."""
+    """An ART classifier with SGD (momentum 0.9) and clip_values (0, 1), on the CPU unless ``device_type`` says."""
+    kwargs.setdefault("device_type", "cpu")  # ART's default "gpu" would put a CPU test on a GPU where one exists
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     return PyTorchClassifier(model, torch.nn.CrossEntropyLoss(), input_shape, nb_classes, optimizer=optimizer,
                              clip_values=(0.0, 1.0), **kwargs)
