@@ -57,6 +57,17 @@ def write_cifar(root: Path, folder: str, files: dict[str, int], label_key: str, 
     return batches
 
 
+@pytest.fixture(autouse=True)
+def cpu_tests_see_no_gpu(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test but the CUDA variants (``cuda`` in their name) runs on the CPU, also on a machine with GPUs: CUDA
+    is reported unavailable to the test and hidden from the processes it starts (torchrun, the CLI), so a device
+    chosen by default is the CPU. The classifiers the tests build name their device too (checked in
+    test_device_paths.py)."""
+    if "cuda" not in request.node.nodeid.lower():
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def ctrl_c_raises_keyboard_interrupt() -> Iterator[None]:
     """Ctrl-C raises KeyboardInterrupt, as in a terminal, also where pytest was started as a background job (which

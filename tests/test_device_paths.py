@@ -25,6 +25,7 @@ from conftest import TinyCNN, make_classifier
 from art_rslad import distributed
 from art_rslad.cli.train import args_world
 from art_rslad.estimators import _CONSTANTS, forward_logits
+from art_rslad.models import resolve_device
 from art_rslad.trainers import AdversarialTrainerAdaAD, AdversarialTrainerRSLAD, AdversarialTrainerSAT, batches, ddp
 from art_rslad.trainers.averaging import EMA
 from art_rslad.trainers.rng import check_rng_device, deterministic_algorithms, restore_rng, rng_state
@@ -53,12 +54,12 @@ def fake_join(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- backend and device
-def test_a_cpu_run_uses_gloo_and_no_gpu_even_where_cuda_is_available(fake_join: dict[str, Any]) -> None:
+def test_a_cpu_run_uses_gloo_and_no_gpu_even_where_gpus_exist(fake_join: dict[str, Any]) -> None:
     distributed.init_distributed(device="cpu", timeout=timedelta(minutes=30))
     assert (fake_join["backend"], fake_join["set_device"], fake_join["timeout"]) == ("gloo", [], timedelta(minutes=30))
 
 
-def test_a_cuda_run_uses_nccl_on_the_gpu_of_its_local_rank(fake_join: dict[str, Any]) -> None:
+def test_a_gpu_run_uses_nccl_on_the_gpu_of_its_local_rank(fake_join: dict[str, Any]) -> None:
     distributed.init_distributed(device=None)
     assert (fake_join["backend"], fake_join["set_device"], "timeout" in fake_join) == ("nccl", [1], False)
 
@@ -71,7 +72,7 @@ def test_the_command_world_follows_device_and_timeout_options(fake_join: dict[st
         distributed.timeout_of(0)
 
 
-def test_train_under_two_rank_torchrun_with_cuda_faked_uses_gloo_and_the_cpu(tmp_path: Path) -> None:
+def test_train_under_two_rank_torchrun_with_gpus_faked_uses_gloo_and_the_cpu(tmp_path: Path) -> None:
     """``art-rslad train --device cpu`` under torchrun, in processes where CUDA looks available and set_device
     fails: the group is gloo, no GPU is selected, and the run's weights are on the CPU."""
     script = tmp_path / "fake_cuda_train.py"
@@ -168,7 +169,7 @@ def test_a_checkpoint_from_another_device_is_refused_before_anything_is_loaded(t
         check_rng_device(checkpoint["rng"], torch.Generator(), "old.pt")
 
 
-def test_the_cuda_generator_state_is_saved_and_restored_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_gpu_generator_state_is_saved_and_restored_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     restored: list[tuple[torch.Tensor, torch.device]] = []
     monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: torch.arange(16, dtype=torch.uint8))
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((state, device)))
@@ -232,7 +233,7 @@ def test_ema_uses_foreach_ops_and_follows_its_formula(monkeypatch: pytest.Monkey
                                decay * previous["conv.weight"] + (1 - decay) * model.conv.weight.detach())
 
 
-def test_batches_are_pinned_and_copied_without_blocking_only_for_a_cuda_target(
+def test_batches_are_pinned_and_copied_without_blocking_only_for_a_gpu_target(
         monkeypatch: pytest.MonkeyPatch) -> None:
     copies: list[tuple[str, bool]] = []
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: (copies.append(("pin", False)), self)[1])
@@ -250,12 +251,19 @@ def test_batches_are_pinned_and_copied_without_blocking_only_for_a_cuda_target(
 
 # ------------------------------------------------------------------------------------------- the tests themselves
 def _classifier_calls_without_a_device(path: Path) -> list[str]:
+    """ART's ``PyTorchClassifier(...)`` without ``device_type``, and the package's ``make_classifier(...)`` (CUDA
+    when available by default) without ``device``, in one test file."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
+    device_keyword = {"PyTorchClassifier": "device_type"}
+    if any(isinstance(node, ast.ImportFrom) and node.module == "art_rslad.models"
+           and any(alias.name == "make_classifier" for alias in node.names) for node in ast.walk(tree)):
+        device_keyword["make_classifier"] = "device"
     found = []
     for node in ast.walk(tree):
         name = getattr(node.func, "id", None) if isinstance(node, ast.Call) else None
         keywords = {keyword.arg for keyword in node.keywords} if isinstance(node, ast.Call) else set()
-        if name == "PyTorchClassifier" and not keywords & {"device_type", None}:
+        if name in device_keyword and not keywords & {device_keyword[name], None} and "imagenet" not in \
+                ast.unparse(node):  # a call refused before any device is chosen
             found.append(f"{path.name}:{node.lineno}")
     return found
 
@@ -265,5 +273,11 @@ def test_every_classifier_a_test_builds_names_its_device() -> None:
     GPU while the test's tensors stay on the CPU. The conftest helper defaults to the CPU; direct calls say it."""
     missing = [call for path in sorted((ROOT / "tests").glob("*.py")) for call in
                _classifier_calls_without_a_device(path)]
-    assert not missing, "PyTorchClassifier(...) without device_type in: " + ", ".join(missing)
+    assert not missing, "classifiers built without naming their device in: " + ", ".join(missing)
     assert make_classifier(TinyCNN(2)).device.type == "cpu"
+
+
+def test_a_cpu_test_sees_no_gpu_and_hides_it_from_the_processes_it_starts() -> None:
+    """The conftest guard: on a machine with GPUs, a device chosen by default in a CPU test is the CPU."""
+    assert not torch.cuda.is_available() and os.environ["CUDA_VISIBLE_DEVICES"] == ""
+    assert resolve_device(None) == "cpu"
