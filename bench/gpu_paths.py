@@ -9,8 +9,8 @@
   :func:`~art_rslad.trainers.ddp.sync_buffers`, an all_reduce and an all_gather, and (on CUDA) a SyncBatchNorm
   forward and backward; the JSON lists what ran and what one rank could not cover.
 * ``resume``: a small RSLAD fit interrupted after a few steps and resumed from its ``last.pt``, against the
-  uninterrupted fit: the largest weight difference, without and with ``deterministic``; then the ``last.pt``
-  loaded on the CPU.
+  uninterrupted fit: the largest weight difference, without and with ``deterministic`` (and the uninterrupted
+  fit's seconds, the option's cost); then the ``last.pt`` loaded on the CPU.
 * ``syncs``: host-device synchronisations per training step (``torch.cuda.set_sync_debug_mode("warn")``), with
   ART's identity preprocessing and with ``(mean, std)``. On the CPU there is nothing to count (recorded as such).
 """
@@ -22,6 +22,7 @@ import contextlib
 import json
 import statistics
 import sys
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -138,9 +139,12 @@ def fit(device: str, deterministic: bool, folder: Path | None, resume: bool, nb:
 
 def resume(device: str, folder: Path, nb: int) -> dict[str, Any]:
     result: dict[str, Any] = {}
+    fit(device, False, None, False, nb)  # warm-up (CUDA context, kernels), so that the timed fits compare
     for deterministic in (False, True):
         run = folder / f"deterministic-{deterministic}"
+        started = time.perf_counter()
         uninterrupted = fit(device, deterministic, None, False, nb)
+        result[f"seconds_deterministic_{deterministic}"] = time.perf_counter() - started
         with interrupted_at(3), contextlib.suppress(KeyboardInterrupt):
             fit(device, deterministic, run, False, nb)
         resumed = fit(device, deterministic, run, True, nb)

@@ -60,7 +60,9 @@ def path_lines(steps: list[dict[str, Any]]) -> list[str]:
         resume = found["resume"]
         lines.append(f"- Interrupted and resumed fit, largest weight difference to the uninterrupted one: "
                      f"{resume['max_abs_difference_deterministic_False']:.3g} without `deterministic`, "
-                     f"{resume['max_abs_difference_deterministic_True']:.3g} with it; last.pt loaded on "
+                     f"{resume['max_abs_difference_deterministic_True']:.3g} with it (one fit "
+                     f"{resume['seconds_deterministic_False']:.1f} s against {resume['seconds_deterministic_True']:.1f}"
+                     " s); last.pt loaded on "
                      f"{', '.join(resume['last_pt_on_cpu'])} (RNG states: {', '.join(resume['last_pt_rng'])}).")
     if "syncs" in found:
         syncs = found["syncs"]
