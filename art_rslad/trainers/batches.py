@@ -50,7 +50,7 @@ def teacher_probs_once(teacher_logits: Callable[[torch.Tensor], torch.Tensor], x
 
     In chunks of one training batch: the teacher's activations then peak no higher than in a training step.
     """
-    chunks = [torch.softmax(teacher_logits(x_all[i:i + batch_size].to(device)), dim=1).cpu()
+    chunks = [torch.softmax(teacher_logits(to_device(x_all[i:i + batch_size], device)), dim=1).cpu()
               for i in range(0, len(x_all), batch_size)]
     return torch.cat(chunks)
 
