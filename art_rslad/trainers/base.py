@@ -127,9 +127,8 @@ class AdversarialTrainerBase(RecordedTrainer):
             checkpoint and the student after ``fit`` use the averaged weights; the live weights keep training.
         :param summary_writer: Each epoch's record as TensorBoard scalars: True (the ``runs/`` folder), a log folder,
             or a ``SummaryWriter``; None (default) writes none. Needs the extra ``art-rslad[tensorboard]``.
-        :param deterministic: Train with torch's deterministic algorithms (cuDNN deterministic, no autotuning), so
-            that on a GPU an interrupted and resumed run is bit-identical to an uninterrupted one; slower on GPUs
-            (see docs/reliability.md). On the CPU the loop is deterministic either way. Off by default.
+        :param deterministic: torch's deterministic algorithms, so that a resumed run on a GPU is bit-identical to
+            an uninterrupted one (slower on GPUs; docs/reliability.md; the CPU is deterministic anyway). Off.
         """
         super().__init__(classifier)
         if self.needs_teacher and teacher is None:
@@ -277,12 +276,11 @@ class AdversarialTrainerBase(RecordedTrainer):
         self._run(source, nb_epochs, validation_data, scheduler, checkpoint_dir, resume_from, checkpoint_interval,
                   world)
 
-    def _other_networks(self) -> dict[str, PyTorchClassifier | None]:
-        """The networks besides the student that a step runs (the teacher; a peer adds itself)."""
+    def _other_networks(self) -> dict[str, PyTorchClassifier | None]:  # a jointly trained peer adds itself
         return {"teacher": self.teacher}
 
     def _fit_world(self) -> World:
-        """The run's processes, once every network is checked to be on the student's device (start of a fit)."""
+        """The run's processes, once every other network (the teacher) is checked on the student's device."""
         check_devices(self._classifier, self._other_networks())
         return current_world(self._classifier.device)
 
@@ -320,8 +318,7 @@ class AdversarialTrainerBase(RecordedTrainer):
         """The optimizers that one training step zeroes and steps (the student's; a jointly trained peer adds its)."""
         return [self._classifier.optimizer]
 
-    def _run(self, *arguments: Any) -> None:
-        """:meth:`_loop` under the ``deterministic`` option."""
+    def _run(self, *arguments: Any) -> None:  # the loop under the ``deterministic`` option
         with deterministic_algorithms(self.deterministic):
             self._loop(*arguments)
 
@@ -332,8 +329,7 @@ class AdversarialTrainerBase(RecordedTrainer):
             raise ValueError(f"{type(self).__name__} runs in one process only; start it without torchrun.")
         self.nb_epochs = int(nb_epochs)
         if self.averager is not None:
-            self.averager.start(self.nb_epochs, source.nb_batches, scheduler,
-                                buffer_mean=lambda model: average_buffers(model, world))
+            self.averager.start(self.nb_epochs, source.nb_batches, scheduler, lambda m: average_buffers(m, world))
         config = {**self.hyperparameters(), "batch_size": int(source.batch_size), "nb_epochs": int(nb_epochs),
                   "model": type(self._classifier.model).__name__,
                   "data": {**source.fingerprint, **world.data_fingerprint()}}
