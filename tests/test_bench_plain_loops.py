@@ -39,7 +39,7 @@ class TinyBatchNormCNN(torch.nn.Module):
 
 def classifier(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> PyTorchClassifier:
     return PyTorchClassifier(model, torch.nn.CrossEntropyLoss(), SHAPE, 10, optimizer=optimizer or sgd(model),
-                             clip_values=(0.0, 1.0))
+                             clip_values=(0.0, 1.0), device_type="cpu")
 
 
 def assert_same_state(ours: dict[str, torch.Tensor], plain: dict[str, torch.Tensor]) -> None:

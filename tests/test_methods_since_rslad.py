@@ -227,7 +227,7 @@ def test_peeraid_constructor_errors() -> None:
         AdversarialTrainerPeerAiD(student, make_classifier(Student(), input_shape=(1, 8, 9)))
     model = Student()
     peer = PyTorchClassifier(model, torch.nn.CrossEntropyLoss(), SHAPE, 10, clip_values=(0.0, 2.0),
-                             optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+                             optimizer=torch.optim.SGD(model.parameters(), lr=0.1), device_type="cpu")
     with pytest.raises(ValueError, match="clip_values"):
         AdversarialTrainerPeerAiD(student, peer)
     with pytest.raises(ValueError, match="uses no teacher"):

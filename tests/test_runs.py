@@ -44,7 +44,7 @@ def tiny_config(**changes: Any) -> Config:
 
 def tiny_teacher() -> Any:
     torch.manual_seed(1)
-    return make_classifier(create_model("cnn-small", 10, width=4, image_size=8), "digits")
+    return make_classifier(create_model("cnn-small", 10, width=4, image_size=8), "digits", device="cpu")
 
 
 def settings(**changes: Any) -> RunSettings:
@@ -136,7 +136,7 @@ def test_the_best_and_last_weights_evaluated_are_those_of_the_checkpoints(tmp_pa
     result = run(tmp_path / "run", config=tiny_config(nb_epochs=3))
     folder = result.out_dir
     for name in ("best", "last"):
-        classifier = make_classifier(create_model("cnn-small", 10, **STUDENT), "digits")
+        classifier = make_classifier(create_model("cnn-small", 10, **STUDENT), "digits", device="cpu")
         classifier.model.load_state_dict(load_checkpoint(folder / f"{name}.pt")["model_state"])
         x, y = load_dataset("digits", "test")
         from_disk = evaluate_robustness(classifier, x[:16], y[:16], eps=0.1, attacks=ATTACKS, batch_size=16, seed=0,

@@ -6,11 +6,13 @@ settings built from the options, and the guard that turns an interruption or a f
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from art_rslad.cli.errors import report_error
+from art_rslad.distributed import World, command_world, timeout_of
 from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS
 from art_rslad.experiments.config import Config, get_preset, parse_assignment, preset_names
 from art_rslad.experiments.train import RunSettings
@@ -33,6 +35,19 @@ def add_runtime_options(parser: argparse.ArgumentParser, *, data_root: bool = Tr
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="Device (default: cuda when available, else cpu).")
     parser.add_argument("--quiet", action="store_true", help="No progress bars.")
+
+
+def add_process_group_option(parser: argparse.ArgumentParser) -> None:
+    """The process group's timeout, for the commands that run under torchrun (``train``, ``compare``, ``eval``)."""
+    parser.add_argument("--dist-timeout", type=float, default=None, metavar="MINUTES",
+                        help="Under torchrun: how long a rank waits in a collective before the run fails (default: "
+                             "torch's, 10 minutes with NCCL); raise it when one rank's evaluation may take longer.")
+
+
+def args_world(args: argparse.Namespace) -> contextlib.AbstractContextManager[World]:
+    """The command's process group (:func:`~art_rslad.distributed.command_world`): its backend follows ``--device``
+    (gloo for ``--device cpu`` even where CUDA is available), its timeout ``--dist-timeout``."""
+    return command_world(args.device, timeout_of(args.dist_timeout))
 
 
 def assignment(text: str) -> tuple[str, Any]:
@@ -83,6 +98,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-interval", type=int, default=50,
                         help="Also write last.pt every N batches (default: 50; 0: only at epoch ends).")
     add_runtime_options(parser)
+    add_process_group_option(parser)
     parser.add_argument("--tensorboard", type=Path, metavar="DIR",
                         help="Also write each epoch's metrics as TensorBoard events, one subfolder per run "
                              "(DIR/<method>-seed-<seed>); needs pip install 'art-rslad[tensorboard]'.")
@@ -113,5 +129,5 @@ def guarded(command: str, body: Callable[[], int]) -> int:
         return report_error(command, error.strerror or str(error))  # the message, without "[Errno 28]"
 
 
-__all__ = ["add_run_options", "add_runtime_options", "assignment", "config_from_args", "guarded", "method_spec",
-           "methods_help", "run_settings", "subcommand"]
+__all__ = ["add_process_group_option", "add_run_options", "add_runtime_options", "args_world", "assignment",
+           "config_from_args", "guarded", "method_spec", "methods_help", "run_settings", "subcommand"]

@@ -34,6 +34,7 @@ import dataclasses
 
 from art_rslad.cli.options import (
     add_run_options,
+    args_world,
     config_from_args,
     guarded,
     method_spec,
@@ -41,7 +42,6 @@ from art_rslad.cli.options import (
     run_settings,
     subcommand,
 )
-from art_rslad.distributed import command_world
 from art_rslad.experiments.train import train_run
 
 
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     settings = run_settings(args)
 
     def body() -> int:
-        with command_world() as world:  # torchrun's process group, or one process
+        with args_world(args) as world:  # torchrun's process group, or one process
             result = train_run(config, args.out, args.method, settings)
         if world.is_main:
             print((result.out_dir / "results.md").read_text(encoding="utf-8"))

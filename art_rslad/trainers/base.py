@@ -40,6 +40,7 @@ from art_rslad.attacks import (
 from art_rslad.estimators import forward_logits, model_modes
 from art_rslad.trainers.averaging import WeightAveraging, make_averager
 from art_rslad.trainers.batches import Batch
+from art_rslad.trainers.ddp import sync_buffers
 from art_rslad.trainers.loop import TrainingLoop
 from art_rslad.trainers.networks import (
     Network,
@@ -94,6 +95,7 @@ class AdversarialTrainerBase(TrainingLoop):
         channels_last: bool = False,
         weight_averaging: str | WeightAveraging | None = None,
         summary_writer: SummaryWriterOption = None,
+        deterministic: bool = False,
         igdm_alpha: float = 0.0,
         networks: dict[str, PyTorchClassifier | None] | None = None,
     ) -> None:
@@ -120,6 +122,8 @@ class AdversarialTrainerBase(TrainingLoop):
             checkpoint and the student after ``fit`` use the averaged weights; the live weights keep training.
         :param summary_writer: Each epoch's record as TensorBoard scalars: True (the ``runs/`` folder), a log folder,
             or a ``SummaryWriter``; None (default) writes none. Needs the extra ``art-rslad[tensorboard]``.
+        :param deterministic: torch's deterministic algorithms, so that a resumed run on a GPU is bit-identical to
+            an uninterrupted one (slower on GPUs; docs/reliability.md; the CPU is deterministic anyway). Off.
         :param igdm_alpha: Final weight of IGDM's term (:mod:`~art_rslad.trainers.terms`), >= 0, for a method with
             a teacher (0: off; 1 on CIFAR-10, 10-20 on CIFAR-100 in its paper), reached linearly at the last epoch.
         :param networks: The method's other declared networks by name (a subclass passes them; e.g. ``peer``).
@@ -151,6 +155,7 @@ class AdversarialTrainerBase(TrainingLoop):
             self.default_attack_training_mode if attack_training_mode is None else bool(attack_training_mode)
         )
         self.averager = make_averager(weight_averaging)
+        self.deterministic = bool(deterministic)
         self._summary = epoch_summary(summary_writer)
         self._user_attack = attack  # recorded with the budget it really runs with
         self.attack: EvasionAttack | None = None
@@ -202,6 +207,7 @@ class AdversarialTrainerBase(TrainingLoop):
                 "amp_dtype": None if self.amp_dtype is None else str(self.amp_dtype),
                 # recorded only when on, so that checkpoints written before the option existed still resume
                 **({} if self.averager is None else {"weight_averaging": self.averager.hyperparameters()}),
+                **({"deterministic": True} if self.deterministic else {}),
                 **{key: value for term in self.terms for key, value in term.hyperparameters().items()},
                 **self.method_hyperparameters()}
 
@@ -233,9 +239,9 @@ class AdversarialTrainerBase(TrainingLoop):
         return self.frozen_logits(self.teacher, x)
 
     def frozen_logits(self, network: PyTorchClassifier, x: torch.Tensor) -> torch.Tensor:
-        """A frozen network's logits on ``x`` under no_grad, on its own device and back."""
+        """A frozen network's logits on ``x`` under no_grad (on the student's device, checked when fit starts)."""
         with torch.no_grad():
-            return self._forward(network, x.to(network.device)).to(x.device)
+            return self._forward(network, x)
 
     def _forward(self, classifier: PyTorchClassifier, x: torch.Tensor) -> torch.Tensor:
         """:func:`forward_logits` under the trainer's ``amp_dtype`` and ``channels_last`` options."""
@@ -291,6 +297,7 @@ class AdversarialTrainerBase(TrainingLoop):
             loss.backward()
             for optimizer in optimizers:
                 optimizer.step()
+        sync_buffers(self._ddp)  # all ranks continue (and average) with rank 0's BatchNorm statistics
         if self.averager is not None:
             self.averager.after_step(student)
         correct = (logits.detach().argmax(dim=1) == batch.y).sum()

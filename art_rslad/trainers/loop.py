@@ -26,14 +26,15 @@ from art.estimators.classification import PyTorchClassifier
 from tqdm.auto import tqdm
 
 from art_rslad.distributed import World, current_world
-from art_rslad.estimators import model_modes
+from art_rslad.estimators import check_devices, model_modes
 from art_rslad.progress import show_progress
 from art_rslad.trainers.averaging import WeightAveraging
 from art_rslad.trainers.batches import Batch, BatchSource, array_batches, generator_batches_of, teacher_probs_once
-from art_rslad.trainers.ddp import sync_buffers, wrap_student
+from art_rslad.trainers.ddp import average_buffers, wrap_student
 from art_rslad.trainers.interrupt import held_interrupt
 from art_rslad.trainers.records import RecordedTrainer, Scheduler
 from art_rslad.trainers.resume import RunState, resume_run, save_run
+from art_rslad.trainers.rng import deterministic_algorithms
 from art_rslad.trainers.summary import EpochSummary
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,9 @@ class TrainingLoop(RecordedTrainer, Trainer):
     averager: WeightAveraging | None
     _summary: EpochSummary | None
     verbose: bool
+    deterministic: bool
+    #: The networks beside the student, by declared name.
+    extra_networks: dict[str, PyTorchClassifier]
     epoch: int
     nb_epochs: int
     _ddp: torch.nn.Module | None
@@ -111,7 +115,7 @@ class TrainingLoop(RecordedTrainer, Trainer):
     def _fit(self, x: np.ndarray, y: np.ndarray, validation_data: tuple[np.ndarray, np.ndarray] | None,
              batch_size: int, nb_epochs: int, scheduler: Scheduler | None, checkpoint_dir: str | Path | None,
              resume_from: str | Path | None, checkpoint_interval: int) -> None:
-        world = current_world(self._classifier.device)
+        world = self._fit_world()
         world.check_fits(len(x), "x")
         probs = None
         if self._uses_teacher_probs():
@@ -139,7 +143,7 @@ class TrainingLoop(RecordedTrainer, Trainer):
         The teacher's soft labels are computed per batch, since augmented inputs change every epoch. Resuming
         mid-epoch draws and discards the batches already trained on. Other parameters as in :meth:`fit`.
         """
-        world = current_world(self._classifier.device)
+        world = self._fit_world()
         probs = (lambda x: torch.softmax(self.teacher_logits(x), dim=1)) if self._uses_teacher_probs() else None
         source = generator_batches_of(generator, world, lambda x, y: self._check_data(x, y, "generator batch"),
                                       probs, self._classifier.device)
@@ -148,15 +152,25 @@ class TrainingLoop(RecordedTrainer, Trainer):
         self._run(source, nb_epochs, validation_data, scheduler, checkpoint_dir, resume_from, checkpoint_interval,
                   world)
 
+    def _fit_world(self) -> World:
+        """The run's processes, once every other network (the teacher, a peer) is checked on the student's
+        device."""
+        check_devices(self._classifier, dict(self.extra_networks))
+        return current_world(self._classifier.device)
+
     # ----------------------------------------------------------------- the loop
-    def _run(self, source: BatchSource, nb_epochs: int, validation_data: tuple[np.ndarray, np.ndarray] | None,
-             scheduler: Scheduler | None, checkpoint_dir: str | Path | None, resume_from: str | Path | None,
-             checkpoint_interval: int, world: World) -> None:
+    def _run(self, *arguments: Any) -> None:  # the loop under the ``deterministic`` option
+        with deterministic_algorithms(self.deterministic):
+            self._loop(*arguments)
+
+    def _loop(self, source: BatchSource, nb_epochs: int, validation_data: tuple[np.ndarray, np.ndarray] | None,
+              scheduler: Scheduler | None, checkpoint_dir: str | Path | None, resume_from: str | Path | None,
+              checkpoint_interval: int, world: World) -> None:
         if world.is_distributed and not self.distributed_ok:
             raise ValueError(f"{type(self).__name__} runs in one process only; start it without torchrun.")
         self.nb_epochs = int(nb_epochs)
         if self.averager is not None:
-            self.averager.start(self.nb_epochs, source.nb_batches, scheduler)
+            self.averager.start(self.nb_epochs, source.nb_batches, scheduler, lambda m: average_buffers(m, world))
         config = {**self.hyperparameters(), "batch_size": int(source.batch_size), "nb_epochs": int(nb_epochs),
                   "model": type(self._classifier.model).__name__,
                   "data": {**source.fingerprint, **world.data_fingerprint()}}
@@ -198,7 +212,6 @@ class TrainingLoop(RecordedTrainer, Trainer):
             try:
                 for batch in batches:
                     batch_loss, batch_correct = self._train_step(batch)
-                    sync_buffers(self._ddp)  # all ranks continue with rank 0's BatchNorm statistics
                     loss_sum, correct, seen, position = (loss_sum + batch_loss, correct + batch_correct,
                                                          seen + len(batch.y), position + 1)
                     if interrupt.requested:

@@ -1,10 +1,11 @@
 """The loop's checkpoints: what ``last.pt`` and ``best.pt`` hold beyond the shared payload, and the exact resume.
 
-A checkpoint keeps the student, its optimizer, the scheduler, the RNG states (torch's and the training attack's),
-the epoch's running totals and ``extra_state``: what the method keeps besides (the networks it trains, its state
-across epochs, the weight averager), as the trainer's ``_extra_state`` gives it. A resume checks that the
-checkpoint was written by the same run, then restores all of it, so that an interrupted run ends with the weights
-of an uninterrupted one.
+A checkpoint keeps the student, its optimizer, the scheduler, the RNG states (torch's, CUDA's where used, and the
+training attack's), the epoch's running totals and ``extra_state``: what the method keeps besides (the networks it
+trains, its state across epochs, the weight averager), as the trainer's ``_extra_state`` gives it. A resume checks
+that the checkpoint was written by the same run, then restores all of it, so that an interrupted run ends with the
+weights of an uninterrupted one; a checkpoint whose random-number state belongs to another kind of device is refused
+before anything is loaded.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 from art_rslad.checkpoint import load_checkpoint, save_atomic
 from art_rslad.trainers.records import Scheduler, load_resumed_weights
+from art_rslad.trainers.rng import check_rng_device, restore_rng, rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +47,7 @@ def save_run(trainer: Any, path: Path, state: RunState) -> None:
         path.stem, state.config, state.epoch, batch=state.batch, epoch_totals=state.totals,
         optimizer_state=trainer.get_classifier().optimizer.state_dict(),
         scheduler_state=None if state.scheduler is None else state.scheduler.state_dict(),
-        rng={"torch": torch.get_rng_state(),
-             "attack": None if attack_generator is None else attack_generator.get_state()},
+        rng=rng_state(attack_generator, trainer.get_classifier().device),
         extra_state=trainer._extra_state(),
     )
     save_atomic(payload, path)
@@ -58,6 +59,8 @@ def resume_run(trainer: Any, path: str | Path, run_config: dict[str, Any], sched
     from and the epoch's running totals. A ValueError says how a checkpoint of another run differs."""
     classifier = trainer.get_classifier()
     checkpoint = load_checkpoint(path, map_location=classifier.device)
+    attack_generator = _attack_generator(trainer)
+    check_rng_device(checkpoint["rng"], attack_generator, path)  # before anything is loaded
     saved = checkpoint["config"]
     differences = [f"{key}: checkpoint {saved.get(key)!r}, now {value!r}" for key, value in run_config.items()
                    if saved.get(key) != value]
@@ -71,10 +74,7 @@ def resume_run(trainer: Any, path: str | Path, run_config: dict[str, Any], sched
     if scheduler is not None:
         scheduler.load_state_dict(checkpoint["scheduler_state"])
     trainer._load_extra_state(checkpoint.get("extra_state") or {})
-    torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
-    attack_generator = _attack_generator(trainer)
-    if attack_generator is not None and checkpoint["rng"]["attack"] is not None:
-        attack_generator.set_state(checkpoint["rng"]["attack"].cpu())
+    restore_rng(checkpoint["rng"], attack_generator, classifier.device)
     trainer._restore_records(checkpoint, path)
     logger.info("Resumed %s from %s at epoch %d, batch %d", trainer.method, path, checkpoint["epoch"] + 1,
                 checkpoint["batch"])
