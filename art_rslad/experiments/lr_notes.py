@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from art_rslad.trainers.registry import PROVISIONAL_LR
-
 #: The note of the paper's presets.
 PAPER_NOTE = ("The paper's lr 0.1 for every method with each method's official loss scale (not tuned here; "
               "under this 300-epoch recipe the official code uses one lr for all).")
@@ -30,14 +28,9 @@ def tuned_note(preset: str, nb_epochs: int, train: str, val_size: int, new: tupl
 
 
 def _note_2022(preset: str, settings: str) -> str:
-    """How the methods since 2022 got their lr on ``preset``: tuned by the same rule, or provisional until then."""
-    provisional = [name for name, rates in PROVISIONAL_LR.items() if preset in rates]
-    command = f"art-rslad tune --preset {preset} --methods mtard absld dgad ciard saad {settings} --out " \
-              f"studies/tune-{preset}-2022"
-    return (f"Provisional, not tuned: {', '.join(provisional)} take the lr of the nearest tuned method at the same "
-            "effective loss scale (RSLAD's for MTARD, ABSLD and CIARD; AdaAD's times its scale 0.1 for DGAD and "
-            f"SAAD), until {command} chooses them." if provisional
-            else f"The methods since 2022 by the same rule and settings: {command}.")
+    """The command that chose the lr of the methods since 2022 on ``preset``."""
+    return (f"The methods since 2022 by the same rule and settings: art-rslad tune --preset {preset} --methods mtard "
+            f"absld dgad ciard saad {settings} --out studies/tune-{preset}-2022.")
 
 
 __all__ = ["PAPER_NOTE", "SECOND_ROUND", "TUNED_VARIANTS", "tuned_note"]

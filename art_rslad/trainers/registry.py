@@ -127,29 +127,9 @@ def unregister(name: str) -> None:
     METHODS.pop(name)
 
 
-#: Learning rates of a tuned preset not yet chosen by ``art-rslad tune`` (method -> preset -> lr): MTARD, ABSLD and
-#: CIARD take RSLAD's (their KL averaged over B*C elements is about RSLAD's official 0.1 x batch-mean KL), DGAD and
-#: SAAD AdaAD's times its loss scale 0.1 (their batch-mean KL is unscaled). Each tuned preset's ``method_lr_note``
-#: (``art_rslad.experiments.config``) names them and the command that will choose them.
-PROVISIONAL_LR: dict[str, dict[str, float]] = {
-    "mtard": {"fashion-mnist": 1.0}, "absld": {"fashion-mnist": 1.0}, "dgad": {"fashion-mnist": 0.1},
-    "ciard": {"fashion-mnist": 1.0}, "saad": {"fashion-mnist": 0.1},
-}
-#: The methods since 2022, tuned on digits (studies/tune-digits-2022/tuning.json).
-_TUNED_2022_LR: dict[str, dict[str, float]] = {
-    "mtard": {"digits": 1.0}, "absld": {"digits": 0.3}, "dgad": {"digits": 0.1}, "ciard": {"digits": 1.0},
-    "saad": {"digits": 0.03},
-}
-
-
-def _lr_2022(name: str) -> dict[str, float]:
-    """The lr of a method since 2022 on each tuned preset: tuned where it was, else provisional."""
-    return {**_TUNED_2022_LR.get(name, {}), **PROVISIONAL_LR.get(name, {})}
-
-
 #: The learning rates below were chosen by ``art-rslad tune`` (art_rslad.experiments.tune.RULE) on each preset;
-#: the scores are in studies/tune-<preset>/tuning.json, and for the methods since RSLAD (and the variants) in
-#: studies/tune-<preset>-new/tuning.json.
+#: the scores are in studies/tune-<preset>/tuning.json, for the methods since RSLAD (and the variants) in
+#: studies/tune-<preset>-new/tuning.json, and for the methods since 2022 in studies/tune-<preset>-2022/tuning.json.
 METHODS: dict[str, Method] = _methods(
     _record(NaturalTrainer, "natural", "-"),
     _record(AdversarialTrainerSAT, "adversarial training", "Madry et al., ICLR 2018",
@@ -167,15 +147,16 @@ METHODS: dict[str, Method] = _methods(
             variant_lr={"igdm": {"fashion-mnist": 0.3, "digits": 1.0}, "ema": {"fashion-mnist": 1.0, "digits": 1.0}}),
     _record(AdversarialTrainerAdaIAD, "distillation", "Huang et al., CVPR 2023 (AdaAD with IAD's introspection)",
             lr={"fashion-mnist": 0.03, "digits": 0.3}, variant_lr={"igdm": {"fashion-mnist": 0.03, "digits": 0.03}}),
-    # Tuned on digits; provisional on Fashion-MNIST, see
-    # (docs/decisions.md, "Provisional learning rates of the methods since 2022").
     _record(AdversarialTrainerMTARD, "distillation", "Zhao et al., ECCV 2022",
-            lr=_lr_2022("mtard")),
+            lr={"fashion-mnist": 0.3, "digits": 1.0}),
     _record(AdversarialTrainerABSLD, "distillation", "Zhao et al., NeurIPS 2024",
-            lr=_lr_2022("absld")),
-    _record(AdversarialTrainerDGAD, "distillation", "Park and Min, ECCV 2024", lr=_lr_2022("dgad")),
-    _record(AdversarialTrainerCIARD, "distillation", "Lu et al., ICCV 2025", lr=_lr_2022("ciard")),
-    _record(AdversarialTrainerSAAD, "distillation", "Lee and Chung, TMLR 2026", lr=_lr_2022("saad")),
+            lr={"fashion-mnist": 1.0, "digits": 0.3}),
+    _record(AdversarialTrainerDGAD, "distillation", "Park and Min, ECCV 2024",
+            lr={"fashion-mnist": 0.03, "digits": 0.1}),
+    _record(AdversarialTrainerCIARD, "distillation", "Lu et al., ICCV 2025",
+            lr={"fashion-mnist": 0.3, "digits": 1.0}),
+    _record(AdversarialTrainerSAAD, "distillation", "Lee and Chung, TMLR 2026",
+            lr={"fashion-mnist": 0.01, "digits": 0.03}),
     _record(AdversarialTrainerPeerAiD, "peer distillation", "Jung et al., CVPR 2024",
             lr={"fashion-mnist": 0.1, "digits": 0.03}),
     # ART's own trainers, in the variants that drop (and record) the shared settings their ART class fixes
@@ -207,5 +188,4 @@ def get_method(name: str) -> Method:
     return METHODS[key]
 
 
-__all__ = ["FAMILIES", "METHODS", "PROVISIONAL_LR", "Method", "get_method", "method_names", "register", "tuned_lrs",
-           "unregister"]
+__all__ = ["FAMILIES", "METHODS", "Method", "get_method", "method_names", "register", "tuned_lrs", "unregister"]
