@@ -11,7 +11,8 @@ import pytest
 import torch
 from test_runs import tiny_config
 
-from art_rslad.cli import main
+from art_rslad.cli import build_parser, main
+from art_rslad.cli.options import config_from_args
 from art_rslad.experiments.demo import demo
 from art_rslad.models import create_model
 from art_rslad.trainers.registry import METHODS
@@ -176,3 +177,16 @@ def test_a_folder_of_other_files_is_not_offered_a_resume(config_file: Path, tmp_
     assert train(config_file, tmp_path / "run") == 2
     error = capsys.readouterr().err
     assert "holds other files (notes.txt) and no run to resume. Pass --overwrite" in error and "--resume" not in error
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "tune"])
+def test_every_training_command_takes_both_teachers_as_options(command: str) -> None:
+    """``--teacher`` and ``--clean-teacher`` mean the same in every command that trains, after ``--set``."""
+    words = {"train": ["--out", "x"], "compare": ["--methods", "sat", "--out", "x"],
+             "tune": ["--methods", "sat", "--out", "x"]}[command]
+    args = build_parser().parse_args([command, *words, "--set", "teacher.source=zoo:other", "--teacher",
+                                      "runs/my-teacher", "--clean-teacher", "robustbench:Standard"])
+    config = config_from_args(args)
+    assert (config.teacher.source, config.clean_teacher) == ("runs/my-teacher", "robustbench:Standard")
+    assert config_from_args(build_parser().parse_args([command, *words])).teacher.source == \
+        "zoo:fashion-mnist-cnn-large"
