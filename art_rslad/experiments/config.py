@@ -36,7 +36,7 @@ from art_rslad.experiments.variants import (
 )
 from art_rslad.trainers.averaging import AVERAGERS
 from art_rslad.trainers.recipes import RECIPE_KEYS
-from art_rslad.trainers.registry import method_names, official_recipes, tuned_lrs
+from art_rslad.trainers.registry import get_method, method_names, official_recipes, tuned_lrs
 
 #: The registry's families whose methods can train a teacher (``teacher.method``): natural training gives the clean
 #: teacher of the methods that distil a clean and a robust teacher, adversarial training the robust one.
@@ -79,7 +79,7 @@ class TeacherConfig:
         ``"natural"`` for a clean one (:func:`teacher_method_names`).
     :param nb_epochs: Epochs of teacher training.
     :param lr: SGD learning rate of teacher training.
-    :param beta: TRADES' robustness weight.
+    :param beta: TRADES' robustness weight (given to a teacher method whose trainer takes ``beta``).
     """
 
     model: str = "cnn-large"
@@ -88,6 +88,10 @@ class TeacherConfig:
     nb_epochs: int = 10
     lr: float = 0.05
     beta: float = 6.0
+
+    def trainer_options(self) -> dict[str, Any]:
+        """The options of :attr:`method`'s trainer set here: ``beta`` where its constructor takes one."""
+        return {"beta": self.beta} if get_method(self.method).takes("beta") else {}
 
 
 @dataclass
