@@ -407,15 +407,21 @@ def _grouped(phrases: Iterable[tuple[str, str]]) -> str:
 def _paper_preset(dataset: str, student: str, teacher: str, teacher_source: str, surrogate: str, clean_teacher: str
                   ) -> Config:
     overrides, note = _paper_overrides(dataset)
-    return Config(
-        name=f"{dataset}-{student}", dataset=dataset, student=student,
-        teacher=TeacherConfig(model=teacher, source=teacher_source, method="trades", nb_epochs=100, lr=0.1, beta=6.0),
-        transfer_surrogate=surrogate, clean_teacher=clean_teacher,
-        nb_epochs=300, batch_size=128, lr=0.1, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
-        lr_schedule_epochs=300, lr_gamma=0.1, eps=8 / 255, eps_step=2 / 255, max_iter=10, seed=0,
-        val_fraction=0.1, augmentation="crop-flip", method_lr=dict.fromkeys([*preset_lr_methods(), *overrides], 0.1),
-        method_lr_note=PAPER_NOTE, method_overrides=overrides, method_overrides_note=note,
-    )
+    try:
+        return Config(
+            name=f"{dataset}-{student}", dataset=dataset, student=student,
+            teacher=TeacherConfig(model=teacher, source=teacher_source, method="trades", nb_epochs=100, lr=0.1,
+                                  beta=6.0),
+            transfer_surrogate=surrogate, clean_teacher=clean_teacher,
+            nb_epochs=300, batch_size=128, lr=0.1, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
+            lr_schedule_epochs=300, lr_gamma=0.1, eps=8 / 255, eps_step=2 / 255, max_iter=10, seed=0,
+            val_fraction=0.1, augmentation="crop-flip",
+            method_lr=dict.fromkeys([*preset_lr_methods(), *overrides], 0.1), method_lr_note=PAPER_NOTE,
+            method_overrides=overrides, method_overrides_note=note,
+        )
+    except ValueError as error:  # a recipe its method cannot take: say where the recipes come from
+        raise ValueError(f"Preset {dataset}-{student}: {error} The paper presets take each method's settings from "
+                         "the recipe of its entry in art_rslad/trainers/registry.py.") from error
 
 
 def _presets() -> dict[str, Config]:
