@@ -14,8 +14,8 @@ from test_runs import tiny_config
 from art_rslad.cli import main
 from art_rslad.experiments.demo import demo
 from art_rslad.models import create_model
-from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.registry import METHODS
+from bench.gpu_paths import interrupted_at
 
 TINY = ["--train-size", "48", "--val-size", "16", "--test-size", "16", "--attacks", "clean", "fgsm",
         "--student-option", "width=2", "--student-option", "image_size=8", "--checkpoint-interval", "0", "--quiet"]
@@ -50,17 +50,7 @@ def test_train_prints_the_table_and_refuses_to_clobber(config_file: Path, tmp_pa
 
 def test_ctrl_c_then_resume(config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                             capsys: pytest.CaptureFixture[str]) -> None:
-    original = AdversarialTrainerBase._train_step
-    calls = {"count": 0}
-
-    def step(self: AdversarialTrainerBase, batch: Any) -> Any:
-        calls["count"] += 1
-        if calls["count"] == 4:
-            raise KeyboardInterrupt
-        return original(self, batch)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(AdversarialTrainerBase, "_train_step", step)
+    with interrupted_at(4):
         assert train(config_file, tmp_path / "run") == 130
     assert "--resume" in capsys.readouterr().err
     assert train(config_file, tmp_path / "run", "--resume") == 0
