@@ -20,7 +20,6 @@ import dataclasses
 import json
 import math
 import os
-import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 from art_rslad.experiments.lr_notes import PAPER_NOTE, SECOND_ROUND, TUNED_VARIANTS, tuned_note
 from art_rslad.experiments.tomlfile import dumps_toml, loads_toml
+from art_rslad.experiments.typed_tables import build_dataclass
 from art_rslad.experiments.variants import (
     IGDM_DEFAULT_ALPHA,
     check_method_settings,
@@ -37,6 +37,7 @@ from art_rslad.experiments.variants import (
 from art_rslad.trainers.averaging import AVERAGERS
 from art_rslad.trainers.recipes import RECIPE_KEYS
 from art_rslad.trainers.registry import get_method, method_names, official_recipes, tuned_lrs
+from art_rslad.trainers.schedules import LR_SCHEDULES
 
 #: The registry's families whose methods can train a teacher (``teacher.method``): natural training gives the clean
 #: teacher of the methods that distil a clean and a robust teacher, adversarial training the robust one.
@@ -116,6 +117,11 @@ class Config:
         (see docs/decisions.md, "Scaled schedules").
     :param lr_schedule_epochs: Length of the run the milestones refer to.
     :param lr_gamma: Learning-rate factor at each milestone.
+    :param lr_schedule: ``"step"`` (the lr x ``lr_gamma`` after each of ``lr_milestones``) or ``"cosine"`` (the lr
+        at its value for the first ``lr_cosine_start`` epochs, then on CIARD's cosine-times-Gaussian decay to 0 at
+        the last epoch; :class:`~art_rslad.trainers.schedules.CosineExpLR`).
+    :param lr_cosine_start: The epochs before the cosine decay starts, stated for a run of ``lr_schedule_epochs``
+        epochs and scaled like the milestones (:meth:`cosine_start_for`); ``lr_schedule = "cosine"`` only.
     :param eps: L-inf budget of the training attack, on the [0, 1] scale.
     :param eps_step: Step size of the training attack.
     :param max_iter: Steps of the training attack.
@@ -126,6 +132,9 @@ class Config:
         refused); ``+igdm`` in a method's name turns it on for that method alone (at 1 while this is 0).
     :param weight_averaging: ``"ema"`` or ``"swa"`` for every method of the run (``""``: none; ART's own trainers
         are refused); ``+ema`` / ``+swa`` in a method's name set it for that method alone.
+    :param weight_averaging_start: SWA averages the weights of every epoch after the first this many, stated for a
+        run of ``lr_schedule_epochs`` epochs and scaled like the milestones (:meth:`averaging_start_for`); -1 (the
+        default): from the first lr drop (the first milestone, or the start of the cosine decay).
     :param loss_scale: The loss scale of every method of the run (0: each method's own, its official scale; a
         method without a scale is refused); mostly a per-method setting in ``method_overrides``.
     :param method_lr: Method (or ``NAME+variant``) -> learning rate chosen by the validation rule.
@@ -150,6 +159,8 @@ class Config:
     lr_milestones: tuple[int, ...] = (215, 260, 285)
     lr_schedule_epochs: int = 300
     lr_gamma: float = 0.1
+    lr_schedule: str = "step"
+    lr_cosine_start: int = 0
     eps: float = 0.1
     eps_step: float = 0.025
     max_iter: int = 10
@@ -158,6 +169,7 @@ class Config:
     augmentation: str = "none"
     igdm_alpha: float = 0.0
     weight_averaging: str = ""
+    weight_averaging_start: int = -1
     loss_scale: float = 0.0
     method_lr: dict[str, float] = field(default_factory=dict)
     method_lr_note: str = ""
@@ -199,6 +211,7 @@ class Config:
         if self.weight_averaging not in ("", *AVERAGERS):
             raise ValueError(f"Config key `weight_averaging` must be '' (none) or one of "
                              f"{', '.join(map(repr, AVERAGERS))}, got {self.weight_averaging!r}.")
+        self._check_schedule()
         for method, lr in self.method_lr.items():  # every registered method, ART's trainers included
             _check_method_key(f"method_lr.{method}", method)
             if not lr > 0:
@@ -206,6 +219,25 @@ class Config:
         for method in self.method_overrides:
             _check_method_key(f"method_overrides.{method}", method)
             self.for_method(method)
+
+    def _check_schedule(self) -> None:
+        """The lr schedule's kind and start, and the first epoch SWA averages; a ValueError names the key."""
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"Config key `lr_schedule` must be 'step' (lr x lr_gamma after each of lr_milestones) or "
+                             f"'cosine' (a cosine decay after lr_cosine_start epochs), got {self.lr_schedule!r}.")
+        epochs = self.lr_schedule_epochs
+        if not 0 <= self.lr_cosine_start < epochs:
+            raise ValueError(f"Config key `lr_cosine_start` must be in [0, lr_schedule_epochs) = [0, {epochs}), got "
+                             f"{self.lr_cosine_start}.")
+        if self.lr_cosine_start and self.lr_schedule != "cosine":
+            raise ValueError(f"Config key `lr_cosine_start` ({self.lr_cosine_start}) starts the cosine schedule: set "
+                             "lr_schedule = 'cosine' with it, or drop it.")
+        if self.weight_averaging_start != -1 and not 0 <= self.weight_averaging_start < epochs:
+            raise ValueError(f"Config key `weight_averaging_start` must be -1 (from the first lr drop) or in "
+                             f"[0, lr_schedule_epochs) = [0, {epochs}), got {self.weight_averaging_start}.")
+        if self.weight_averaging_start != -1 and self.weight_averaging == "ema":
+            raise ValueError("Config key `weight_averaging_start` is SWA's first epoch; EMA averages from the first "
+                             "step: drop it, or set weight_averaging = 'swa'.")
 
     # ------------------------------------------------------------------ derived values
     def lr_for(self, method: str) -> float:
@@ -261,6 +293,20 @@ class Config:
         scaled = {round(milestone * epochs / self.lr_schedule_epochs) for milestone in self.lr_milestones}
         return sorted(milestone for milestone in scaled if 0 < milestone < epochs)
 
+    def cosine_start_for(self, nb_epochs: int | None = None) -> int:
+        """The epochs before the cosine decay starts, scaled from ``lr_schedule_epochs`` to ``nb_epochs`` (default
+        :attr:`nb_epochs`); at most the run's epochs less one."""
+        epochs = self.nb_epochs if nb_epochs is None else nb_epochs
+        return min(round(self.lr_cosine_start * epochs / self.lr_schedule_epochs), epochs - 1)
+
+    def averaging_start_for(self, nb_epochs: int | None = None) -> int | None:
+        """The epochs before SWA averages, scaled from ``lr_schedule_epochs`` to ``nb_epochs`` (default
+        :attr:`nb_epochs`); None for the first lr drop (``weight_averaging_start = -1``)."""
+        if self.weight_averaging_start == -1:
+            return None
+        epochs = self.nb_epochs if nb_epochs is None else nb_epochs
+        return round(self.weight_averaging_start * epochs / self.lr_schedule_epochs)
+
     def with_overrides(self, overrides: Sequence[str]) -> Config:
         """A copy with ``key=value`` overrides applied (dotted keys reach nested tables).
 
@@ -296,7 +342,7 @@ class Config:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
         """Build a Config from a dict; unknown keys and wrong types raise a ValueError naming the key."""
-        return _build(cls, data, "")
+        return build_dataclass(cls, data)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
@@ -335,52 +381,11 @@ def _format_of(path: Path) -> str:
     return suffix
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    if not isinstance(data, dict):
-        raise ValueError(f"Config key `{prefix.rstrip('.')}` must be a table, got {type(data).__name__}.")
-    hints = typing.get_type_hints(cls)
-    known = [item.name for item in dataclasses.fields(cls)]
-    values = {}
-    for key, value in data.items():
-        if key not in known:
-            raise ValueError(f"Unknown config key `{prefix}{key}`; known keys: {', '.join(known)}.")
-        values[key] = _coerce(f"{prefix}{key}", value, hints[key])
-    return cls(**values)
-
-
 def _check_method_key(key: str, method: str) -> None:
     """A table key that must be a method spec written the canonical way; a ValueError names ``key`` otherwise."""
     canonical = check_method_specs([method], f"Config key `{key}`")[0]
     if canonical != method:
         raise ValueError(f"Config key `{key}`: write the method as {canonical!r}.")
-
-
-def _coerce(key: str, value: Any, annotation: Any) -> Any:
-    """Check ``value`` against ``annotation`` (str, int, float, tuple[int, ...], dict[str, float], a dataclass;
-    Any is a value checked later, e.g. a ``method_overrides`` entry's, by :meth:`Config.for_method`)."""
-    if annotation is Any:
-        return value
-    origin = typing.get_origin(annotation)
-    if dataclasses.is_dataclass(annotation):
-        return _build(annotation, value, f"{key}.")
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ValueError(f"Config key `{key}` must be a list, got {type(value).__name__} {value!r}.")
-        item_type = typing.get_args(annotation)[0]
-        return tuple(_coerce(f"{key}[{index}]", item, item_type) for index, item in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"Config key `{key}` must be a table, got {type(value).__name__} {value!r}.")
-        value_type = typing.get_args(annotation)[1]
-        return {str(name): _coerce(f"{key}.{name}", item, value_type) for name, item in value.items()}
-    valid = isinstance(value, annotation) and not isinstance(value, bool)
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation is bool:
-        valid = isinstance(value, bool)
-    if not valid:
-        raise ValueError(f"Config key `{key}` must be {annotation.__name__}, got {type(value).__name__} {value!r}.")
-    return value
 
 
 # ---------------------------------------------------------------------- presets

@@ -31,12 +31,15 @@ class Recipe:
     lr_schedule_epochs: int | None = None
     lr_milestones: tuple[int, ...] | None = None
     lr_gamma: float | None = None
+    lr_schedule: str | None = None
+    lr_cosine_start: int | None = None
     batch_size: int | None = None
     momentum: float | None = None
     weight_decay: float | None = None
     eps_step: float | None = None
     max_iter: int | None = None
     weight_averaging: str | None = None
+    weight_averaging_start: int | None = None
     igdm_alpha: float | None = None
     loss_scale: float | None = None
     note: str = ""

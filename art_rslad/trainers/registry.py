@@ -185,10 +185,13 @@ METHODS: dict[str, Method] = _methods(
             lr={"fashion-mnist": 0.03, "digits": 0.1}, recipe=_WEIGHT_DECAY_5E4),
     _record(AdversarialTrainerCIARD, "distillation", "Lu et al., ICCV 2025",
             lr={"fashion-mnist": 0.3, "digits": 1.0},
-            recipe=Recipe(note="300 epochs, lr x0.1 after 215/260/285 (its student's; not its cosine decay)")),
+            recipe=Recipe(lr_schedule="cosine", lr_cosine_start=150,
+                          note="300 epochs, the student's lr constant for 150, then a cosine-times-Gaussian decay")),
     _record(AdversarialTrainerSAAD, "distillation", "Lee and Chung, TMLR 2026",
             lr={"fashion-mnist": 0.01, "digits": 0.03},
-            recipe=TWO_HUNDRED_EPOCHS.plus(f"{_SWA} (its code: from epoch 95)", weight_averaging="swa")),
+            # SWA from the 95th epoch (its code's 1-based `--swa_epoch 95`): after the first 94
+            recipe=TWO_HUNDRED_EPOCHS.plus("the student averaged by SWA from epoch 95", weight_averaging="swa",
+                                           weight_averaging_start=94)),
     _record(AdversarialTrainerPeerAiD, "peer distillation", "Jung et al., CVPR 2024",
             lr={"fashion-mnist": 0.1, "digits": 0.03}, recipe=PRESET_SCHEDULE.plus(_SWA, weight_averaging="swa")),
     # ART's own trainers, in the variants that drop (and record) the shared settings their ART class fixes
