@@ -45,12 +45,13 @@ class AdversarialTrainerCIARD(AdversarialTrainerBase):
     softmax(T_c(x) / tau_c))``, the push term ``L3`` on the samples the clean teacher gets wrong on x'
     (:func:`~art_rslad.losses_adaptive.ciard_push_loss`), and the student's loss ``w_r L1 + w_c L2 - lambda L3``
     (``lambda`` by :func:`~art_rslad.losses_adaptive.push_weight`). Every batch the temperatures step towards
-    equally sharp soft labels and the weights follow MTARD's rule. The robust teacher takes its own SGD step on
-    ``CE(T_r(x'), y)`` (momentum 0.1, weight decay 2e-4) once the run is past ``teacher_start`` of its epochs, at
-    an lr of ``teacher_lr`` on a cosine-times-Gaussian decay to the end (:func:`~art_rslad.losses_adaptive.
-    cosine_exp_lr`); the recorded loss is the student's plus that cross-entropy. The robust teacher's weights and
-    optimizer, the temperatures and the weights are in every checkpoint; the trained teacher is saved as
-    ``teacher.pt`` in a run folder. Runs in one process.
+    equally sharp soft labels and the weights follow MTARD's rule; their steps x0.1 at :data:`RATE_MILESTONES`.
+    The robust teacher takes its own SGD step on ``CE(T_r(x'), y)`` (momentum 0.1, weight decay 2e-4) once the run
+    is past ``teacher_start`` of its epochs, at an lr of ``teacher_lr`` on a cosine-times-Gaussian decay to the end
+    (:func:`~art_rslad.trainers.schedules.cosine_exp_lr`), which the student's schedule never moves; the recorded
+    loss is the student's plus that cross-entropy. The robust teacher's weights and optimizer, the temperatures and
+    the weights are in every checkpoint; the trained teacher is saved as ``teacher.pt`` in a run folder. Runs in one
+    process.
 
     | Paper link: https://arxiv.org/abs/2509.12633
     """

@@ -50,7 +50,8 @@ class AdversarialTrainerSAAD(AdversarialTrainerBase):
     ``mean_i [w_i (KL_i(S(x'), T(x')) + alpha (e/E) IGDM_i) + beta (1 - w^_i) KL_i(S(x), T(x))]`` with ``w`` from
     the entropy of ``softmax(T(x'))`` (:func:`~art_rslad.losses_samplewise.saad_weights`, ``saad_loss``). IGDM's
     matching is inside the loss, so IGDM's attachable term does not apply. The official recipe averages the student
-    by SWA from epoch 95 of 200 (``weight_averaging="swa"``).
+    by SWA from epoch 95 of 200 (``weight_averaging=SWA(start_epoch=94)``; a run's config: ``weight_averaging =
+    "swa"``, ``weight_averaging_start = 94``).
 
     | Paper link: https://arxiv.org/abs/2512.10275
     """
