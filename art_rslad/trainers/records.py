@@ -163,9 +163,9 @@ class RecordedTrainer(Trainer):
         resume_from: str | Path | None = None,
         checkpoint_interval: int = 0,
     ) -> None:
-        """Train the student on numpy arrays, in place (:meth:`get_classifier` returns it).
+        """Train the student on numpy arrays, in place (``get_classifier()`` returns it).
 
-        :param x: Training inputs (N, *input_shape) within clip_values; never modified.
+        :param x: Training inputs ``(N, *input_shape)`` within clip_values; never modified.
         :param y: Labels as indices (N,) or one-hot (N, nb_classes).
         :param validation_data: ``(x_val, y_val)``: clean and PGD-10 accuracy after every epoch (where the trainer
             can stop between epochs); the epoch with the highest PGD accuracy is kept as the best

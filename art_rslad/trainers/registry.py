@@ -54,6 +54,7 @@ def _methods(*entries: tuple[type[Trainer], str, str]) -> dict[str, Method]:
     return methods
 
 
+#: Every method the CLI and the run harness know, by name, in the order ``art-rslad list`` shows them.
 METHODS: dict[str, Method] = _methods(
     (NaturalTrainer, "natural", "-"),
     (AdversarialTrainerSAT, "adversarial training", "Madry et al., ICLR 2018"),
