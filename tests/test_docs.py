@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import pkgutil
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import art_rslad
+from art_rslad.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -45,3 +47,28 @@ def test_docs_build_with_no_warning(tmp_path: Path) -> None:
     assert 'id="art_rslad.evaluation.evaluate.evaluate_robustness"' in evaluation
     assert 'id="art_rslad.evaluation.report.RobustnessReport"' in evaluation
     assert (out / "gpu-recipe.html").is_file() and (out / "teachers.html").is_file()
+
+
+def recipe_commands() -> list[list[str]]:
+    """The ``art-rslad`` commands of docs/gpu-recipe.md's code blocks (under torchrun too), continuation lines
+    joined, as the CLI's argument lists."""
+    blocks = re.findall(r"^```bash\n(.*?)^```", (DOCS / "gpu-recipe.md").read_text(), flags=re.MULTILINE | re.DOTALL)
+    lines = " ".join(blocks).replace("\\\n", " ").splitlines()
+    commands = []
+    for line in lines:
+        words = shlex.split(line, comments=True)
+        if words[:1] == ["art-rslad"]:
+            commands.append(words[1:])
+        elif "-m" in words and words[words.index("-m") + 1] == "art_rslad":  # python -m or torchrun -m
+            commands.append(words[words.index("-m") + 2:])
+    return commands
+
+
+def test_gpu_recipe_commands_parse() -> None:
+    commands = recipe_commands()
+    assert len(commands) >= 8
+    presets = set()
+    for argv in commands:
+        args = build_parser().parse_args(argv)  # exits (SystemExit) on an option or preset the CLI does not have
+        presets.add(getattr(args, "preset", None))
+    assert {"cifar10-resnet18", "cifar10-mobilenetv2", "cifar100-resnet18", "cifar100-mobilenetv2"} <= presets
