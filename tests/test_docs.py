@@ -30,6 +30,9 @@ def test_api_reference_names_every_module() -> None:
                if not info.name.startswith(NOT_IN_REFERENCE)}
     assert modules - documented == set(), "add these modules to a page of docs/api/"
     assert documented - modules - {"art_rslad"} == set(), "docs/api/ names modules that do not exist"
+    index = (DOCS / "api" / "index.rst").read_text()
+    missing = [name for name in art_rslad.__all__ if name != "__version__" and f"``{name}``" not in index]
+    assert missing == [], "add these top-level names to the table of docs/api/index.rst"
 
 
 def test_docs_build_with_no_warning(tmp_path: Path) -> None:
