@@ -55,7 +55,7 @@ myst_enable_extensions = ["colon_fence"]
 # inventories), so only they are let through.
 nitpicky = True
 EXTERNAL_PREFIXES = ("torch", "np", "numpy", "art", "pathlib", "collections", "typing", "types", "os", "logging",
-                     "argparse", "contextlib", "json", "io", "threading", "datetime", "tqdm", "matplotlib",
+                     "argparse", "contextlib", "signal", "json", "io", "threading", "datetime", "tqdm", "matplotlib",
                      "pyautoattack", "PyTorchClassifier", "nn", "EvasionAttack", "ProjectedGradientDescentPyTorch",
                      "Preprocessor")
 nitpick_ignore_regex = [(r"py:.*", rf"({'|'.join(EXTERNAL_PREFIXES)})(\..*)?"),
@@ -70,6 +70,14 @@ nitpick_ignore_regex = [(r"py:.*", rf"({'|'.join(EXTERNAL_PREFIXES)})(\..*)?"),
                         ("myst", r"\.\./.*"), ("myst", re.escape(str(ROOT)) + r"/(?!docs/).*")]
 
 
+def _is_module(name: str) -> bool:
+    """Whether ``name`` is an importable module (``art_rslad.trainers.base.X`` is not: base is no package)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def _defining_target(target: str, module: str | None) -> str | None:
     """Where ``target`` is documented when it names an object through a module that imports it.
 
@@ -81,7 +89,7 @@ def _defining_target(target: str, module: str | None) -> str | None:
     if holder is None:  # a dotted path: the longest prefix that is a module, then an attribute of it
         parts = target.split(".")
         for cut in range(len(parts) - 1, 0, -1):
-            if importlib.util.find_spec(".".join(parts[:cut])) is not None:
+            if _is_module(".".join(parts[:cut])):
                 holder, attribute, rest = ".".join(parts[:cut]), parts[cut], ".".join(parts[cut + 1:])
                 break
     if holder is None or attribute is None or not holder.startswith("art_rslad"):

@@ -43,10 +43,10 @@ class AdversarialTrainerCIARD(AdversarialTrainerBase):
     (``lambda`` by :func:`~art_rslad.losses_adaptive.push_weight`). Every batch the temperatures step towards
     equally sharp soft labels and the weights follow MTARD's rule. The robust teacher takes its own SGD step on
     ``CE(T_r(x'), y)`` (momentum 0.1, weight decay 2e-4) once the run is past ``teacher_start`` of its epochs, at
-    an lr of ``teacher_lr`` on a cosine-times-Gaussian decay to the end (:func:`~art_rslad.losses_adaptive.
-    cosine_exp_lr`); the recorded loss is the student's plus that cross-entropy. The robust teacher's weights and
-    optimizer, the temperatures and the weights are in every checkpoint; the trained teacher is saved as
-    ``teacher.pt`` in a run folder. Runs in one process.
+    an lr of ``teacher_lr`` on a cosine-times-Gaussian decay to the end
+    (:func:`~art_rslad.losses_adaptive.cosine_exp_lr`); the recorded loss is the student's plus that cross-entropy.
+    The robust teacher's weights and optimizer, the temperatures and the weights are in every checkpoint; the
+    trained teacher is saved as ``teacher.pt`` in a run folder. Runs in one process.
 
     | Paper link: https://arxiv.org/abs/2509.12633
     """
