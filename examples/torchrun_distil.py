@@ -54,9 +54,8 @@ def main() -> None:
                                       verbose=world.is_main)
     out = Path(args.out)
     trainer.fit(x_train, y_train, validation_data=(x_val[:1000], y_val[:1000]),
-                batch_size=args.global_batch_size // world.size, nb_epochs=args.epochs, checkpoint_dir=out)
-
-    student.model.load_state_dict(trainer.best_state_dict)
+                batch_size=args.global_batch_size // world.size, nb_epochs=args.epochs, checkpoint_dir=out,
+                restore_best=True)  # the student ends with the best epoch's weights, on every rank
     report = evaluate_robustness_distributed(student, x_test, y_test, eps=EPS, attacks=("clean", "fgsm", "pgd_sat"),
                                              verbose=False)
     if world.is_main:
