@@ -30,7 +30,7 @@ demo: setup
 	$(BIN)/art-rslad demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check art_rslad tests examples bench studies
+	$(BIN)/ruff check art_rslad tests examples bench studies notebooks
 
 test: setup lint
 	$(BIN)/python -m pytest -q
