@@ -8,7 +8,8 @@ Unknown keys and wrongly typed values raise a ValueError that names the key; ``c
 A preset carries, per method, the learning rate chosen once by the validation rule (:attr:`Config.method_lr`), and
 :attr:`Config.method_lr_note` says how those values were chosen (see docs/decisions.md, "Learning rate per method").
 :attr:`Config.method_overrides` holds the settings that differ per method (a method's official schedule, its loss
-scale); :meth:`Config.for_method` is the config a method actually trains with. Method names come from the one
+scale; the paper presets take them from each method's registry record, its recipe); :meth:`Config.for_method` is the
+config a method actually trains with. Method names come from the one
 registry of methods, :mod:`art_rslad.trainers.registry`, written as specs ``NAME[+igdm][+ema|+swa]``
 (:mod:`art_rslad.experiments.variants`).
 """
@@ -20,7 +21,7 @@ import json
 import math
 import os
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,17 +35,16 @@ from art_rslad.experiments.variants import (
     parse_method,
 )
 from art_rslad.trainers.averaging import AVERAGERS
-from art_rslad.trainers.registry import method_names, tuned_lrs
+from art_rslad.trainers.recipes import RECIPE_KEYS
+from art_rslad.trainers.registry import get_method, method_names, official_recipes, tuned_lrs
 
 #: The registry's families whose methods can train a teacher (``teacher.method``): natural training gives the clean
 #: teacher of the methods that distil a clean and a robust teacher, adversarial training the robust one.
 TEACHER_FAMILIES: tuple[str, ...] = ("natural", "adversarial training")
 #: The registry's families whose methods a preset gives a learning rate of their own (``method_lr``).
 PRESET_LR_FAMILIES: tuple[str, ...] = ("adversarial training", "distillation", "peer distillation")
-#: Config keys a method's entry in ``method_overrides`` may set (its lr is ``method_lr``'s).
-METHOD_SETTING_KEYS: tuple[str, ...] = ("nb_epochs", "batch_size", "momentum", "weight_decay", "lr_milestones",
-                                        "lr_schedule_epochs", "lr_gamma", "eps_step", "max_iter", "igdm_alpha",
-                                        "weight_averaging", "loss_scale")
+#: Config keys a method's entry in ``method_overrides`` may set (its lr is ``method_lr``'s): those of a recipe.
+METHOD_SETTING_KEYS: tuple[str, ...] = RECIPE_KEYS
 
 
 def teacher_method_names() -> list[str]:
@@ -79,7 +79,7 @@ class TeacherConfig:
         ``"natural"`` for a clean one (:func:`teacher_method_names`).
     :param nb_epochs: Epochs of teacher training.
     :param lr: SGD learning rate of teacher training.
-    :param beta: TRADES' robustness weight.
+    :param beta: TRADES' robustness weight (given to a teacher method whose trainer takes ``beta``).
     """
 
     model: str = "cnn-large"
@@ -88,6 +88,10 @@ class TeacherConfig:
     nb_epochs: int = 10
     lr: float = 0.05
     beta: float = 6.0
+
+    def trainer_options(self) -> dict[str, Any]:
+        """The options of :attr:`method`'s trainer set here: ``beta`` where its constructor takes one."""
+        return {"beta": self.beta} if get_method(self.method).takes("beta") else {}
 
 
 @dataclass
@@ -380,49 +384,44 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
 
 
 # ---------------------------------------------------------------------- presets
-_200_EPOCHS: dict[str, Any] = {"nb_epochs": 200, "lr_schedule_epochs": 200, "lr_milestones": [100, 150]}
-_IGDM_BASES = ("ard", "iad", "adaad", "adaiad")
-
-
 def _paper_overrides(dataset: str) -> tuple[dict[str, dict[str, Any]], str]:
-    """Each method's official recipe where it differs from RSLAD's (the preset's own), and the note that says so."""
-    overrides: dict[str, dict[str, Any]] = {
-        "ard": {"nb_epochs": 200, "lr_schedule_epochs": 200, "lr_milestones": [100]},
-        "iad": dict(_200_EPOCHS),
-        "adaad": {**_200_EPOCHS, "weight_decay": 5e-4},
-        "adaiad": {**_200_EPOCHS, "weight_decay": 5e-4},
-        "peeraid": {"weight_averaging": "swa"},
-        "dgad": {**_200_EPOCHS, "weight_decay": 5e-4},
-        "saad": {**_200_EPOCHS, "weight_averaging": "swa"},
-        **{f"{base}+igdm": {**_200_EPOCHS, "weight_decay": 2e-4} for base in _IGDM_BASES},
-    }
-    note = ("Each method's official recipe: RSLAD, SAT, TRADES, PeerAiD and RSLAD+IGDM 300 epochs, lr x0.1 after "
-            "215/260/285 (the preset's own); ARD 200 epochs, one decay after 100; IAD 200 epochs, after 100/150; "
-            "AdaAD and AdaIAD 200 epochs after 100/150, weight decay 5e-4; the other methods +IGDM 200 epochs after "
-            "100/150, weight decay 2e-4; PeerAiD averages the student by SWA from the first lr drop. MTARD, ABSLD, "
-            "CIARD 300 epochs after 215/260/285 (CIARD's student: not its cosine decay); DGAD 200 after 100/150, "
-            "weight decay 5e-4; SAAD 200 after 100/150, SWA from the first lr drop (its code: from epoch 95).")
-    if dataset == "cifar100":  # AdaAD's CIFAR-100 code takes a batch-mean KL; IGDM weighs its term 10-20 there
-        overrides["adaad"]["loss_scale"] = 1.0
-        for base in ("rslad", *_IGDM_BASES):
-            overrides.setdefault(f"{base}+igdm", {})["igdm_alpha"] = 10.0
-        overrides["mtard"] = {"loss_scale": 10.0}
-        note += (" On CIFAR-100 AdaAD's loss is a batch-mean KL (scale 1, as its official CIFAR-100 code; see "
-                 "docs/decisions.md, \"Loss scales and reductions\"), IGDM's weight is 10 (its paper: 10-20) and "
-                 "MTARD's loss is scaled by 10 (its official CIFAR-100 code).")
-    return overrides, note
+    """Each method's official recipe where it differs from RSLAD's (the preset's own), as its registry record
+    declares it (:func:`~art_rslad.trainers.registry.official_recipes`), and the note made of the recipes' phrases."""
+    recipes = official_recipes()
+    overrides = {spec: settings for spec, recipe in recipes.items() if (settings := recipe.settings(dataset))}
+    note = f"Each method's official recipe: {_grouped((spec, recipe.note) for spec, recipe in recipes.items())}."
+    differences = _grouped((spec, recipe.dataset_note(dataset)) for spec, recipe in recipes.items())
+    return overrides, note + (f" On {dataset}, {differences}." if differences else "")
+
+
+def _grouped(phrases: Iterable[tuple[str, str]]) -> str:
+    """``"a, b: phrase; c: other phrase"``: each non-empty phrase after the specs it describes, in order of first
+    appearance."""
+    groups: dict[str, list[str]] = {}
+    for spec, phrase in phrases:
+        if phrase:
+            groups.setdefault(phrase, []).append(spec)
+    return "; ".join(f"{', '.join(specs)}: {phrase}" for phrase, specs in groups.items())
+
+
 def _paper_preset(dataset: str, student: str, teacher: str, teacher_source: str, surrogate: str, clean_teacher: str
                   ) -> Config:
     overrides, note = _paper_overrides(dataset)
-    return Config(
-        name=f"{dataset}-{student}", dataset=dataset, student=student,
-        teacher=TeacherConfig(model=teacher, source=teacher_source, method="trades", nb_epochs=100, lr=0.1, beta=6.0),
-        transfer_surrogate=surrogate, clean_teacher=clean_teacher,
-        nb_epochs=300, batch_size=128, lr=0.1, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
-        lr_schedule_epochs=300, lr_gamma=0.1, eps=8 / 255, eps_step=2 / 255, max_iter=10, seed=0,
-        val_fraction=0.1, augmentation="crop-flip", method_lr=dict.fromkeys([*preset_lr_methods(), *overrides], 0.1),
-        method_lr_note=PAPER_NOTE, method_overrides=overrides, method_overrides_note=note,
-    )
+    try:
+        return Config(
+            name=f"{dataset}-{student}", dataset=dataset, student=student,
+            teacher=TeacherConfig(model=teacher, source=teacher_source, method="trades", nb_epochs=100, lr=0.1,
+                                  beta=6.0),
+            transfer_surrogate=surrogate, clean_teacher=clean_teacher,
+            nb_epochs=300, batch_size=128, lr=0.1, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
+            lr_schedule_epochs=300, lr_gamma=0.1, eps=8 / 255, eps_step=2 / 255, max_iter=10, seed=0,
+            val_fraction=0.1, augmentation="crop-flip",
+            method_lr=dict.fromkeys([*preset_lr_methods(), *overrides], 0.1), method_lr_note=PAPER_NOTE,
+            method_overrides=overrides, method_overrides_note=note,
+        )
+    except ValueError as error:  # a recipe its method cannot take: say where the recipes come from
+        raise ValueError(f"Preset {dataset}-{student}: {error} The paper presets take each method's settings from "
+                         "the recipe of its entry in art_rslad/trainers/registry.py.") from error
 
 
 def _presets() -> dict[str, Config]:
