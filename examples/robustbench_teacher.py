@@ -67,8 +67,7 @@ def main() -> None:
     trainer = AdversarialTrainerRSLAD(student, teacher, eps=EPS, eps_step=2 / 255, max_iter=10, seed=0)
     # The paper's augmentation on CIFAR: a random crop after 4 pixels of padding, and a horizontal flip.
     generator = make_data_generator(x_train, y_train, args.batch_size, augmentation=info.augmentation, seed=0)
-    trainer.fit_generator(generator, nb_epochs=args.epochs, validation_data=(x_val, y_val))
-    student.model.load_state_dict(trainer.best_state_dict)
+    trainer.fit_generator(generator, nb_epochs=args.epochs, validation_data=(x_val, y_val), restore_best=True)
 
     for label, classifier in ((f"teacher {name}", teacher), (f"student {args.student} (RSLAD)", student)):
         report = evaluate_robustness(classifier, x_test, y_test, eps=EPS, attacks=("clean", "pgd_sat"), verbose=False)
