@@ -232,7 +232,7 @@ def ciard_push_loss(
     student_temperature: float = 5.0,
 ) -> torch.Tensor:
     """CIARD's push-away term: ``zkl(S(x'_M) / 5, softmax(T_c(x'_M)))`` over the rows M the clean teacher gets wrong
-    on x' (its mean over |M|*C elements); 0 when M is empty. The trainer subtracts it (:func:`push_weight`).
+    on x' (its mean over ``|M| * C`` elements); 0 when M is empty. The trainer subtracts it (:func:`push_weight`).
 
     :param student_adv_logits: Student logits on x', shape (B, C).
     :param clean_teacher_adv_logits: Clean teacher's logits on x', shape (B, C); a constant.

@@ -480,5 +480,5 @@ def get_preset(name: str) -> Config:
     return presets[name]
 
 
-__all__ = ["PRESET_LR_FAMILIES", "TEACHER_FAMILIES", "Config", "TeacherConfig", "dumps_toml", "get_preset",
-           "parse_assignment", "preset_lr_methods", "preset_names", "teacher_method_names"]
+__all__ = ["METHOD_SETTING_KEYS", "PRESET_LR_FAMILIES", "TEACHER_FAMILIES", "Config", "TeacherConfig", "dumps_toml",
+           "get_preset", "parse_assignment", "preset_lr_methods", "preset_names", "teacher_method_names"]

@@ -195,13 +195,13 @@ class RecordedTrainer:
         checkpoint_interval: int = 0,
         restore_best: bool = False,
     ) -> None:
-        """Train the student on numpy arrays, in place (:meth:`get_classifier` returns it).
+        """Train the student on numpy arrays, in place (``get_classifier()`` returns it).
 
         Without ``restore_best`` the student ends with the last epoch's weights, like ART's trainers; with
         ``restore_best=True`` (and ``validation_data``) it ends with the best epoch's, the most robust on the
         validation set, as :attr:`best_state_dict` and ``best.pt`` hold them.
 
-        :param x: Training inputs (N, *input_shape) within clip_values; never modified.
+        :param x: Training inputs ``(N, *input_shape)`` within clip_values; never modified.
         :param y: Labels as indices (N,) or one-hot (N, nb_classes).
         :param validation_data: ``(x_val, y_val)``: clean and PGD-10 accuracy after every epoch (where the trainer
             can stop between epochs); the epoch with the highest PGD accuracy is kept as the best

@@ -146,6 +146,7 @@ def unregister(name: str) -> None:
 _WEIGHT_DECAY_5E4 = TWO_HUNDRED_EPOCHS.plus("weight decay 5e-4", weight_decay=5e-4)
 _SWA = "the student averaged by SWA from the first lr drop"
 
+#: Every method the CLI and the run harness know, by name, in the order ``art-rslad list`` shows them.
 #: The learning rates below were chosen by ``art-rslad tune`` (art_rslad.experiments.tune.RULE) on each preset;
 #: the scores are in studies/tune-<preset>/tuning.json, for the methods since RSLAD (and the variants) in
 #: studies/tune-<preset>-new/tuning.json, and for the methods since 2022 in studies/tune-<preset>-2022/tuning.json.

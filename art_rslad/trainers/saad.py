@@ -30,6 +30,8 @@ class LinearisedTeacherPair(torch.nn.Module):
         super().__init__()
         self.classifiers = (student,)
         self.step = step
+        #: The batch's ``(x, T(x), g, y)``: inputs, the teacher's logits, the input gradient of its true-class
+        #: logit (:func:`~art_rslad.losses_samplewise.teacher_label_gradient`) and labels; None outside the step.
         self.anchor: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, x_adv: torch.Tensor) -> torch.Tensor:
