@@ -60,9 +60,9 @@ class CosineExpLR(Scheduler):
                 for base in self.base_lrs]
 
 
-class _Joint:
-    """Steps and checkpoints the schedules of further optimizers (the networks a method trains beside the student,
-    e.g. PeerAiD's peer) with the student's: the shared loop steps and checkpoints one scheduler."""
+class JointSchedule:
+    """Mixed into a scheduler: steps and checkpoints the schedules of further optimizers (the networks a method trains
+    beside the student, e.g. PeerAiD's peer) with the student's, so the shared loop steps and checkpoints one."""
 
     others: list[Scheduler]
 
@@ -83,7 +83,7 @@ class _Joint:
             other.load_state_dict(other_state)
 
 
-class JointMultiStepLR(_Joint, torch.optim.lr_scheduler.MultiStepLR):
+class JointMultiStepLR(JointSchedule, torch.optim.lr_scheduler.MultiStepLR):
     """A MultiStepLR on the student's optimizer that moves further optimizers by the same milestones.
 
     :param optimizer: The student's optimizer.
@@ -99,7 +99,7 @@ class JointMultiStepLR(_Joint, torch.optim.lr_scheduler.MultiStepLR):
         self.others = [torch.optim.lr_scheduler.MultiStepLR(other, list(milestones), gamma=gamma) for other in others]
 
 
-class JointCosineExpLR(_Joint, CosineExpLR):
+class JointCosineExpLR(JointSchedule, CosineExpLR):
     """A :class:`CosineExpLR` on the student's optimizer that moves further optimizers on the same curve.
 
     :param optimizer: The student's optimizer.
@@ -141,5 +141,5 @@ def first_lr_drop(scheduler: Scheduler | None) -> int | None:
     return None
 
 
-__all__ = ["LR_SCHEDULES", "CosineExpLR", "JointCosineExpLR", "JointMultiStepLR", "cosine_exp_lr", "cosine_schedule",
-           "first_lr_drop", "multistep_schedule"]
+__all__ = ["LR_SCHEDULES", "CosineExpLR", "JointCosineExpLR", "JointMultiStepLR", "JointSchedule", "cosine_exp_lr",
+           "cosine_schedule", "first_lr_drop", "multistep_schedule"]
