@@ -34,6 +34,17 @@ class TinyCNN(torch.nn.Module):
         return self.head(self.features(x).flatten(1))
 
 
+class LinearTeacher(torch.nn.Module):
+    """A teacher of 8x8 single-channel inputs: one linear layer (for tests that need a teacher, not a good one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.flatten(1))
+
+
 def make_classifier(model: torch.nn.Module, lr: float = 0.05, nb_classes: int = 10,
                     input_shape: tuple[int, ...] = (1, 28, 28), **kwargs: object) -> PyTorchClassifier:
     """An ART classifier with SGD (momentum 0.9) and clip_values (0, 1), on the CPU unless ``device_type`` says."""

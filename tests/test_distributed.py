@@ -21,7 +21,7 @@ import pytest
 import torch
 import torch.distributed as dist
 from art.data_generators import PyTorchDataGenerator
-from conftest import make_classifier
+from conftest import LinearTeacher, make_classifier
 
 from art_rslad import distributed
 from art_rslad.attacks import InputGradientClassifier, InputGradientPGD, SoftLabelKLLoss
@@ -66,15 +66,6 @@ class NormStudent(Student):
         return self.head(self.dropout(features))
 
 
-class Teacher(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.head = torch.nn.Linear(64, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x.flatten(1))
-
-
 def _data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     x = rng.random((NB_TRAIN + EVAL_INPUTS, *SHAPE), dtype=np.float32)
@@ -84,7 +75,7 @@ def _data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def _teacher(seed: int = 100) -> Any:
     torch.manual_seed(seed)
-    return make_classifier(Teacher(), input_shape=SHAPE)
+    return make_classifier(LinearTeacher(), input_shape=SHAPE)
 
 
 def _student(model: type[Student] = Student, seed: int = 0) -> Any:

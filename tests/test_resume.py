@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import make_classifier
+from conftest import LinearTeacher, make_classifier
 from helpers_trainers import assert_same_tensors, interrupt_at
 from test_runs import run, tiny_teacher
 
@@ -42,15 +42,6 @@ class Student(torch.nn.Module):
         return self.head(self.dropout(self.features(x).flatten(1)))
 
 
-class Teacher(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.head = torch.nn.Linear(64, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x.flatten(1))
-
-
 def _data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     x = rng.random((88, *SHAPE), dtype=np.float32)
@@ -60,7 +51,7 @@ def _data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def _trainer(init_seed: int) -> tuple[AdversarialTrainerRSLAD, torch.optim.lr_scheduler.MultiStepLR]:
     torch.manual_seed(100)
-    teacher = make_classifier(Teacher(), input_shape=SHAPE)
+    teacher = make_classifier(LinearTeacher(), input_shape=SHAPE)
     torch.manual_seed(init_seed)  # a resumed run starts from other weights: the checkpoint must replace them
     student = make_classifier(Student(), lr=0.05, input_shape=SHAPE)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(student.optimizer, milestones=[1], gamma=0.1)
