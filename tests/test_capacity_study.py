@@ -1,0 +1,160 @@
+"""The capacity study's statistics (studies/stats.py: Holm's correction, the paired bootstrap over seeds and test
+images) on fixed data, and its tuning rule's grid widening (studies/capacity/tuning.py) on made-up scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from studies.capacity.tuning import (
+    choose,
+    missing_neighbours,
+    neighbour,
+    neighbours,
+    widen_and_choose,
+    write_record,
+)
+from studies.stats import (
+    CONTRADICTED,
+    DISTINGUISHABLE,
+    HOLDS,
+    NOT_DISTINGUISHABLE,
+    NOT_RESOLVED,
+    bootstrap_contrast,
+    holm,
+    holm_verdict,
+)
+
+
+def test_holm_adjusts_by_rank_and_stays_monotone() -> None:
+    # sorted: 0.01 (x4) 0.02 (x3) 0.03 (x2) 0.04 (x1) -> 0.04, 0.06, 0.06 (made monotone), 0.06 (made monotone)
+    assert holm([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert holm([0.5, 0.001]) == pytest.approx([0.5, 0.002])
+    assert holm([0.2, 0.01]) == pytest.approx([0.2, 0.02]) and holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])
+    assert holm([]) == []
+    # The three part-B p-values of the long-schedule study that were "significant" uncorrected: none survives.
+    assert all(p >= 0.05 for p in holm([0.029, 0.035, 0.046]))
+
+
+def test_holm_verdicts() -> None:
+    assert holm_verdict(0.01, 0.03, 1) == HOLDS and holm_verdict(0.01, -0.03, 1) == CONTRADICTED
+    assert holm_verdict(0.01, -0.03, -1) == HOLDS and holm_verdict(0.2, 0.03, 1) == NOT_RESOLVED
+    assert holm_verdict(0.01, 0.03, None) == DISTINGUISHABLE
+    assert holm_verdict(0.05, 0.03, None) == NOT_DISTINGUISHABLE  # at the level: not below it
+
+
+def _fixed(seed: int, shape: tuple[int, int], rate: float) -> np.ndarray:
+    return np.random.default_rng(seed).random(shape) < rate
+
+
+def test_bootstrap_contrast_on_fixed_data() -> None:
+    first, second = _fixed(1, (3, 400), 0.7), _fixed(2, (3, 400), 0.5)
+    estimate = bootstrap_contrast({"a": first, "b": second}, {"a": 1, "b": -1}, draws=2000)
+    assert estimate.value == pytest.approx(first.mean() - second.mean())
+    low, high = estimate.interval
+    assert low < estimate.value < high and low > 0  # a 20-point difference on 1,200 pairs excludes 0
+    assert estimate.p_value == pytest.approx(1 / 2001) and estimate.draws == 2000
+    again = bootstrap_contrast({"a": first, "b": second}, {"a": 1, "b": -1}, draws=2000)
+    assert again == estimate  # a function of the data and the resampling seed
+    assert bootstrap_contrast({"a": first}, {"a": 1}, draws=200).value == pytest.approx(first.mean())
+
+
+def test_the_bootstrap_pairs_seeds_and_images() -> None:
+    # The same runs shifted by one image's flags: a paired difference varies only through that column.
+    first = _fixed(3, (2, 300), 0.6)
+    second = first.copy()
+    second[:, 0] = ~second[:, 0]
+    same = bootstrap_contrast({"a": first, "b": first}, {"a": 1, "b": -1}, draws=500)
+    assert same.value == 0 and same.interval == (0.0, 0.0) and same.p_value == 1.0
+    near = bootstrap_contrast({"a": first, "b": second}, {"a": 1, "b": -1}, draws=500)
+    assert abs(near.interval[1] - near.interval[0]) < 0.03  # unpaired resampling would spread over ~10 points
+
+
+def test_the_bootstrap_covers_seed_variation() -> None:
+    # Two seeds that disagree on the sign: the interval of the difference covers 0 though each seed is clear.
+    first = np.vstack([_fixed(4, (1, 500), 0.8), _fixed(5, (1, 500), 0.4)])
+    second = np.vstack([_fixed(6, (1, 500), 0.4), _fixed(7, (1, 500), 0.8)])
+    estimate = bootstrap_contrast({"a": first, "b": second}, {"a": 1, "b": -1}, draws=2000)
+    assert estimate.interval[0] < 0 < estimate.interval[1] and estimate.p_value > 0.05
+
+
+def test_a_difference_of_differences() -> None:
+    arrays = {(name, width): _fixed(index, (3, 200), rate) for index, (name, width, rate) in enumerate(
+        [("rslad", 1, 0.6), ("sat", 1, 0.4), ("rslad", 8, 0.7), ("sat", 8, 0.7)])}
+    weights = {("rslad", 1): 1, ("sat", 1): -1, ("rslad", 8): -1, ("sat", 8): 1}
+    estimate = bootstrap_contrast(arrays, weights, draws=1000)
+    expected = sum(weight * arrays[key].mean() for key, weight in weights.items())
+    assert estimate.value == pytest.approx(expected) and estimate.interval[0] > 0
+
+
+def test_bootstrap_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="no array for b"):
+        bootstrap_contrast({"a": np.ones((2, 3))}, {"a": 1, "b": -1})
+    with pytest.raises(ValueError, match="seeds x images"):
+        bootstrap_contrast({"a": np.ones((2, 3)), "b": np.ones((2, 4))}, {"a": 1, "b": -1})
+
+
+def test_the_ladder() -> None:
+    assert neighbour(1.0, 1) == 3.0 and neighbour(1.0, -1) == 0.3 and neighbour(0.01, -1) == 0.003
+    assert neighbour(0.03, 1) == 0.1 and neighbour(3.0, 1) == 10.0
+    assert neighbours((0.1, None)) == [(0.03, None), (0.3, None)]
+    assert neighbours((0.1, 1.0)) == [(0.03, 1.0), (0.3, 1.0), (0.1, 0.3), (0.1, 3.0)]
+    with pytest.raises(ValueError, match="not on the ladder"):
+        neighbour(0.05, 1)
+
+
+def test_choose_breaks_ties_to_the_smaller_lr_then_weight() -> None:
+    assert choose({(0.1, None): 0.5, (0.3, None): 0.5, (1.0, None): 0.4}) == (0.1, None)
+    assert choose({(0.1, 1.0): 0.5, (0.1, 0.3): 0.5}) == (0.1, 0.3)
+    assert missing_neighbours((0.1, None), [(0.03, None), (0.1, None), (0.3, None)]) == []
+    assert missing_neighbours((1.0, None), [(0.3, None), (1.0, None)]) == [(3.0, None)]
+
+
+def _peaked(lr_peak: float, weight_peak: float | None = None, calls: list | None = None):
+    """Made-up scores peaked at ``lr_peak`` (and ``weight_peak``) in log space, a little different per seed."""
+    def score(seed: int, weight: float | None, lrs):
+        if calls is not None:
+            calls.append((seed, weight, tuple(lrs)))
+        away = 0.0 if weight is None else abs(np.log10(weight) - np.log10(weight_peak))
+        return {lr: 0.7 - 0.1 * abs(np.log10(lr) - np.log10(lr_peak)) - 0.05 * away + 0.001 * seed for lr in lrs}
+    return score
+
+
+def test_the_grid_widens_until_the_choice_is_bracketed(tmp_path: Path) -> None:
+    calls: list = []
+    path = tmp_path / "tuning.json"
+    tuning = widen_and_choose(_peaked(3.0, calls=calls), [(0.1, None), (0.3, None), (1.0, None)], [0, 1],
+                              write_record(path, {"method": "rslad"}))
+    assert tuning.chosen == (3.0, None) and tuning.bracketed and tuning.rounds == 2
+    assert sorted(point[0] for point in tuning.scores) == [0.1, 0.3, 1.0, 3.0, 10.0]
+    assert tuning.scores[(3.0, None)] == {0: pytest.approx(0.7), 1: pytest.approx(0.701)}
+    record = json.loads(path.read_text())
+    assert record["final"] and record["method"] == "rslad" and record["chosen"] == {"lr": 3.0, "weight": None}
+    assert [item["lr"] for item in record["neighbours"]] == [1.0, 10.0]
+    assert all(item["score"] is not None for item in record["neighbours"])
+    assert {seed for seed, _, _ in calls} == {0, 1}
+
+
+def test_an_interior_choice_needs_no_widening() -> None:
+    tuning = widen_and_choose(_peaked(0.1), [(0.01, None), (0.03, None), (0.1, None), (0.3, None), (1.0, None)], [0])
+    assert tuning.chosen == (0.1, None) and tuning.rounds == 0 and len(tuning.scores) == 5
+
+
+def test_a_weight_is_widened_jointly_with_the_lr() -> None:
+    initial = [(lr, weight) for weight in (0.1, 0.3, 1.0) for lr in (0.1, 0.3, 1.0)]
+    tuning = widen_and_choose(_peaked(0.3, weight_peak=3.0), initial, [0, 1])
+    assert tuning.chosen == (0.3, 3.0) and tuning.bracketed
+    assert {(0.1, 3.0), (1.0, 3.0), (0.3, 10.0)} <= set(tuning.scores)  # the new weight's lr neighbours too
+
+
+def test_a_choice_never_bracketed_stops_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "tuning.json"
+    tuning = widen_and_choose(_peaked(1e6), [(0.1, None), (0.3, None)], [0], write_record(path, {}), max_rounds=2)
+    assert not tuning.bracketed and tuning.rounds == 2 and tuning.chosen == (3.0, None)
+    record = json.loads(path.read_text())
+    assert record["final"] and not record["bracketed"]
+    with pytest.raises(ValueError, match="seeds"):
+        widen_and_choose(_peaked(1.0), [(1.0, None)], [])
