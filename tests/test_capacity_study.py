@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from studies.capacity.analysis import analyse, difference, mean_interval, planned_comparisons
 from studies.capacity.tuning import (
     choose,
     missing_neighbours,
@@ -158,3 +159,35 @@ def test_a_choice_never_bracketed_stops_and_says_so(tmp_path: Path) -> None:
     assert record["final"] and not record["bracketed"]
     with pytest.raises(ValueError, match="seeds"):
         widen_and_choose(_peaked(1.0), [(1.0, None)], [])
+
+
+def test_the_family_of_comparisons() -> None:
+    planned = planned_comparisons([1, 2, 4, 8], 2, "ard", {"sat": 0.5, "rslad": 0.55, "ard": 0.6, "trades": 0.4})
+    labels = [(item.hypothesis, item.label) for item in planned]
+    assert labels[:2] == [("H1", "[AA(rslad) - AA(sat)] at width 1 minus at width 8"),
+                          ("H1", "[AA(ard) - AA(sat)] at width 1 minus at width 8")]
+    assert planned[0].weights == {("rslad", 1): 1.0, ("sat", 1): -1.0, ("rslad", 8): -1.0, ("sat", 8): 1.0}
+    sizes = [label for hypothesis, label in labels if hypothesis == "size"]
+    assert len(sizes) == 7 and "AA(rslad) - AA(sat) at width 2" not in sizes  # that one is H2
+    assert ("H2", "AA(rslad) - AA(sat) at width 2") in labels
+    assert [label for hypothesis, label in labels if hypothesis == "H3"] == [
+        "AA(ard) - AA(sat) at width 2", "AA(ard) - AA(rslad) at width 2", "AA(ard) - AA(trades) at width 2"]
+    assert all(item.predicted is None for item in planned if item.hypothesis == "H3")
+
+
+def test_analyse_corrects_over_the_comparisons_made() -> None:
+    tables = {("sat", 2): {seed: _fixed(10 + seed, (1, 400), 0.5)[0] for seed in range(3)},
+              ("rslad", 2): {seed: _fixed(20 + seed, (1, 400), 0.7)[0] for seed in range(5)},
+              ("ard", 2): {seed: _fixed(30 + seed, (1, 400), 0.52)[0] for seed in range(2)}}
+    planned = [difference("H2", ("rslad", 2), ("sat", 2), 1), difference("size", ("ard", 2), ("sat", 2), 1),
+               difference("size", ("ard", 4), ("sat", 4), 1)]
+    rows = analyse(tables, planned, draws=2000)
+    assert rows[0]["seeds"] == [0, 1, 2] and rows[1]["seeds"] == [0, 1]  # the seeds both have
+    assert rows[2]["verdict"] == "not run yet" and "p_holm" not in rows[2]
+    assert rows[0]["verdict"] == HOLDS and rows[1]["verdict"] == NOT_RESOLVED
+    # Holm over the two comparisons made, not the one missing
+    assert [rows[0]["p_holm"], rows[1]["p_holm"]] == holm([rows[0]["p_value"], rows[1]["p_value"]])
+    assert rows[0]["p_holm"] == pytest.approx(2 * rows[0]["p_value"])  # the smaller p of two: doubled
+    assert mean_interval(tables, ("sat", 2), draws=500).value == pytest.approx(
+        np.mean([tables[("sat", 2)][seed].mean() for seed in range(3)]))
+    assert mean_interval(tables, ("sat", 8)) is None

@@ -9,13 +9,14 @@
 #   studies/capacity/run.sh leaderboard 1/2         # every method at G, tuned then run (another process: 2/2)
 #   studies/capacity/run.sh choose                  # the capacity curve's third method: third.json
 #   studies/capacity/run.sh capacity 1/2            # RSLAD and the third method at every width (another: 2/2)
+#   studies/capacity/run.sh table                   # docs/results-capacity.{md,json} and its figures, from the runs
 #   studies/capacity/run.sh commit                  # git add the finished records (not unfinished runs)
 #
 # Every step resumes from its own output: run it again after any interruption. OMP_NUM_THREADS=1 per process.
 set -e
 cd "$(dirname "$0")/../.."
 here=studies/capacity
-step="${1:?usage: run.sh tune-sat|sat|teacher|gap|tune|leaderboard|choose|capacity|commit [ARGS...]}"
+step="${1:?usage: run.sh tune-sat|sat|teacher|gap|tune|leaderboard|choose|capacity|table|commit [ARGS...]}"
 export OMP_NUM_THREADS=1 PYTHONPATH=.
 case "$step" in
     commit)
@@ -28,5 +29,6 @@ case "$step" in
             [ -e "$here/$record" ] && git add "$here/$record"
         done
         exit 0 ;;
+    table) exec .venv/bin/python "$here/table.py" --out docs/results-capacity ;;
     *) exec .venv/bin/python "$here/study.py" "$@" ;;
 esac

@@ -4,8 +4,11 @@
 
 Steps (each resumes from its own output; two processes may run at once on disjoint arguments):
 
+- ``tune-sat [WIDTH...]``: the tuning rule for SAT at the given widths (default: every width, smallest first).
+- ``sat [SEED...]``: SAT's study runs at every width (default seeds 0, 1, 2).
 - ``tune WIDTH METHOD...``: the tuning rule (studies/capacity/tuning.py) at ``cnn-small`` width WIDTH, validation
-  only, into ``tune/width-WIDTH/METHOD/`` (``tuning.json``: every point, its per-seed scores and the choice).
+  only, into ``tune/width-WIDTH/METHOD/`` (``tuning.json``: every point, its per-seed scores and the choice). Where
+  another process holds one of its folders (it tunes the same method), the step waits for it and reads it back.
 - ``run WIDTH METHOD SEED...``: the study runs of METHOD at WIDTH with its tuned lr (and weight): training with
   validation, then every attack on the first 1,000 test images (the run's own evaluation) and clean to CW_inf on all
   10,000 (``full_best`` / ``full_last``), then compacted (studies/compact.py), in ``runs/width-WIDTH/METHOD/seed-S``.
@@ -16,8 +19,9 @@ Steps (each resumes from its own output; two processes may run at once on disjoi
   7 points (none: the stronger-teacher rule applies).
 - ``choose``: the capacity curve's third method (``third.json``): the distillation method (other than RSLAD) with
   the highest tuning score at G among those tuned there.
-- ``plan WHAT K/2``: the work a step sequence would do next (``capacity``: RSLAD and the third method at every width;
-  ``leaderboard``: every method at G), half K of it, tuned then run.
+- ``leaderboard K/2``: half K of the leaderboard's methods tuned at G, then (once both halves are tuned) half K of
+  the leaderboard's runs.
+- ``capacity K/2``: RSLAD and the third method tuned at every width, then half K of their runs.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -38,6 +43,7 @@ from art_rslad.evaluation import evaluate_robustness
 from art_rslad.evaluation.report import finished_report, store_finished
 from art_rslad.experiments.config import PRESET_LR_FAMILIES, Config, get_preset
 from art_rslad.experiments.folders import load_run_history, read_json
+from art_rslad.experiments.lock import FolderBusyError
 from art_rslad.experiments.teachers import load_teacher
 from art_rslad.experiments.train import RunSettings, train_run
 from art_rslad.experiments.tune import select_learning_rates
@@ -64,6 +70,8 @@ TEACHER = "zoo:fashion-mnist-cnn-large"
 LEADERBOARD_FAMILIES = ("adversarial training", "distillation", "peer distillation")
 ART_METHODS = ("art-madry-pgd", "art-trades")
 AVERAGING_VARIANTS = ("sat+ema", "rslad+ema")
+#: Seconds a step waits before trying again a tuning folder another process holds.
+BUSY_WAIT = 60
 
 
 def base_config() -> Config:
@@ -129,8 +137,13 @@ def tune(width: int, method: str) -> dict[str, Any]:
               "width": width, "seeds": list(TUNE_SEEDS), "nb_epochs": TUNE_EPOCHS, "train_size": TRAIN,
               "val_size": VAL, "weight": "igdm_alpha" if is_weighted(method) else None,
               "initial_grid": [list(point) for point in initial_grid(method)]}
-    widen_and_choose(score, initial_grid(method), TUNE_SEEDS, write_record(path, header))
-    return read_json(path)
+    while True:
+        try:
+            widen_and_choose(score, initial_grid(method), TUNE_SEEDS, write_record(path, header))
+            return read_json(path)
+        except FolderBusyError as error:  # the other process is tuning the same method: wait, then read it back
+            print(f"waiting {BUSY_WAIT} s: {error}", flush=True)
+            time.sleep(BUSY_WAIT)
 
 
 def run_config(width: int, method: str, seed: int) -> Config:
@@ -315,7 +328,7 @@ def main(argv: Sequence[str]) -> int:
         for method in args[1:]:
             print(json.dumps(tune(int(args[0]), method)["chosen"]), flush=True)
     elif step == "tune-sat":
-        for width in WIDTHS:
+        for width in [int(width) for width in args] or WIDTHS:
             print(f"width {width}: {json.dumps(tune(width, 'sat')['chosen'])}", flush=True)
     elif step == "run":
         for seed in args[2:]:
