@@ -20,11 +20,13 @@ step="${1:?usage: run.sh tune-sat|sat|teacher|gap|tune|leaderboard|choose|capaci
 export OMP_NUM_THREADS=1 PYTHONPATH=.
 case "$step" in
     commit)
-        # Finished runs and tunings, and the step records; an unfinished run resumes from its own folder instead.
+        # Finished runs and tunings (compacted first), and the step records; an unfinished run resumes from its own
+        # folder instead.
+        .venv/bin/python studies/compact.py "$here/tune" "$here/runs" > /dev/null
         find "$here/runs" "$here/tune" -name run.json 2>/dev/null | while read -r marker; do
-            grep -q '"status": "finished"' "$marker" && git add "$(dirname "$marker")"
+            if grep -q '"status": "finished"' "$marker"; then git add "$(dirname "$marker")"; fi
         done
-        find "$here/tune" -maxdepth 4 -name tuning.json -exec git add {} + 2>/dev/null || true
+        find "$here/tune" -name tuning.json -exec git add {} + 2>/dev/null || true
         for record in gap.json third.json teacher-val.json teacher timing; do
             [ -e "$here/$record" ] && git add "$here/$record"
         done

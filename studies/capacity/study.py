@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from art.estimators.classification import PyTorchClassifier
 
+from art_rslad.checkpoint import write_text_atomic
 from art_rslad.data import load_dataset, train_val_split
 from art_rslad.evaluation import evaluate_robustness
 from art_rslad.evaluation.report import finished_report, store_finished
@@ -127,6 +128,7 @@ def tune(width: int, method: str) -> dict[str, Any]:
 
     def score(seed: int, weight: float | None, lrs: Sequence[float]) -> Mapping[float, float]:
         out = folder / f"seed-{seed}" / ("" if weight is None else f"alpha-{weight:g}")
+        _drop_unreadable(out / "tuning.json")
         found = select_learning_rates(point_config(method, weight, seed), [method], out, grid=lrs,
                                       nb_epochs=TUNE_EPOCHS, train_size=TRAIN, val_size=VAL,
                                       teacher=teacher() if needs_teacher(method) else None,
@@ -144,6 +146,16 @@ def tune(width: int, method: str) -> dict[str, Any]:
         except FolderBusyError as error:  # the other process is tuning the same method: wait, then read it back
             print(f"waiting {BUSY_WAIT} s: {error}", flush=True)
             time.sleep(BUSY_WAIT)
+
+
+def _drop_unreadable(path: Path) -> None:
+    """Delete a per-seed tuning.json cut short by a kill (it is rebuilt from its run folders), so that the tuning
+    resumes."""
+    try:
+        if path.is_file():
+            json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        path.unlink()
 
 
 def run_config(width: int, method: str, seed: int) -> Config:
@@ -194,7 +206,7 @@ def teacher_validation() -> dict[str, dict[str, float]]:
         _, _, x_val, y_val = train_val_split(x, y, config.val_fraction, seed)
         found[str(seed)] = NaturalTrainer(teacher(), eps=config.eps, eps_step=config.eps_step, seed=seed,
                                           verbose=False).validate(x_val[:VAL], y_val[:VAL])
-    path.write_text(json.dumps(found, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(json.dumps(found, indent=1) + "\n", path)
     return found
 
 
@@ -231,7 +243,7 @@ def gap_rule() -> dict[str, Any]:
               "size": max(clear) if clear else None,
               "reading": "the largest width whose gap is at least the threshold" if clear else
               "no width leaves the gap: the stronger-teacher rule of PREREGISTRATION.md applies"}
-    (HERE / "gap.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(json.dumps(record, indent=1) + "\n", HERE / "gap.json")
     return record
 
 
@@ -271,7 +283,7 @@ def choose_third() -> dict[str, Any]:
         raise SystemExit(f"Not every candidate is tuned at width {width} yet: {', '.join(missing)}.")
     chosen = max(scores, key=lambda name: scores[name])
     record = {"size": width, "scores": scores, "third": chosen}
-    path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(json.dumps(record, indent=1) + "\n", path)
     return record
 
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from art_rslad.checkpoint import write_text_atomic
+
 #: A grid point: (lr, weight), the weight None for a method tuned on its lr alone.
 Point = tuple[float, float | None]
 #: The ladder of grid values: these mantissas times every power of ten.
@@ -164,5 +166,5 @@ def write_record(path: Path, header: Mapping[str, Any]) -> Callable[[Tuning, boo
     def write(tuning: Tuning, final: bool) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = {**header, "final": final, **tuning.to_dict()}
-        path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        write_text_atomic(json.dumps(data, indent=1) + "\n", path)
     return write
