@@ -6,10 +6,36 @@ reduction, because the reduction acts as a learning rate.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+
+
+def check_logits(name: str, logits: torch.Tensor, like: torch.Tensor | None = None) -> None:
+    """A clear ValueError unless ``logits`` is (B, C), and of ``like``'s shape when given."""
+    if logits.dim() != 2:
+        raise ValueError(f"`{name}` must be logits of shape (batch, classes), got shape {tuple(logits.shape)}.")
+    if like is not None and logits.shape != like.shape:
+        raise ValueError(f"`{name}` must have shape {tuple(like.shape)} like the other logits, got "
+                         f"{tuple(logits.shape)}.")
+
+
+def check_labels(labels: torch.Tensor, logits: torch.Tensor) -> None:
+    """A clear ValueError unless ``labels`` are B class indices in range for ``logits``."""
+    if labels.dim() != 1 or labels.shape[0] != logits.shape[0] or labels.dtype.is_floating_point:
+        raise ValueError(f"`labels` must be {logits.shape[0]} integer class indices (shape ({logits.shape[0]},)), "
+                         f"got shape {tuple(labels.shape)} of dtype {labels.dtype}; pass indices, not one-hot rows.")
+    if len(labels) and (labels.min() < 0 or labels.max() >= logits.shape[1]):
+        raise ValueError(f"`labels` must lie in [0, {logits.shape[1] - 1}], got {labels.min()}..{labels.max()}.")
+
+
+def check_positive(name: str, value: float) -> float:
+    """``value`` if it is a finite number > 0, else a clear ValueError naming ``name``."""
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"`{name}` must be a finite number > 0, got {value}.")
+    return value
 
 
 def kl_per_sample(target_probs: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -262,8 +288,19 @@ def igdm_loss(
     :param teacher_adv_logits: Teacher logits on x', shape (B, C); treated as a constant.
     :param teacher_mirror_logits: Teacher logits on x - d, shape (B, C); treated as a constant.
     """
+    return igdm_per_sample(student_adv_logits, student_mirror_logits, teacher_adv_logits,
+                           teacher_mirror_logits).mean()
+
+
+def igdm_per_sample(
+    student_adv_logits: torch.Tensor,
+    student_mirror_logits: torch.Tensor,
+    teacher_adv_logits: torch.Tensor,
+    teacher_mirror_logits: torch.Tensor,
+) -> torch.Tensor:
+    """:func:`igdm_loss` before the batch mean: one KL per sample, shape (B,) (methods that weight samples)."""
     teacher_probs = F.softmax((teacher_adv_logits - teacher_mirror_logits).detach(), dim=1)
-    return kl_per_sample(teacher_probs, student_adv_logits - student_mirror_logits).mean()
+    return kl_per_sample(teacher_probs, student_adv_logits - student_mirror_logits)
 
 
 def adaiad_loss(

@@ -44,6 +44,8 @@ PACKAGE = ROOT / "art_rslad"
 # Module prefix -> layer; a module may import only from its own layer or lower ones (see docs/README.md).
 LAYERS: dict[str, int] = {
     "art_rslad.losses": 1,
+    "art_rslad.losses_adaptive": 1,
+    "art_rslad.losses_samplewise": 1,
     "art_rslad.estimators": 1,
     "art_rslad.checkpoint": 1,
     "art_rslad.data": 1,

@@ -51,4 +51,5 @@ def test_the_installed_wheel_loads_its_shipped_teachers(wheel, tmp_path):
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(path)}, check=True)
     location, zoo = result.stdout.splitlines()
     assert Path(location).is_relative_to(target)
-    assert zoo == "['digits-cnn-large', 'fashion-mnist-cnn-large', 'fashion-mnist-cnn-pool']"
+    assert zoo == ("['digits-cnn-large', 'digits-cnn-large-clean', 'fashion-mnist-cnn-large', "
+                   "'fashion-mnist-cnn-large-clean', 'fashion-mnist-cnn-pool']")

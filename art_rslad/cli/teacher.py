@@ -1,8 +1,10 @@
-"""``art-rslad teacher``: train a robust teacher (TRADES or SAT) or import a state dict, evaluate it, write its card.
+"""``art-rslad teacher``: train a robust teacher (TRADES or SAT) or a clean one (natural training), or import a
+state dict; evaluate it and write its card.
 
-Example (the shipped Fashion-MNIST teacher)::
+Examples (the shipped Fashion-MNIST teachers, robust and clean)::
 
     art-rslad teacher --preset fashion-mnist --out art_rslad/zoo --name fashion-mnist-cnn-large
+    art-rslad teacher --preset fashion-mnist --method natural --out art_rslad/zoo --name fashion-mnist-cnn-large-clean
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from art_rslad.models import list_models, resolve_device
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subcommand(subparsers, "teacher",
-                        "Train (TRADES/SAT) or import a robust teacher; write its weights and model card.",
+                        "Train a robust (TRADES/SAT) or clean (natural) teacher, or import one; write its card.",
                         __doc__)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--preset", choices=preset_names(), default="fashion-mnist",
@@ -37,7 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--import", dest="import_path", type=Path,
                         help="Import this state dict instead of training (evaluated and carded as is).")
     parser.add_argument("--model", choices=list_models(), help="Teacher architecture (default: the config's).")
-    parser.add_argument("--method", choices=TEACHER_METHODS, help="Training method (default: the config's).")
+    parser.add_argument("--method", choices=TEACHER_METHODS,
+                        help="Training method: trades or sat (robust), natural (clean; keeps its last epoch) "
+                             "(default: the config's).")
     parser.add_argument("--nb-epochs", type=int, help="Training epochs (default: the config's teacher.nb_epochs).")
     parser.add_argument("--lr", type=float, help="SGD learning rate (default: the config's teacher.lr).")
     parser.add_argument("--beta", type=float, help="TRADES beta (default: the config's teacher.beta).")

@@ -37,14 +37,20 @@ from art_rslad.experiments.variants import (
 from art_rslad.trainers.averaging import AVERAGERS
 from art_rslad.trainers.registry import METHODS, method_names
 
-#: The registry's family whose methods can train a teacher (``teacher.method``).
-TEACHER_FAMILY = "adversarial training"
+#: The registry's families whose methods can train a teacher (``teacher.method``): natural training gives the clean
+#: teacher of the methods that distil a clean and a robust teacher, adversarial training the robust one.
+TEACHER_FAMILIES: tuple[str, ...] = ("natural", "adversarial training")
 #: The registry's families whose methods a preset gives a learning rate of their own (``method_lr``).
 PRESET_LR_FAMILIES: tuple[str, ...] = ("adversarial training", "distillation", "peer distillation")
 #: Config keys a method's entry in ``method_overrides`` may set (its lr is ``method_lr``'s).
 METHOD_SETTING_KEYS: tuple[str, ...] = ("nb_epochs", "batch_size", "momentum", "weight_decay", "lr_milestones",
                                         "lr_schedule_epochs", "lr_gamma", "eps_step", "max_iter", "igdm_alpha",
                                         "weight_averaging", "loss_scale")
+
+
+def teacher_method_names() -> list[str]:
+    """Methods that can train a teacher: ``natural`` (a clean teacher), then adversarial training (a robust one)."""
+    return [name for family in TEACHER_FAMILIES for name in method_names(family)]
 
 
 def preset_lr_methods() -> list[str]:
@@ -71,8 +77,8 @@ class TeacherConfig:
 
     :param model: Registry name of the teacher's architecture.
     :param source: ``"zoo:<name>"``, ``"robustbench:<name>"`` or a state-dict path; empty to train one.
-    :param method: Adversarial training method of a trained teacher (the registry's "adversarial training"
-        family: ``"trades"`` or ``"sat"``).
+    :param method: Training method of a trained teacher: ``"trades"`` or ``"sat"`` for a robust teacher,
+        ``"natural"`` for a clean one (:func:`teacher_method_names`).
     :param nb_epochs: Epochs of teacher training.
     :param lr: SGD learning rate of teacher training.
     :param beta: TRADES' robustness weight.
@@ -175,7 +181,7 @@ class Config:
         if self.augmentation not in ("none", "crop", "crop-flip"):
             raise ValueError(f"Config key `augmentation` must be 'none', 'crop' or 'crop-flip', got "
                              f"{self.augmentation!r}.")
-        teacher_methods = method_names(TEACHER_FAMILY)
+        teacher_methods = teacher_method_names()
         if self.teacher.method not in teacher_methods:
             raise ValueError(f"Config key `teacher.method` must be one of {', '.join(map(repr, teacher_methods))}, "
                              f"got {self.teacher.method!r}.")
@@ -479,5 +485,5 @@ def get_preset(name: str) -> Config:
     return presets[name]
 
 
-__all__ = ["PRESET_LR_FAMILIES", "TEACHER_FAMILY", "Config", "TeacherConfig", "dumps_toml", "get_preset",
-           "parse_assignment", "preset_lr_methods", "preset_names"]
+__all__ = ["PRESET_LR_FAMILIES", "TEACHER_FAMILIES", "Config", "TeacherConfig", "dumps_toml", "get_preset",
+           "parse_assignment", "preset_lr_methods", "preset_names", "teacher_method_names"]

@@ -35,15 +35,15 @@ import art_rslad
 from art_rslad import robustbench
 from art_rslad.data import dataset_info, load_dataset, make_data_generator, train_val_split
 from art_rslad.evaluation import evaluate_robustness
-from art_rslad.experiments.config import TEACHER_FAMILY, Config
+from art_rslad.experiments.config import Config, teacher_method_names
 from art_rslad.models import count_parameters, create_model, load_weights, make_classifier
-from art_rslad.trainers.registry import get_method, method_names
+from art_rslad.trainers.registry import get_method
 
 logger = logging.getLogger(__name__)
 
 ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"
-#: Methods that can train a teacher: the registry's "adversarial training" family.
-TEACHER_METHODS: tuple[str, ...] = tuple(method_names(TEACHER_FAMILY))
+#: Methods that can train a teacher: natural training (a clean teacher) and adversarial training (a robust one).
+TEACHER_METHODS: tuple[str, ...] = tuple(teacher_method_names())
 CARD_FORMAT = "art-rslad-model-card"
 
 
@@ -232,11 +232,13 @@ def train_teacher(
     data_root: str | os.PathLike[str] | None = None,
     verbose: bool = True,
 ) -> tuple[PyTorchClassifier, dict[str, Any]]:
-    """Adversarially train ``config.teacher.model`` on ``config.dataset`` with TRADES (KL inner maximisation) or SAT.
+    """Train ``config.teacher.model`` on ``config.dataset`` with TRADES (KL inner maximisation) or SAT (a robust
+    teacher), or naturally (``teacher.method="natural"``: a clean teacher).
 
     A validation split (``config.val_fraction`` of the training set, fixed by the seed) is held out; ``nb_val`` of those
     images are attacked after every epoch and the epoch with the highest PGD-10 accuracy is returned (see
-    docs/decisions.md, "Validation split and the best checkpoint"). The lr drops by ``config.lr_gamma`` at the
+    docs/decisions.md, "Validation split and the best checkpoint"); a natural teacher returns its last epoch
+    (docs/decisions.md, "A clean teacher keeps its last epoch"). The lr drops by ``config.lr_gamma`` at the
     paper's milestones scaled to ``config.teacher.nb_epochs``. With ``run_dir``, checkpoints are written there;
     ``resume`` continues from its ``last.pt``.
 
@@ -270,7 +272,9 @@ def train_teacher(
         generator = make_data_generator(x_train, y_train, config.batch_size, augmentation=config.augmentation,
                                         seed=config.seed)
         trainer.fit_generator(generator, **run_options)
-    if trainer.best_state_dict is not None:
+    # A clean teacher keeps its last epoch: the best-epoch rule (validation PGD-10) does not apply to it.
+    keeps_best = teacher.method != "natural"
+    if keeps_best and trainer.best_state_dict is not None:
         classifier.model.load_state_dict(trainer.best_state_dict)
     classifier.model.eval()
     summary = {
@@ -278,7 +282,8 @@ def train_teacher(
         "batch_size": config.batch_size, "lr": teacher.lr, "momentum": config.momentum,
         "weight_decay": config.weight_decay, "lr_milestones": milestones, "lr_gamma": config.lr_gamma,
         "augmentation": config.augmentation, "nb_train": len(x_train), "nb_val": min(nb_val, len(x_val)),
-        "val_fraction": config.val_fraction, "best_epoch": trainer.best_epoch, "history": trainer.history,
+        "val_fraction": config.val_fraction, "best_epoch": trainer.best_epoch if keeps_best else None,
+        "kept_epoch": trainer.best_epoch if keeps_best else len(trainer.history), "history": trainer.history,
         "seconds_this_session": round(time.perf_counter() - started, 1), "device": str(classifier.device),
     }
     return classifier, summary
