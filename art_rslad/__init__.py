@@ -21,6 +21,11 @@ _EXPORTS = {
     "AdversarialTrainerAdaAD": "art_rslad.trainers",
     "AdversarialTrainerAdaIAD": "art_rslad.trainers",
     "AdversarialTrainerPeerAiD": "art_rslad.trainers",
+    "AdversarialTrainerMTARD": "art_rslad.trainers",
+    "AdversarialTrainerABSLD": "art_rslad.trainers",
+    "AdversarialTrainerDGAD": "art_rslad.trainers",
+    "AdversarialTrainerCIARD": "art_rslad.trainers",
+    "AdversarialTrainerSAAD": "art_rslad.trainers",
     "NaturalTrainer": "art_rslad.trainers",
     "evaluate_robustness": "art_rslad.evaluation", "RobustnessReport": "art_rslad.evaluation",
 }

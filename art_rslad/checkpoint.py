@@ -22,6 +22,15 @@ import torch
 
 CHECKPOINT_FORMAT = "art-rslad-checkpoint"
 CHECKPOINT_VERSION = 1
+#: The advice that ends the error of a failed atomic write (a caller that can say better replaces it).
+RETRY_ADVICE = "Free disk space (or choose another folder) and try again."
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then set back)."""
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
 
 
 def _write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
@@ -33,6 +42,7 @@ def _write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp's 0600 -> the mode open() gives any other file
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()
@@ -42,8 +52,10 @@ def _write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None
         Path(temporary).unlink(missing_ok=True)
         kept = f"the previous {target.name} is intact" if target.exists() else f"no {target.name} was written"
         code = error.errno if isinstance(error, OSError) and error.errno else errno.EIO
-        raise OSError(code, f"Could not write {target} ({error}); {kept}. Free disk space (or choose another "
-                      "folder) and try again.") from error
+        # torch's writer says only where in its C++ it failed: the likely cause, in the user's words
+        reason = error.strerror if isinstance(error, OSError) and error.strerror \
+            else "the write failed; is the disk full?"
+        raise OSError(code, f"Could not write {target} ({reason}); {kept}. {RETRY_ADVICE}") from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

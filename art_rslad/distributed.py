@@ -3,9 +3,9 @@
 Run any script that calls a trainer's ``fit`` / ``fit_generator`` under ``torchrun --nproc-per-node N script.py``:
 
 * :func:`current_world` joins the process group that torchrun describes in the environment (``RANK``,
-  ``WORLD_SIZE``, ``MASTER_ADDR``...), with backend ``nccl`` on CUDA and ``gloo`` on CPU, unless the script
-  initialised one itself. Without a group and without torchrun's variables the world is one process and none of
-  this changes anything.
+  ``WORLD_SIZE``, ``MASTER_ADDR``...), with backend ``nccl`` when the run's device is CUDA and ``gloo`` when it is
+  the CPU (even on a machine with GPUs), unless the script initialised one itself. Without a group and without
+  torchrun's variables the world is one process and none of this changes anything.
 * :class:`World` is this process's rank among the run's processes; it says how the inputs are split:
   :meth:`World.train_shard` like ``DistributedSampler`` (padded to a multiple of the world size, every ``size``-th
   index of the epoch's permutation, the same on every rank), :meth:`World.eval_slice` as contiguous blocks without
@@ -51,10 +51,22 @@ TORCHRUN_VARIABLES: tuple[str, ...] = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MAST
 
 
 def default_backend(device: torch.device | str | None = None) -> str:
-    """``nccl`` for a CUDA device (or, with no device given, when CUDA is available), else ``gloo``."""
+    """``nccl`` for a CUDA device (or, with no device given, when CUDA is available), else ``gloo``.
+
+    The device decides, not the machine: a run on the CPU uses gloo even where CUDA is available.
+    """
     if device is None:
         return "nccl" if torch.cuda.is_available() else "gloo"
     return "nccl" if torch.device(device).type == "cuda" else "gloo"
+
+
+def timeout_of(minutes: float | None) -> timedelta | None:
+    """The process group's timeout for ``minutes`` (None: torch's default, 10 minutes for NCCL, 30 for gloo)."""
+    if minutes is None:
+        return None
+    if not math.isfinite(minutes) or minutes <= 0:
+        raise ValueError(f"The process group timeout must be a positive number of minutes, got {minutes}.")
+    return timedelta(minutes=minutes)
 
 
 def launched_by_torchrun() -> bool:
@@ -62,20 +74,24 @@ def launched_by_torchrun() -> bool:
     return all(name in os.environ for name in TORCHRUN_VARIABLES) and int(os.environ["WORLD_SIZE"]) > 1
 
 
-def init_distributed(backend: str | None = None, timeout: timedelta | None = None) -> World:
+def init_distributed(backend: str | None = None, timeout: timedelta | None = None, *,
+                     device: torch.device | str | None = None) -> World:
     """Join the process group torchrun describes (idempotent) and return this process's :class:`World`.
 
-    Call it at the top of a torchrun script, before building classifiers: on CUDA it selects the GPU
-    ``LOCAL_RANK`` (``torch.cuda.set_device``), so that ``PyTorchClassifier(..., device_type="gpu")`` places each
-    rank's models on its own GPU. Without torchrun's variables (and no group initialised) it returns the
-    one-process world.
+    Call it at the top of a torchrun script, before building classifiers: with the ``nccl`` backend it selects the
+    GPU ``LOCAL_RANK`` (``torch.cuda.set_device``), so that ``PyTorchClassifier(..., device_type="gpu")`` places
+    each rank's models on its own GPU; with ``gloo`` it touches no GPU. Without torchrun's variables (and no group
+    initialised) it returns the one-process world.
 
-    :param backend: ``nccl`` or ``gloo``; default ``nccl`` when CUDA is available, else ``gloo``.
-    :param timeout: Timeout of collective operations (torch's default when None).
+    :param backend: ``nccl`` or ``gloo``; default :func:`default_backend` of ``device``.
+    :param timeout: Timeout of collective operations (torch's default when None: 10 minutes for NCCL). A sharded
+        evaluation's final gather waits for the slowest rank; raise it when one shard may take longer.
+    :param device: The device the run's models use (``"cpu"``, ``"cuda"``); None: CUDA when available. It picks
+        the backend when ``backend`` is None: a CPU run uses gloo even on a machine with GPUs.
     """
     joining = dist.is_available() and not dist.is_initialized() and launched_by_torchrun()
     if joining:
-        backend = backend or default_backend()
+        backend = backend or default_backend(device)
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
         kwargs: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
@@ -93,7 +109,7 @@ def current_world(device: torch.device | None = None) -> World:
     :param device: The device the models run on; selects the backend and, on CUDA under torchrun, must be the GPU
         of this process's ``LOCAL_RANK``.
     """
-    world = init_distributed(None if device is None else default_backend(device))
+    world = init_distributed(device=device)
     if world.is_distributed and device is not None and torch.device(device).type == "cuda" \
             and "LOCAL_RANK" in os.environ and torch.device(device).index != int(os.environ["LOCAL_RANK"]):
         raise ValueError(
@@ -127,16 +143,20 @@ def leave_process_group() -> None:
 
 
 @contextlib.contextmanager
-def command_world() -> Iterator[World]:
+def command_world(device: str | None = None, timeout: timedelta | None = None) -> Iterator[World]:
     """The :class:`World` of one command-line command: joins torchrun's process group for the block, leaves it after.
 
     When the block ends normally every rank calls :func:`leave_process_group`. When it raises (on every rank when
     the error came from :func:`on_main`), the group is not destroyed, since a rank that failed alone must not wait
     for ranks that are still inside a collective; the process only gives gloo's threads a moment before it exits
     with the error. A group initialised before the block is left as it is, and in a one-process run nothing happens.
+
+    :param device: The command's ``--device`` (None: CUDA when available); picks the backend (see
+        :func:`init_distributed`).
+    :param timeout: Timeout of the group's collectives (None: torch's default).
     """
     joined = not (dist.is_available() and dist.is_initialized())
-    world = init_distributed()
+    world = init_distributed(timeout=timeout, device=device)
     leave = joined and world.is_distributed
     try:
         yield world

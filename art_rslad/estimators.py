@@ -9,7 +9,8 @@ preprocessing (differentiably), :func:`classifier_like` to wrap another model th
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 from art.defences.preprocessor.preprocessor import Preprocessor
 from art.estimators.classification import PyTorchClassifier
 from art.preprocessing.standardisation_mean_std.pytorch import StandardisationMeanStdPyTorch
+from art.preprocessing.standardisation_mean_std.utils import broadcastable_mean_std
 
 
 def check_classifier(classifier: object, argument: str, *, needs_optimizer: bool = False) -> PyTorchClassifier:
@@ -91,12 +93,69 @@ def forward_logits(classifier: PyTorchClassifier, x: torch.Tensor) -> torch.Tens
     """
     if identity_preprocessing(classifier):  # ART's default (0, 1) standardisation: skip ~40 us per call
         return classifier.model(x)
+    operations = classifier.preprocessing_operations
+    if len(operations) == 1 and isinstance(operations[0], StandardisationMeanStdPyTorch) \
+            and operations[0].apply_predict:
+        mean, std = _standardisation_constants(operations[0], x)
+        return classifier.model((x - mean) / std)
     if classifier.all_framework_preprocessing:
         inputs, _ = classifier._apply_preprocessing(x, y=None, fit=False, no_grad=False)
     else:
         array, _ = classifier._apply_preprocessing(x.detach().cpu().numpy(), y=None, fit=False)
         inputs = torch.as_tensor(array, device=x.device)
     return classifier.model(inputs)
+
+
+#: Per ART standardisation: its (mean, std) as tensors, per device and input rank (built once, then reused).
+_CONSTANTS: weakref.WeakKeyDictionary[StandardisationMeanStdPyTorch, dict[tuple[torch.device, int],
+                                      tuple[torch.Tensor, torch.Tensor]]] = weakref.WeakKeyDictionary()
+
+
+def _standardisation_constants(operation: StandardisationMeanStdPyTorch, x: torch.Tensor
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``operation``'s mean and std on ``x``'s device, shaped to broadcast against ``x``.
+
+    ART's own forward builds both tensors from numpy at every call (two blocking host-to-device copies on a GPU,
+    per attack step); the values are the same, so they are copied once per device and kept.
+    """
+    cache = _CONSTANTS.setdefault(operation, {})
+    key = (x.device, x.ndim)
+    if key not in cache:
+        mean, std = broadcastable_mean_std(x, operation.mean, operation.std)
+        cache[key] = (torch.as_tensor(mean, dtype=torch.float32).to(x.device),
+                      torch.as_tensor(std, dtype=torch.float32).to(x.device))
+    return cache[key]
+
+
+def check_devices(student: PyTorchClassifier, others: Mapping[str, PyTorchClassifier | None]) -> None:
+    """Raise a ValueError, naming where each network is, unless every network of ``others`` (the teacher, a peer)
+    runs on the student's device with its weights there.
+
+    The trainers never move a network between devices per batch: a teacher on another device would copy every batch
+    there and back (and a teacher built before the process group is joined sits on the first GPU of every rank).
+    """
+    places = {"student": student, **{name: other for name, other in others.items() if other is not None}}
+    where = {name: _places(classifier) for name, classifier in places.items()}
+    if len({place for found in where.values() for place in found}) > 1:
+        listing = "; ".join(f"{name} on {', '.join(sorted(map(str, found)))}" for name, found in where.items())
+        raise ValueError(
+            f"The networks of this run are on different devices ({listing}). Build every classifier with the same "
+            "device_type (under torchrun, after art_rslad.distributed.init_distributed(), so that each rank's "
+            "networks share its GPU), and keep their models on the classifier's device."
+        )
+
+
+def _places(classifier: PyTorchClassifier) -> set[torch.device]:
+    """The classifier's device and those its model's parameters and buffers are on."""
+    tensors = [*classifier.model.parameters(), *classifier.model.buffers()]
+    return {_normalised(classifier.device), *(_normalised(tensor.device) for tensor in tensors)}
+
+
+def _normalised(device: torch.device) -> torch.device:
+    """``device`` with its index made explicit for CUDA (``cuda`` is the current GPU)."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def identity_preprocessing(classifier: PyTorchClassifier) -> bool:

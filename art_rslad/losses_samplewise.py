@@ -185,22 +185,30 @@ def teacher_label_gradient(teacher: Callable[[torch.Tensor], torch.Tensor], x: t
     return logits.detach(), gradient
 
 
-def saad_attack_loss(
-    student_adv_logits: torch.Tensor, x_adv: torch.Tensor, x: torch.Tensor, teacher_nat_logits: torch.Tensor,
-    teacher_gradient: torch.Tensor, labels: torch.Tensor, step: float = 1.0,
+def linearised_teacher_logits(
+    x_adv: torch.Tensor, x: torch.Tensor, teacher_nat_logits: torch.Tensor, teacher_gradient: torch.Tensor,
+    labels: torch.Tensor, step: float = 1.0,
 ) -> torch.Tensor:
-    """SAAD's attack objective ``sum_i KL(softmax(z~_i) || softmax(S(x'_i)))`` against the linearised teacher.
-
-    ``z~ = T(x)`` except ``z~_{i, y_i} = T(x)_{i, y_i} + step * <g_i, x'_i - x_i>`` (``g`` from
-    :func:`teacher_label_gradient`): a first-order guess of the teacher on x' with no teacher forward per step. The
-    gradient flows through ``z~`` (it depends on x') as in the official code.
-    """
-    check_logits("teacher_nat_logits", teacher_nat_logits, like=student_adv_logits)
-    check_labels(labels, student_adv_logits)
+    """SAAD's guess of the teacher on x': ``z~ = T(x)`` except ``z~_{i, y_i} = T(x)_{i, y_i} + step * <g_i, x'_i -
+    x_i>`` (``g`` from :func:`teacher_label_gradient`), with no teacher forward; differentiable in ``x_adv``."""
+    check_labels(labels, teacher_nat_logits)
     if teacher_gradient.shape != x.shape or x_adv.shape != x.shape:
         raise ValueError(f"`x_adv` and `teacher_gradient` must have the inputs' shape {tuple(x.shape)}, got "
                          f"{tuple(x_adv.shape)} and {tuple(teacher_gradient.shape)}.")
     correction = (teacher_gradient * (x_adv - x)).flatten(1).sum(dim=1)
     shift = F.one_hot(labels, teacher_nat_logits.shape[1]).to(correction.dtype) * (step * correction)[:, None]
-    target = F.softmax(teacher_nat_logits.detach() + shift, dim=1)
-    return kl_per_sample(target, student_adv_logits).sum()
+    return teacher_nat_logits.detach() + shift
+
+
+def saad_attack_loss(
+    student_adv_logits: torch.Tensor, x_adv: torch.Tensor, x: torch.Tensor, teacher_nat_logits: torch.Tensor,
+    teacher_gradient: torch.Tensor, labels: torch.Tensor, step: float = 1.0,
+) -> torch.Tensor:
+    """SAAD's attack objective ``sum_i KL(softmax(z~_i) || softmax(S(x'_i)))`` against the linearised teacher
+    (:func:`linearised_teacher_logits`). The gradient flows through ``z~`` (it depends on x') as in the official
+    code.
+    """
+    check_logits("teacher_nat_logits", teacher_nat_logits, like=student_adv_logits)
+    check_labels(labels, student_adv_logits)
+    target = linearised_teacher_logits(x_adv, x, teacher_nat_logits, teacher_gradient, labels, step)
+    return kl_per_sample(F.softmax(target, dim=1), student_adv_logits).sum()

@@ -30,6 +30,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from art_rslad.checkpoint import write_text_atomic
+
 #: The columns of the paper's white-box table, in its order.
 PAPER_ATTACKS: tuple[str, ...] = ("clean", "fgsm", "pgd_sat", "pgd_trades", "cw_inf", "autoattack")
 #: The columns of the paper's black-box table: PGD and CW_inf transferred from a robust surrogate, and Square.
@@ -165,8 +167,8 @@ class ComparisonTable:
         target = Path(folder)
         target.mkdir(parents=True, exist_ok=True)
         markdown, data = target / f"{stem}.md", target / f"{stem}.json"
-        markdown.write_text(self.to_markdown(), encoding="utf-8")
-        data.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(self.to_markdown(), markdown)  # whole or not at all on a full disk
+        write_text_atomic(json.dumps(self.to_dict(), indent=2) + "\n", data)
         return markdown, data
 
 
@@ -265,7 +267,7 @@ def settings_notes(config: Mapping[str, Any], milestones: Sequence[int], methods
             f"{m} {method_lr.get(m, config['lr']):g}" + ("" if m in method_lr else
                                                          " (the config's lr; not in method_lr)")
             for m in methods)
-        + (f" ({config['method_lr_note']})" if config["method_lr_note"] else "") + ".",
+        + (" (how they were chosen: the config's `method_lr_note`)" if config["method_lr_note"] else "") + ".",
         "best = the epoch with the highest PGD-10 accuracy on a validation split held out of the training set "
         "(never the test set); last = the final epoch.",
     ]

@@ -11,13 +11,15 @@ teacher, data, batch order, batch size, PGD steps, optimizer). ART's own ``Adver
 batch is ART's default, TRADESPyTorch attacks with the cross-entropy from a uniform start). All variants run
 interleaved in one process on one thread, in alternating order, medians of ``--repeats`` rounds after one warm-up
 round. Data: the first ``--nb-samples`` Fashion-MNIST training images, eps 0.1, step 0.025, a ``cnn-small``
-student, the shipped teacher ``zoo:fashion-mnist-cnn-large`` (PeerAiD: a ``cnn-small`` peer instead).
+student, the shipped teacher ``zoo:fashion-mnist-cnn-large`` (PeerAiD: a ``cnn-small`` peer instead; MTARD and CIARD
+also the shipped clean teacher ``zoo:fashion-mnist-cnn-large-clean``; CIARD trains a copy of the teacher).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable
@@ -33,12 +35,15 @@ from art.estimators.classification import PyTorchClassifier
 from art_rslad.data import load_dataset
 from art_rslad.experiments.teachers import load_teacher
 from art_rslad.models import create_model
-from art_rslad.trainers.registry import get_method
+from art_rslad.trainers.registry import Method, get_method
 from bench.common import environment, format_ratio_table, ratio_rows, run_interleaved, write_json
-from bench.plain_loops import PLAIN_METHODS, PlainEMA, PlainSetup, batch_order, plain_epoch
+from bench.plain_loops import PlainEMA, batch_order, plain_epoch
+from bench.plain_loops_recent import RecentSetup
+from bench.plain_methods import PLAIN_METHODS
 
 SHAPE = (1, 28, 28)
 TEACHER = "zoo:fashion-mnist-cnn-large"
+CLEAN_TEACHER = "zoo:fashion-mnist-cnn-large-clean"
 
 
 @dataclass(frozen=True)
@@ -75,47 +80,82 @@ class Bench:
     student: torch.nn.Module  # the initial weights every variant copies
     peer: torch.nn.Module
     teacher: PyTorchClassifier
+    clean_teacher: PyTorchClassifier
 
 
 def sgd(model: torch.nn.Module) -> torch.optim.SGD:
     return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=2e-4)
 
 
-def classifier(model: torch.nn.Module, device: torch.device) -> PyTorchClassifier:
-    """An ART classifier around ``model`` with SGD (lr 0.05, momentum 0.9, weight decay 2e-4), inputs in [0, 1]."""
-    return PyTorchClassifier(model, torch.nn.CrossEntropyLoss(), SHAPE, 10, optimizer=sgd(model),
+def network_sgd(method: Method, name: str, model: torch.nn.Module) -> torch.optim.SGD:
+    """The SGD of the trained network ``name`` of ``method``: its declared settings, else the student's."""
+    own = next(net.optimizer for net in method.networks if net.name == name)
+    return sgd(model) if own is None else torch.optim.SGD(model.parameters(), **dataclasses.asdict(own))
+
+
+def classifier(model: torch.nn.Module, device: torch.device, optimizer: torch.optim.Optimizer | None = None
+               ) -> PyTorchClassifier:
+    """An ART classifier around ``model`` with SGD (default: lr 0.05, momentum 0.9, weight decay 2e-4), inputs in
+    [0, 1]."""
+    return PyTorchClassifier(model, torch.nn.CrossEntropyLoss(), SHAPE, 10, optimizer=optimizer or sgd(model),
                              clip_values=(0.0, 1.0), device_type="cpu" if device.type == "cpu" else "gpu")
+
+
+def uses_peer(method: Method) -> bool:
+    """Whether ``method`` trains a ``peer`` network beside the student (the plain loops' second network)."""
+    return any(net.name == "peer" for net in method.trained_networks)
+
+
+def starts(peer: torch.nn.Module, teacher: torch.nn.Module, clean_teacher: torch.nn.Module
+           ) -> dict[str, torch.nn.Module]:
+    """The model each declared network start takes (:data:`art_rslad.trainers.networks.Start`)."""
+    return {"student": peer, "teacher": teacher, "clean_teacher": clean_teacher}
+
+
+def trainer_networks(method: Method, models: dict[str, torch.nn.Module],
+                     wrap: Callable[[torch.nn.Module, torch.optim.Optimizer | None], PyTorchClassifier]
+                     ) -> dict[str, PyTorchClassifier]:
+    """Our trainer's networks beside the student, from its declaration and :func:`starts`' models: a frozen one
+    as it is, a trained one a copy with its SGD (:func:`network_sgd`)."""
+    networks = {}
+    for net in method.networks:
+        if net.required:
+            model = copy.deepcopy(models[net.start]) if net.trained else models[net.start]
+            networks[net.name] = wrap(model, network_sgd(method, net.name, model) if net.trained else None)
+    return networks
 
 
 def ours(bench: Bench, case: Case) -> Callable[[], None]:
     """One epoch of our trainer's ``fit``; the trainer is built once, its student keeps training across calls."""
     method = get_method(case.method)
-    partner: dict[str, Any] = {}
-    if method.needs_teacher:
-        partner["teacher"] = bench.teacher
-    if method.needs_peer:
-        partner["peer"] = classifier(copy.deepcopy(bench.peer), bench.device)
+    models = starts(bench.peer, bench.teacher.model, bench.clean_teacher.model)
+    partner = trainer_networks(method, models, lambda model, optimizer: classifier(model, bench.device, optimizer))
     trainer = method.trainer(classifier(copy.deepcopy(bench.student), bench.device), **partner, eps=bench.eps,
                              eps_step=bench.eps_step, max_iter=bench.max_iter, seed=0, verbose=False,
                              **case.trainer_options)
     return lambda: trainer.fit(bench.x, bench.y, batch_size=bench.batch_size, nb_epochs=1)
 
 
-def plain_setup(case: Case, student: torch.nn.Module, teacher: torch.nn.Module, peer: torch.nn.Module,
-                **attack: Any) -> PlainSetup:
-    """The plain loop's setup for ``case``: the teacher or the peer (with its own SGD) where the method uses one;
-    ``attack``: ``eps``, ``eps_step``, ``steps``, ``seed``."""
+def plain_setup(case: Case, student: torch.nn.Module, models: dict[str, torch.nn.Module], **attack: Any
+                ) -> RecentSetup:
+    """The plain loop's setup for ``case`` from :func:`starts`' models: the teacher, the clean teacher and the peer
+    where the method uses them, each trained one a copy with its own SGD; ``attack``: ``eps``, ``eps_step``,
+    ``steps``, ``seed``."""
     method = get_method(case.method)
-    return PlainSetup(student, sgd(student), teacher=teacher if method.needs_teacher else None,
-                      peer=peer if method.needs_peer else None, peer_optimizer=sgd(peer) if method.needs_peer else None,
-                      **attack)
+    used = {net.name: net for net in method.networks if net.required}
+    chosen = {name: copy.deepcopy(models[net.start]) if net.trained else models[net.start]
+              for name, net in used.items()}
+    trained = {name: network_sgd(method, name, chosen[name]) for name, net in used.items() if net.trained}
+    return RecentSetup(student, sgd(student), teacher=chosen.get("teacher"), peer=chosen.get("peer"),
+                       peer_optimizer=trained.get("peer"), clean_teacher=chosen.get("clean_teacher"),
+                       teacher_optimizer=trained.get("teacher"), **attack)
 
 
 def plain(bench: Bench, case: Case) -> Callable[[], None]:
     """One epoch of the plain loop, with the trainer's batch order."""
     student = copy.deepcopy(bench.student)
-    setup = plain_setup(case, student, bench.teacher.model, copy.deepcopy(bench.peer), eps=bench.eps,
-                        eps_step=bench.eps_step, steps=bench.max_iter)
+    models = starts(bench.peer, bench.teacher.model, bench.clean_teacher.model)
+    setup = plain_setup(case, student, models, eps=bench.eps, eps_step=bench.eps_step, steps=bench.max_iter)
     x, y = torch.from_numpy(bench.x), torch.from_numpy(bench.y)
     nb_batches = -(-len(x) // bench.batch_size)
 
@@ -181,7 +221,8 @@ def make_bench(nb_samples: int, batch_size: int, max_iter: int, device: torch.de
     return Bench(x[:nb_samples].copy(), y[:nb_samples].copy(), batch_size, 0.1, 0.025, max_iter, device,
                  create_model("cnn-small", 10, input_shape=SHAPE).to(device),
                  create_model("cnn-small", 10, input_shape=SHAPE).to(device),
-                 load_teacher(TEACHER, "fashion-mnist", device=device.type))
+                 load_teacher(TEACHER, "fashion-mnist", device=device.type),
+                 load_teacher(CLEAN_TEACHER, "fashion-mnist", device=device.type))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,7 +46,8 @@ from bench.common import (
     start_benchmark,
     write_json,
 )
-from bench.plain_loops import PLAIN_METHODS, PlainSetup, batch_order, plain_epoch
+from bench.plain_loops import PlainSetup, batch_order, plain_epoch
+from bench.plain_methods import PLAIN_METHODS
 
 SETTINGS = {
     # student, teacher, input shape, eps, eps_step

@@ -47,6 +47,34 @@ def training_rows(steps: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def path_lines(steps: list[dict[str, Any]]) -> list[str]:
+    """What the nccl, resume and syncs steps found (bench/gpu_paths.py), and what they could not cover."""
+    found = {step["results"]["benchmark"]: step["results"] for step in steps
+             if step.get("results", {}).get("benchmark") in ("nccl", "resume", "syncs")}
+    lines = ["", "## GPU paths", ""]
+    if "nccl" in found:
+        nccl = found["nccl"]
+        lines.append(f"- Process group: backend {nccl['backend']}, {nccl['world_size']} rank(s); ran "
+                     f"{', '.join(nccl['covered'])}; not covered: {', '.join(nccl['not_covered']) or 'nothing'}.")
+    if "resume" in found:
+        resume = found["resume"]
+        lines.append(f"- Interrupted and resumed fit, largest weight difference to the uninterrupted one: "
+                     f"{resume['max_abs_difference_deterministic_False']:.3g} without `deterministic`, "
+                     f"{resume['max_abs_difference_deterministic_True']:.3g} with it (one fit "
+                     f"{resume['seconds_deterministic_False']:.1f} s against {resume['seconds_deterministic_True']:.1f}"
+                     " s); last.pt loaded on "
+                     f"{', '.join(resume['last_pt_on_cpu'])} (RNG states: {', '.join(resume['last_pt_rng'])}).")
+    if "syncs" in found:
+        syncs = found["syncs"]
+        lines.append("- Synchronisations per training step (median): " + ", ".join(
+            f"{name} {syncs[name]['syncs_per_step_median']}" for name in ("identity", "mean_std") if name in syncs)
+            + (f" ({syncs['note']})" if "note" in syncs else "") + ".")
+    missing = [name for name in ("nccl", "resume", "syncs") if name not in found]
+    if missing:
+        lines.append(f"- No result from: {', '.join(missing)} (see their logs).")
+    return lines
+
+
 def markdown(steps: list[dict[str, Any]]) -> str:
     first = next((s["results"] for s in steps if "results" in s and "device" in s["results"]), {})
     lines = ["# GPU check", "", f"Date {first.get('date', '?')}, device {first.get('gpu', first.get('device', '?'))},"
@@ -54,6 +82,7 @@ def markdown(steps: list[dict[str, Any]]) -> str:
              "|---|---|---|---|"]
     lines += [f"| {step['step']} | {step['rc']} | {step['seconds']} | {step['last_line'].replace('|', '/')[:160]} |"
               for step in steps]
+    lines += path_lines(steps)
     lines += ["", "## Training: RSLAD through ART against the plain loop", "", *training_rows(steps)]
     for step in steps:
         results = step.get("results", {})

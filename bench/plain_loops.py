@@ -66,6 +66,12 @@ class PlainSetup:
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.optimizer] + ([] if self.peer_optimizer is None else [self.peer_optimizer])
 
+    def start_epoch(self, epoch: int, nb_epochs: int) -> None:
+        """Before an epoch's batches (the methods since 2022 keep the epoch and set a teacher's lr here)."""
+
+    def end_epoch(self) -> None:
+        """After an epoch's last batch (ABSLD updates its temperatures here)."""
+
 
 class StepOutput(NamedTuple):
     """A method's training loss on one batch, its adversarial inputs and the student's logits on them."""
@@ -240,8 +246,9 @@ def peeraid(setup: PlainSetup, x: torch.Tensor, y: torch.Tensor, introspect: boo
     return StepOutput(peer_loss + student_loss, x_adv, adv_logits)
 
 
-#: Method name (as in art_rslad's registry) -> its plain loop.
-PLAIN_METHODS: dict[str, PlainMethod] = {
+#: Method name (as in art_rslad's registry) -> its plain loop; those of the methods since 2022 are in
+#: ``bench/plain_loops_recent.py``, and ``bench/plain_methods.py`` holds them all.
+EARLIER_PLAIN_METHODS: dict[str, PlainMethod] = {
     "natural": natural, "sat": sat, "trades": trades, "ard": ard, "iad": iad, "adaad": adaad, "rslad": rslad,
     "adaiad": adaiad, "peeraid": peeraid,
 }
@@ -300,6 +307,7 @@ def plain_epoch(
     """One epoch over ``x[order]`` in batches; returns the mean training loss. ``x`` and ``y`` may be on the host."""
     device = next(setup.student.parameters()).device
     introspect = epoch >= round(WARMUP_FRACTION * nb_epochs)
+    setup.start_epoch(epoch, nb_epochs)
     total = torch.zeros((), device=device)
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
@@ -316,4 +324,5 @@ def plain_epoch(
         if ema is not None:
             ema.update(setup.student)
         total = total + loss.detach() * len(rows)
+    setup.end_epoch()
     return float(total) / len(order)

@@ -4,8 +4,8 @@ The same contract as ``bench/plain_loops.py`` (whose shared pieces they use): no
 the modes set by hand, one SGD step per batch through :func:`bench.plain_loops.plain_epoch`. What these methods add
 lives in :class:`RecentSetup`: the clean teacher (MTARD, CIARD), the robust teacher's own optimizer (CIARD), the
 adaptive state carried from batch to batch, and the epoch (SAAD's ramp, CIARD's teacher warm-up).
-``tests/test_bench_plain_loops_recent.py`` checks them against the package's pure losses; they join
-``PLAIN_METHODS`` when the methods join the registry.
+``tests/test_bench_plain_loops_recent.py`` checks them against the package's pure losses, and
+``tests/test_bench_plain_loops.py`` against the trainers (``bench/plain_methods.py`` lists every plain loop).
 """
 
 from __future__ import annotations
@@ -43,6 +43,22 @@ class RecentSetup(PlainSetup):
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return super().optimizers() + ([] if self.teacher_optimizer is None else [self.teacher_optimizer])
+
+    def start_epoch(self, epoch: int, nb_epochs: int) -> None:
+        """Keep the epoch; a trained robust teacher (CIARD) gets this epoch's lr: 0 until its start, then 1e-4 on a
+        cosine-times-Gaussian decay to the run's end (1-based epochs)."""
+        self.epoch, self.nb_epochs = epoch, nb_epochs
+        if self.teacher_optimizer is None:
+            return
+        current, start = epoch + 1, CIARD_TEACHER_START * nb_epochs
+        progress = (current - start) / (nb_epochs - start)
+        lr = 1e-4 * (0.5 + 0.5 * math.cos(math.pi * progress)) * math.exp(-0.01 * progress**2)
+        for group in self.teacher_optimizer.param_groups:
+            group["lr"] = lr if current > start else 0.0
+
+    def end_epoch(self) -> None:
+        if "errors_adv" in self.state:
+            absld_epoch_end(self)
 
 
 def zkl(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
@@ -161,6 +177,9 @@ def ciard(setup: RecentSetup, x: torch.Tensor, y: torch.Tensor, introspect: bool
     setup.student.train()
     nat_logits = setup.forward(setup.student, x)
     clean_nat = setup.clean_teacher_logits(x)
+    setup.teacher.train()
+    with torch.no_grad():  # as the official code: unused, but its BatchNorm statistics move
+        setup.forward(setup.teacher, x)
     x_adv = ce_attack_gaussian(setup, x, y)
     setup.student.train()
     setup.teacher.train()  # the robust teacher trains too: batch statistics, gradients for its own step
@@ -178,7 +197,7 @@ def ciard(setup: RecentSetup, x: torch.Tensor, y: torch.Tensor, introspect: bool
         push = zkl(adv_logits[wrong] / 5.0, F.softmax(clean_adv[wrong], dim=1))
         magnitudes = [math.floor(math.log10(value)) for value in (adv_term.item(), nat_term.item(), push.item())]
         loss = loss - 10.0 ** (min(magnitudes[:2]) - magnitudes[2]) * push
-    if setup.epoch >= round(CIARD_TEACHER_START * setup.nb_epochs):
+    if setup.epoch + 1 > CIARD_TEACHER_START * setup.nb_epochs:
         loss = loss + F.cross_entropy(robust_adv, y)  # reaches the teacher only: x' and its soft labels are constants
     return StepOutput(loss, x_adv, adv_logits)
 

@@ -36,7 +36,8 @@ class TinyCNN(torch.nn.Module):
 
 def make_classifier(model: torch.nn.Module, lr: float = 0.05, nb_classes: int = 10,
                     input_shape: tuple[int, ...] = (1, 28, 28), **kwargs: object) -> PyTorchClassifier:
-    """An ART classifier with SGD (momentum 0.9) and clip_values (0, 1)."""
+    """An ART classifier with SGD (momentum 0.9) and clip_values (0, 1), on the CPU unless ``device_type`` says."""
+    kwargs.setdefault("device_type", "cpu")  # ART's default "gpu" would put a CPU test on a GPU where one exists
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     return PyTorchClassifier(model, torch.nn.CrossEntropyLoss(), input_shape, nb_classes, optimizer=optimizer,
                              clip_values=(0.0, 1.0), **kwargs)
@@ -54,6 +55,17 @@ def write_cifar(root: Path, folder: str, files: dict[str, int], label_key: str, 
             pickle.dump(entry, stream)
         batches[name] = entry
     return batches
+
+
+@pytest.fixture(autouse=True)
+def cpu_tests_see_no_gpu(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test but the CUDA variants (``cuda`` in their name) runs on the CPU, also on a machine with GPUs: CUDA
+    is reported unavailable to the test and hidden from the processes it starts (torchrun, the CLI), so a device
+    chosen by default is the CPU. The classifiers the tests build name their device too (checked in
+    test_device_paths.py)."""
+    if "cuda" not in request.node.nodeid.lower():
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -147,7 +147,7 @@ def test_classifier_like_copies_the_wrapping_around_another_model():
     student = _classifier()
     student = PyTorchClassifier(student.model, torch.nn.CrossEntropyLoss(), (1, 28, 28), 10,
                                 optimizer=student.optimizer, clip_values=(0.0, 1.0), preprocessing=(0.5, 0.25),
-                                preprocessing_defences=[own])
+                                preprocessing_defences=[own], device_type="cpu")
     other = TinyCNN(2)
     copy = classifier_like(student, other)
     assert copy.model is other and copy.optimizer is None and copy.loss is student.loss
@@ -214,7 +214,8 @@ def test_bad_input_names_the_setting():
         ArtTRADES(classifier, teacher=classifier)
     with pytest.raises(ValueError, match="SGD"):
         ArtOAAT(PyTorchClassifier(classifier.model, torch.nn.CrossEntropyLoss(), (1, 28, 28), 10,
-                                  optimizer=torch.optim.Adam(classifier.model.parameters()), clip_values=(0.0, 1.0)),
+                                  optimizer=torch.optim.Adam(classifier.model.parameters()), clip_values=(0.0, 1.0),
+                                  device_type="cpu"),
                 eps=EPS)
     x, y = np.zeros((4, 1, 28, 28), np.float32), np.zeros(4, np.int64)
     fbf = ArtFBF(classifier, eps=EPS)

@@ -44,7 +44,8 @@ class TinyNet(torch.nn.Module):
 def classifier(seed: int = 0) -> PyTorchClassifier:
     model = TinyNet(seed)
     return PyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=SHAPE, nb_classes=10,
-                             optimizer=torch.optim.SGD(model.parameters(), lr=0.1), clip_values=(0.0, 1.0))
+                             optimizer=torch.optim.SGD(model.parameters(), lr=0.1), clip_values=(0.0, 1.0),
+                             device_type="cpu")
 
 
 def fixed_batch(nb: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,7 +183,7 @@ def test_input_gradient_goes_through_the_classifiers_preprocessing(preprocessing
     x, teacher_probs = fixed_batch()
     model = TinyNet(0).eval()
     target = PyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=SHAPE, nb_classes=10,
-                               clip_values=(0.0, 1.0), preprocessing=preprocessing)
+                               clip_values=(0.0, 1.0), preprocessing=preprocessing, device_type="cpu")
     grad = InputGradientClassifier(target).loss_gradient(x, teacher_probs)
     x_grad = x.clone().requires_grad_(True)
     mean, std = preprocessing
@@ -198,7 +199,7 @@ def test_per_feature_clip_values_are_respected() -> None:
     high[:, :4] = 0.5
     model = TinyNet(0).eval()
     target = PyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=SHAPE, nb_classes=10,
-                               clip_values=(np.zeros(SHAPE, dtype=np.float32), high))
+                               clip_values=(np.zeros(SHAPE, dtype=np.float32), high), device_type="cpu")
     x = torch.minimum(x, torch.from_numpy(high))
     x_adv = InputGradientPGD(InputGradientClassifier(target), eps=EPS, eps_step=EPS_STEP,
                              random_init="uniform").generate_tensor(x, teacher_probs)

@@ -9,7 +9,6 @@ state, BatchNorm statistics included. The speed ratios in docs/performance.md co
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import numpy as np
 import pytest
@@ -18,8 +17,9 @@ from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.trainers import AdversarialTrainerBase
 from art_rslad.trainers.registry import METHODS, get_method
-from bench.bench_methods import CASES, plain_setup, sgd
-from bench.plain_loops import PLAIN_METHODS, PlainEMA, batch_order, plain_epoch
+from bench.bench_methods import CASES, plain_setup, sgd, starts, trainer_networks
+from bench.plain_loops import PlainEMA, batch_order, plain_epoch
+from bench.plain_methods import PLAIN_METHODS
 
 SHAPE = (1, 8, 8)
 NB_SAMPLES, BATCH_SIZE = 16, 8
@@ -37,9 +37,9 @@ class TinyBatchNormCNN(torch.nn.Module):
         return self.head(self.features(x).flatten(1))
 
 
-def classifier(model: torch.nn.Module) -> PyTorchClassifier:
-    return PyTorchClassifier(model, torch.nn.CrossEntropyLoss(), SHAPE, 10, optimizer=sgd(model),
-                             clip_values=(0.0, 1.0))
+def classifier(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> PyTorchClassifier:
+    return PyTorchClassifier(model, torch.nn.CrossEntropyLoss(), SHAPE, 10, optimizer=optimizer or sgd(model),
+                             clip_values=(0.0, 1.0), device_type="cpu")
 
 
 def assert_same_state(ours: dict[str, torch.Tensor], plain: dict[str, torch.Tensor]) -> None:
@@ -62,18 +62,15 @@ def test_plain_loop_computes_the_trainers_loss_and_weights(case_name: str) -> No
     y = rng.integers(0, 10, NB_SAMPLES)
     torch.manual_seed(0)
     initial, peer_initial, teacher = TinyBatchNormCNN(), TinyBatchNormCNN(), TinyBatchNormCNN().eval()
+    models = starts(peer_initial, teacher, TinyBatchNormCNN().eval())
     method = get_method(case.method)
-    partner: dict[str, Any] = {}
-    if method.needs_teacher:
-        partner["teacher"] = classifier(teacher)
-    if method.needs_peer:
-        partner["peer"] = classifier(copy.deepcopy(peer_initial))
+    partner = trainer_networks(method, models, classifier)
     trainer = method.trainer(classifier(copy.deepcopy(initial)), **partner, **ATTACK, verbose=False,
                              **case.trainer_options)
     trainer.fit(x, y, batch_size=BATCH_SIZE, nb_epochs=1)
 
-    student, peer = copy.deepcopy(initial), copy.deepcopy(peer_initial)
-    setup = plain_setup(case, student, teacher, peer, eps=ATTACK["eps"], eps_step=ATTACK["eps_step"],
+    student = copy.deepcopy(initial)
+    setup = plain_setup(case, student, models, eps=ATTACK["eps"], eps_step=ATTACK["eps_step"],
                         steps=ATTACK["max_iter"], seed=0)
     ema = PlainEMA(student, NB_SAMPLES // BATCH_SIZE) if case.ema else None
     loss = plain_epoch(setup, PLAIN_METHODS[case.method], torch.from_numpy(x), torch.from_numpy(y), BATCH_SIZE,
@@ -82,5 +79,5 @@ def test_plain_loop_computes_the_trainers_loss_and_weights(case_name: str) -> No
     assert trainer.history[0]["loss"] == pytest.approx(loss, rel=1e-4)  # float32 rounding (ARD: tau^2 = 900)
     plain_state = ema.state if ema is not None else student.state_dict()
     assert_same_state(trainer.get_classifier().model.state_dict(), plain_state)
-    if method.needs_peer:
-        assert_same_state(trainer.get_peer().model.state_dict(), peer.state_dict())
+    for net in method.trained_networks:  # PeerAiD's peer, CIARD's robust teacher
+        assert_same_state(trainer.get_network(net.name).model.state_dict(), getattr(setup, net.name).state_dict())

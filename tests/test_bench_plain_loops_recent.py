@@ -3,8 +3,8 @@
 ``bench/plain_loops_recent.py`` is written with torch alone; ``art_rslad.losses_adaptive`` and
 ``art_rslad.losses_samplewise`` are the package's functions. Two batches through each plain loop (tiny BatchNorm CNNs,
 8x8 inputs, PGD-3), and on each batch the package's loss from the same adversarial inputs and the state before the
-batch must equal the plain loop's loss; the adaptive state after it must equal the package's rule. When the methods
-have trainers, these loops pair with them as the others do in tests/test_bench_plain_loops.py.
+batch must equal the plain loop's loss; the adaptive state after it must equal the package's rule. The trainers are
+checked against these loops in tests/test_bench_plain_loops.py, as the other methods' are.
 """
 
 from __future__ import annotations

@@ -54,3 +54,15 @@ def test_eval_reports_bad_input(checkpoint: Path, tmp_path: Path, capsys: pytest
     assert main([*base, "--eps", "-1"]) == 2
     assert "`eps` must be in (0, 1]" in capsys.readouterr().err
 
+
+
+def test_eval_hints_speak_the_command_lines_words(checkpoint: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = ["--nb-images", "4", "--out", str(tmp_path / "r"), "--quiet"]
+    assert main(["eval", str(checkpoint), "--dataset", "digits", *out]) == 2  # a state dict without --model
+    error = capsys.readouterr().err
+    assert "e.g. --model resnet18" in error and "model='" not in error
+    assert main(["eval", "zoo:fashion-mnist-cnn-large", "--dataset", "digits", *out]) == 2
+    error = capsys.readouterr().err
+    assert "The model 'fashion-mnist-cnn-large' was trained on fashion-mnist, not digits" in error
+    assert "teacher" not in error

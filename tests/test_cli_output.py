@@ -67,7 +67,7 @@ class _Terminal(io.StringIO):
 def test_progress_bars_only_on_a_terminal(stream: type[io.StringIO], monkeypatch: pytest.MonkeyPatch) -> None:
     err = stream()
     monkeypatch.setattr("sys.stderr", err)
-    student = make_classifier(create_model("cnn-small", 10, width=2, image_size=8), "digits")
+    student = make_classifier(create_model("cnn-small", 10, width=2, image_size=8), "digits", device="cpu")
     rng = np.random.default_rng(0)
     x, y = rng.random((32, 1, 8, 8), dtype=np.float32), rng.integers(0, 10, 32)
     AdversarialTrainerSAT(student, eps=0.1, max_iter=1, verbose=True).fit(x, y, nb_epochs=2, batch_size=8)

@@ -75,7 +75,8 @@ def test_disk_full_is_reported_and_resumable(config_file: Path, tmp_path: Path, 
     with monkeypatch.context() as patch:
         patch.setattr(torch, "save", disk_full)
         assert train(config_file, tmp_path / "run") == 2
-    assert "No space left on device" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "No space left on device" in error and "[Errno" not in error and error.count("--resume") == 1
     assert train(config_file, tmp_path / "run", "--resume") == 0
 
 
@@ -108,7 +109,7 @@ def test_demo_end_to_end_at_toy_size(tmp_path: Path, black_box: bool) -> None:
 def test_list_shows_the_registered_methods(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list"]) == 0
     printed = capsys.readouterr().out
-    assert "Methods (name, family, teacher, paper):" in printed
+    assert "Methods (name, family, networks beside the student (* trained with it), paper):" in printed
     rslad = next(line for line in printed.splitlines() if line.split()[:1] == ["rslad"])
     assert rslad.split()[1:3] == ["distillation", "teacher"] and "Zi et al., ICCV 2021" in rslad
     assert all(any(line.split()[:1] == [name] for line in printed.splitlines()) for name in METHODS)
@@ -169,3 +170,19 @@ def test_list_says_how_variants_are_written(capsys: pytest.CaptureFixture[str]) 
     printed = capsys.readouterr().out
     assert "NAME[+igdm][+ema|+swa]" in printed
     assert "+igdm: ard, iad, adaad, rslad, adaiad" in printed
+
+
+def test_a_bad_set_value_is_refused_before_anything_is_written(config_file: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert train(config_file, tmp_path / "run", "--set", "eps=8") == 2
+    assert "Config key `eps` must be in (0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_of_other_files_is_not_offered_a_resume(config_file: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    assert train(config_file, tmp_path / "run") == 2
+    error = capsys.readouterr().err
+    assert "holds other files (notes.txt) and no run to resume. Pass --overwrite" in error and "--resume" not in error

@@ -65,7 +65,7 @@ def _no_work(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_resume_with_nothing_to_run_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
-    classifier = make_classifier(create_model("cnn-small", 10, **STUDENT), "digits")
+    classifier = make_classifier(create_model("cnn-small", 10, **STUDENT), "digits", device="cpu")
     x, y = load_dataset("digits", "test")
     options: dict[str, Any] = {"eps": 0.1, "attacks": ("clean", "fgsm"), "batch_size": 16, "verbose": False}
     state = tmp_path / "full_best.json"

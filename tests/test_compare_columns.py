@@ -45,7 +45,7 @@ def tiny_settings(**changes: Any) -> RunSettings:
 def tiny_surrogate() -> Any:
     """A robust-model stand-in of another architecture than the student (max-pooling, no BatchNorm)."""
     torch.manual_seed(3)
-    return make_classifier(create_model("cnn-pool", 10, width=4, hidden=16, image_size=8), "digits")
+    return make_classifier(create_model("cnn-pool", 10, width=4, hidden=16, image_size=8), "digits", device="cpu")
 
 
 def test_compare_adds_the_black_box_columns_from_a_surrogate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,7 +65,7 @@ def test_compare_adds_the_black_box_columns_from_a_surrogate(tmp_path: Path, mon
         row = result.table.row("sat", checkpoint)
         assert set(row.cells) == set(ATTACKS) and row.worst_class is not None
         # The transfer cells are those of the checkpoint's weights attacked through the surrogate directly.
-        student = make_classifier(create_model("cnn-small", 10, **STUDENT), "digits")
+        student = make_classifier(create_model("cnn-small", 10, **STUDENT), "digits", device="cpu")
         student.model.load_state_dict(torch.load(run.checkpoints[checkpoint], weights_only=True)["model_state"])
         x, y = (array[:32] for array in load_dataset("digits", "test"))
         direct = evaluate_robustness(student, x, y, eps=0.1, attacks=("transfer_pgd", "transfer_cw"), batch_size=32,

@@ -117,7 +117,7 @@ def test_unknown_keys_and_wrong_types_name_the_key() -> None:
         ({"teacher": {"lr": [1]}}, r"`teacher.lr` must be float"),
         ({"teacher": 3}, r"`teacher` must be a table"),
         ({"method_lr": {"rslad": "0.1"}}, r"`method_lr.rslad` must be float"),
-        ({"method_lr": {"distill": 0.1}}, r"`method_lr.distill`: unknown method"),
+        ({"method_lr": {"distill": 0.1}}, r"`method_lr.distill`: unknown or no methods"),
         ({"val_fraction": 1.5}, r"`val_fraction` must be in \(0, 1\)"),
         ({"eps": 0}, r"`eps` must be > 0"),
         ({"augmentation": "mixup"}, r"`augmentation` must be"),
@@ -130,7 +130,7 @@ def test_unknown_keys_and_wrong_types_name_the_key() -> None:
                                                          r"override only: nb_epochs"),
         ({"method_overrides": {"rslad": {"lr": 3}}}, r"its lr is `method_lr.rslad`"),
         ({"method_overrides": {"rslad": {"nb_epochs": "3"}}}, r"`method_overrides.rslad`: .*`nb_epochs` must be int"),
-        ({"method_overrides": {"madry": {"nb_epochs": 3}}}, r"`method_overrides.madry`: unknown method"),
+        ({"method_overrides": {"madry": {"nb_epochs": 3}}}, r"`method_overrides.madry`: unknown or no methods"),
         ({"method_overrides": {"sat": {"loss_scale": 1.0}}}, r"sat has no loss scale; methods with one: adaad, rslad"),
         ({"method_overrides": {"art-fbf": {"weight_averaging": "ema"}}}, r"art-fbf runs ART's own training loop"),
         ({"method_overrides": {"rslad": 3}}, r"`method_overrides.rslad` must be a table"),
@@ -164,7 +164,7 @@ def test_defaults_are_a_valid_config() -> None:
 def test_method_lr_takes_every_trainer_the_runs_know() -> None:
     config = Config.from_dict({"method_lr": {"natural": 0.05, "art-madry-pgd": 0.03, "art-defensive-distillation": 1}})
     assert config.lr_for("art-madry-pgd") == 0.03 and config.lr_for("natural") == 0.05
-    with pytest.raises(ValueError, match=r"`method_lr.art-sat`: unknown method; known: .*art-madry-pgd"):
+    with pytest.raises(ValueError, match=r"`method_lr.art-sat`: unknown or no methods .*art-madry-pgd"):
         Config.from_dict({"method_lr": {"art-sat": 0.1}})
 
 
@@ -179,4 +179,22 @@ def test_art_study_config_is_the_fashion_mnist_preset_with_arts_trainers_lr() ->
     first_note = study.method_lr_note.removeprefix("sat, trades, ard, iad, adaad, rslad: ").split(" ART's trainers")[0]
     assert preset.method_lr_note.startswith(first_note)
     different = {key for key, value in study.to_dict().items() if value != preset.to_dict()[key]}
-    assert different == {"name", "method_lr", "method_lr_note"}
+    assert different == {"name", "method_lr", "method_lr_note", "clean_teacher"}  # it predates the clean teacher
+
+
+def test_an_explicit_lr_wins_over_the_presets_per_method_lr() -> None:
+    preset = get_preset("fashion-mnist")
+    assert preset.method_lr  # the preset sets each method's lr
+    config = preset.with_overrides(["lr=0.2"])
+    assert config.lr == 0.2 and config.method_lr == {} and config.method_lr_note == ""
+    again = preset.with_overrides(["lr=0.2", "method_lr.sat=0.1"])  # a later per-method override still applies
+    assert again.method_lr == {"sat": 0.1}
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("eps=8", r"`eps` must be in \(0, 1\] \(inputs lie in \[0, 1\]; CIFAR's 8/255 is 0.0314\), got 8"),
+    ("eps_step=0.5", r"`eps_step` \(0.5\) must not exceed `eps` \(0.1\); the usual step is eps/4"),
+])
+def test_a_budget_out_of_range_is_refused_by_the_config(override: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        get_preset("fashion-mnist").with_overrides([override])

@@ -28,7 +28,7 @@ from art_rslad.attacks import InputGradientClassifier, InputGradientPGD, SoftLab
 from art_rslad.checkpoint import load_checkpoint
 from art_rslad.evaluation import evaluate_robustness
 from art_rslad.evaluation.sharded import evaluate_robustness_distributed
-from art_rslad.trainers import AdversarialTrainerRSLAD, base, ddp
+from art_rslad.trainers import AdversarialTrainerRSLAD, ddp, loop
 from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.sat import AdversarialTrainerSAT
 
@@ -143,6 +143,14 @@ def _resume_run(init_seed: int, **fit_kwargs: Any) -> AdversarialTrainerBase:
     return trainer
 
 
+def _averaged_run(weight_averaging: str) -> AdversarialTrainerBase:
+    """Two epochs of SAT with weight averaging on a BatchNorm student (each rank normalises its own batches)."""
+    x, y, _, _ = _data()
+    trainer = _trainer("sat", _student(NormStudent), weight_averaging=weight_averaging)
+    trainer.fit(x, y, batch_size=BATCH, nb_epochs=2)
+    return trainer
+
+
 def _weights(trainer: AdversarialTrainerBase) -> dict[str, torch.Tensor]:
     return {key: value.detach().clone() for key, value in trainer.get_classifier().model.state_dict().items()}
 
@@ -219,6 +227,7 @@ def _worker(rank: int, folder: Path, port: int) -> None:
     result["rslad"] = _weights(rslad)
     result["sat"] = _weights(_train_fixed("sat", BATCH, checkpoint_dir=folder / "sat"))
     result["generator"] = _weights(_train_generator(BATCH, world))
+    result["averaged"] = {name: _weights(_averaged_run(name)) for name in ("ema", "swa")}
     result["log"], result["progress"] = log.getvalue(), progress.getvalue()
 
     # Resume: uninterrupted, then interrupted at step 2 (first epoch) and resumed from rank 0's last.pt.
@@ -308,7 +317,7 @@ def test_fit_resolves_the_world_once(monkeypatch: pytest.MonkeyPatch) -> None:
         calls.append(device)
         return distributed.current_world(device)
 
-    monkeypatch.setattr(base, "current_world", counted)
+    monkeypatch.setattr(loop, "current_world", counted)
     x, y, x_val, y_val = _data()
     trainer = _trainer("sat", _student())
     trainer.fit(x, y, validation_data=(x_val, y_val), batch_size=BATCH, nb_epochs=2)
@@ -370,6 +379,24 @@ def test_sync_batchnorm_on_cuda_keeps_parameters() -> None:
         ddp.convert_sync_batchnorm(make_classifier(Student(), input_shape=SHAPE, device_type="gpu"))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="SyncBatchNorm needs CUDA")
+def test_sync_batchnorm_on_cuda_trains_with_train_mode_attacks(tmp_path: Path) -> None:
+    """Forward and backward through SyncBatchNorm in a one-rank NCCL group, the attack in train mode (as ARD and
+    IAD attack: each PGD step's forward then synchronises the batch statistics too)."""
+    dist.init_process_group("nccl", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        student = ddp.convert_sync_batchnorm(make_classifier(NormStudent(), input_shape=SHAPE, device_type="gpu"))
+        before = {key: value.clone() for key, value in student.model.state_dict().items()}
+        x, y, _, _ = _data()
+        _trainer("sat", student, attack_training_mode=True).fit(x, y, batch_size=BATCH, nb_epochs=1)
+        after = student.model.state_dict()
+        assert not torch.equal(before["norm.running_mean"], after["norm.running_mean"])
+        assert all(torch.isfinite(value).all() for value in after.values() if value.is_floating_point())
+    finally:
+        dist.destroy_process_group()
+
+
 # ------------------------------------------------------------------------------------------- two ranks
 def test_ranks_join_the_group_from_torchrun_variables_and_keep_the_plain_student(session: Any) -> None:
     _, results = session
@@ -406,6 +433,15 @@ def test_only_rank_zero_writes_logs_and_shows_progress(session: Any) -> None:
     assert load_checkpoint(written / "last.pt")["config"]["data"]["world_size"] == WORLD_SIZE
     assert "rslad epoch 1/2" in results[0]["log"] and results[1]["log"] == ""
     assert "rslad epochs" in results[0]["progress"] and "rslad epochs" not in results[1]["progress"]
+
+
+def test_averaged_weights_and_batchnorm_statistics_agree_across_ranks(session: Any) -> None:
+    """EMA averages after the buffers are synchronised; SWA's statistics recomputed on each shard are averaged."""
+    _, results = session
+    for name in ("ema", "swa"):
+        first, second = results[0]["averaged"][name], results[1]["averaged"][name]
+        assert all(torch.equal(first[key], second[key]) for key in first), name
+        assert first["norm.running_mean"].abs().sum() > 0
 
 
 def test_metrics_are_averaged_over_ranks(session: Any, one_process_rslad: AdversarialTrainerBase) -> None:

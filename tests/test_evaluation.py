@@ -36,7 +36,7 @@ def _mlp(seed: int, *head: torch.nn.Module) -> torch.nn.Module:
 
 def _classifier(model: torch.nn.Module) -> PyTorchClassifier:
     return PyTorchClassifier(model, loss=torch.nn.CrossEntropyLoss(), input_shape=SHAPE, nb_classes=10,
-                             clip_values=(0.0, 1.0))
+                             clip_values=(0.0, 1.0), device_type="cpu")
 
 
 def _prototype_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

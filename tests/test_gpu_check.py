@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ["environment", "cuda-tests", "train-fp32", "train-bf16", "train-channels-last", "train-bf16-channels-last",
-         "train-compile", "autoattack", "torchrun-smoke"]
+STEPS = ["environment", "cuda-tests", "nccl", "torchrun-smoke", "resume", "syncs", "autoattack", "train-fp32",
+         "train-bf16", "train-channels-last", "train-bf16-channels-last", "train-compile"]
 
 
 def test_gpu_check_dry_run_runs_every_step_and_writes_its_report(tmp_path: Path) -> None:
@@ -39,9 +39,17 @@ def test_gpu_check_dry_run_runs_every_step_and_writes_its_report(tmp_path: Path)
                                                   "c_pyautoattack_logits_module"}
     assert len(set(autoattack["robust_accuracy"].values())) == 1  # same seed, same attack: the same accuracy
     assert (out / "torchrun-smoke" / "student.pt").is_file()
+    paths = {step["step"]: step["results"] for step in report["steps"] if step["step"] in ("nccl", "resume", "syncs")}
+    assert (paths["nccl"]["backend"], paths["nccl"]["all_reduce"], paths["nccl"]["all_gather"]) == ("gloo", 1.0, [0.0])
+    assert "sync_buffers" in paths["nccl"]["covered"] and paths["nccl"]["not_covered"]
+    assert paths["resume"]["max_abs_difference_deterministic_True"] == 0.0  # the CPU resumes exactly
+    assert paths["resume"]["last_pt_on_cpu"] == ["cpu"]
+    assert len(paths["syncs"]["identity"]["per_step"]) == len(paths["syncs"]["mean_std"]["per_step"]) == 3
+    preset = (out / "torchrun-preset.txt").read_text(encoding="utf-8")  # probed offline, under a time limit
+    assert preset.startswith(("torchrun smoke on the fashion-mnist preset", "torchrun smoke on the digits preset"))
     markdown = (out / "gpu-check.md").read_text(encoding="utf-8")
     assert "| train-bf16-channels-last | bf16 | True | a_art_rslad |" in markdown
-    assert "## Standard AutoAttack" in markdown
+    assert "## Standard AutoAttack" in markdown and "- Process group: backend gloo, 1 rank(s)" in markdown
 
 
 def test_gpu_check_refuses_an_unknown_option() -> None:

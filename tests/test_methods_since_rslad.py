@@ -29,7 +29,6 @@ from art_rslad.trainers import (
 )
 from art_rslad.trainers.adaad import StudentTeacherLogits
 from art_rslad.trainers.adaiad import AdversarialTrainerAdaIAD
-from art_rslad.trainers.distillation import DistillationTrainer
 from art_rslad.trainers.peeraid import AdversarialTrainerPeerAiD
 from art_rslad.trainers.registry import get_method
 
@@ -133,7 +132,7 @@ def _count_forwards(module: torch.nn.Module) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("trainer_class", DISTILLERS)
-def test_igdm_term_is_the_ramped_formula_and_off_at_zero(trainer_class: type[DistillationTrainer],
+def test_igdm_term_is_the_ramped_formula_and_off_at_zero(trainer_class: type[AdversarialTrainerBase],
                                                          small_teacher: Any) -> None:
     torch.manual_seed(0)
     student = make_classifier(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)), input_shape=SHAPE)
@@ -164,7 +163,7 @@ def test_igdm_weight_ramps_linearly_to_alpha(small_teacher: Any) -> None:
     weights = []
     for epoch in range(5):
         trainer.epoch = epoch
-        weights.append(trainer.igdm_weight())
+        weights.append(trainer.terms[0].weight(trainer.epoch, trainer.nb_epochs))
     assert weights == pytest.approx([1.5 * e / 5 for e in range(1, 6)])
     with pytest.raises(ValueError, match="igdm_alpha"):
         AdversarialTrainerARD(small_classifier(0), small_teacher, igdm_alpha=-1.0)
@@ -228,7 +227,7 @@ def test_peeraid_constructor_errors() -> None:
         AdversarialTrainerPeerAiD(student, make_classifier(Student(), input_shape=(1, 8, 9)))
     model = Student()
     peer = PyTorchClassifier(model, torch.nn.CrossEntropyLoss(), SHAPE, 10, clip_values=(0.0, 2.0),
-                             optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+                             optimizer=torch.optim.SGD(model.parameters(), lr=0.1), device_type="cpu")
     with pytest.raises(ValueError, match="clip_values"):
         AdversarialTrainerPeerAiD(student, peer)
     with pytest.raises(ValueError, match="uses no teacher"):
@@ -236,9 +235,10 @@ def test_peeraid_constructor_errors() -> None:
     with pytest.raises(ValueError, match="temperature"):
         AdversarialTrainerPeerAiD(student, small_classifier(1), temperature=0.0)
     method = get_method("peeraid")
-    assert method.needs_peer and not method.needs_teacher and method.family == "peer distillation"
+    assert [net.name for net in method.trained_networks] == ["peer"] and not method.needs_teacher
+    assert method.family == "peer distillation" and not method.distributed_ok
     method = get_method("adaiad")
-    assert method.needs_teacher and not method.needs_peer and method.family == "distillation"
+    assert method.needs_teacher and not method.trained_networks and method.family == "distillation"
 
 
 def test_peeraid_step_trains_both_networks_and_the_peer_loss_reaches_the_student() -> None:

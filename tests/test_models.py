@@ -194,7 +194,7 @@ def test_files_without_a_state_dict_are_refused(tmp_path: Path) -> None:
 
 
 def test_make_classifier_follows_dataset_info() -> None:
-    classifier = make_classifier(create_model("cnn-small"), "fashion-mnist", lr=0.05, weight_decay=1e-4)
+    classifier = make_classifier(create_model("cnn-small"), "fashion-mnist", lr=0.05, weight_decay=1e-4, device="cpu")
     assert isinstance(classifier, PyTorchClassifier)
     assert classifier.input_shape == (1, 28, 28) and classifier.nb_classes == 10
     assert tuple(classifier.clip_values) == (0.0, 1.0)

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from art_rslad.report import ComparisonTable, black_box_note, build_table, plot_curves, plot_table_bars
+from art_rslad.experiments.config import get_preset
+from art_rslad.report import ComparisonTable, black_box_note, build_table, plot_curves, plot_table_bars, settings_notes
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RESULTS = {
@@ -114,3 +115,13 @@ def test_figures_name_what_is_missing(tmp_path: Path) -> None:
         plot_curves({"sat": [[{"epoch": 1, "loss": 1.0}]]}, tmp_path / "x.png")
     with pytest.raises(ValueError, match="checkpoint"):
         plot_table_bars(build_table({"sat": {"best": [{"clean": 0.9}]}}), tmp_path / "x.png", checkpoint="last")
+
+
+def test_a_tables_lr_note_is_one_short_line_that_points_to_the_explanation() -> None:
+    config = get_preset("fashion-mnist")
+    notes = settings_notes(config.to_dict(), config.milestones_for(), ["sat", "rslad"], teacher_source=None,
+                           train_size=None, nb_test=10)
+    line = next(note for note in notes if note.startswith("Learning rate per method"))
+    assert config.method_lr_note not in line and line.endswith("(how they were chosen: the config's "
+                                                               "`method_lr_note`).")
+    assert len(line) < 200

@@ -162,7 +162,7 @@ def test_train_run_interrupted_then_resumed_ends_with_identical_tensors(
         interrupt_at(patch, 5, KeyboardInterrupt)  # second epoch, second batch (3 batches per epoch)
         with pytest.raises(KeyboardInterrupt):
             run(tmp_path / "resumed", teacher=tiny_teacher(), **options)
-    assert json.loads((tmp_path / "resumed" / "run.json").read_text())["status"] == "training"
+    assert json.loads((tmp_path / "resumed" / "run.json").read_text())["status"] == "interrupted"  # recorded as such
     run(tmp_path / "resumed", teacher=tiny_teacher(), resume=True, **options)
     for name in ("last.pt", "best.pt"):
         assert_same_tensors(_state(tmp_path / "uninterrupted", name), _state(tmp_path / "resumed", name))

@@ -10,7 +10,7 @@ from art.data_generators import PyTorchDataGenerator
 from conftest import TinyCNN, make_classifier
 
 from art_rslad import AdversarialTrainerRSLAD
-from art_rslad.losses import rslad_loss
+from art_rslad.losses import rslad_loss, rslad_loss_from_probs
 from art_rslad.trainers.batches import teacher_probs_once
 
 # ---------------------------------------------------------------- the loss on fixed tensors
@@ -38,6 +38,10 @@ def test_rslad_loss_matches_formula(alpha: float, scale: float) -> None:
     got = rslad_loss(torch.tensor(ADV), torch.tensor(NAT), torch.tensor(TEACHER), alpha=alpha, scale=scale)
     assert got.shape == ()
     assert got.item() == pytest.approx(expected, rel=1e-5)
+    # the form the trainer calls, with the teacher's probabilities computed once per sample
+    from_probs = rslad_loss_from_probs(torch.tensor(ADV), torch.tensor(NAT), torch.tensor(p_teacher).float(),
+                                       alpha=alpha, scale=scale)
+    assert from_probs.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_rslad_loss_defaults_are_the_papers() -> None:

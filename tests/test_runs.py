@@ -5,12 +5,15 @@ from __future__ import annotations
 import concurrent.futures
 import errno
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+from art_rslad import checkpoint as checkpoint_module
 from art_rslad.checkpoint import load_checkpoint, write_text_atomic
 from art_rslad.data import load_dataset
 from art_rslad.distributed import World
@@ -41,7 +44,7 @@ def tiny_config(**changes: Any) -> Config:
 
 def tiny_teacher() -> Any:
     torch.manual_seed(1)
-    return make_classifier(create_model("cnn-small", 10, width=4, image_size=8), "digits")
+    return make_classifier(create_model("cnn-small", 10, width=4, image_size=8), "digits", device="cpu")
 
 
 def settings(**changes: Any) -> RunSettings:
@@ -133,7 +136,7 @@ def test_the_best_and_last_weights_evaluated_are_those_of_the_checkpoints(tmp_pa
     result = run(tmp_path / "run", config=tiny_config(nb_epochs=3))
     folder = result.out_dir
     for name in ("best", "last"):
-        classifier = make_classifier(create_model("cnn-small", 10, **STUDENT), "digits")
+        classifier = make_classifier(create_model("cnn-small", 10, **STUDENT), "digits", device="cpu")
         classifier.model.load_state_dict(load_checkpoint(folder / f"{name}.pt")["model_state"])
         x, y = load_dataset("digits", "test")
         from_disk = evaluate_robustness(classifier, x[:16], y[:16], eps=0.1, attacks=ATTACKS, batch_size=16, seed=0,
@@ -349,3 +352,30 @@ def test_a_train_size_beyond_the_split_records_the_images_actually_used(tmp_path
     assert marker["identity"]["train_size"] == 100_000  # what was asked stays recorded beside it
     results = (result.out_dir / "results.md").read_text()
     assert f"; {nb_split} training images." in results and "100000" not in results
+
+
+def test_a_size_beyond_the_split_warns_and_records_the_number_used(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        result = run(tmp_path / "run", test_size=100_000, attacks=("clean",))
+    marker = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert marker["nb_test"] == result.nb_test < 100_000 and marker["nb_val"] == 16
+    assert f"`test_size` 100000 is more than the {result.nb_test} images digits holds" in caplog.text
+
+
+def test_a_full_disk_while_writing_results_leaves_no_empty_results_file(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    replace = os.replace
+
+    def full_at_results(source: str, target: Any) -> None:
+        if Path(target).name == "results.md":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        replace(source, target)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoint_module.os, "replace", full_at_results)
+        with pytest.raises(OSError, match=r"Could not write .*results\.md"):
+            run(tmp_path / "run")
+    assert not (tmp_path / "run" / "results.md").exists()
+    run(tmp_path / "run", resume=True)
+    assert (tmp_path / "run" / "results.md").stat().st_size > 0

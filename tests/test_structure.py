@@ -32,11 +32,16 @@ which imports nothing until one of its lazy names is used.
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+from art.defences.trainer import Trainer
+
+from art_rslad.trainers.registry import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "art_rslad"
@@ -50,6 +55,7 @@ LAYERS: dict[str, int] = {
     "art_rslad.checkpoint": 1,
     "art_rslad.data": 1,
     "art_rslad.report": 1,
+    "art_rslad.progress": 1,
     "art_rslad.models": 2,
     "art_rslad.attacks": 2,
     "art_rslad.robustbench": 2,
@@ -64,6 +70,8 @@ ABOVE_LAYERS = ("art_rslad", "art_rslad.__main__")
 MAX_FLOORS = 8
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
+#: How far below ART's Trainer a trainer class may sit (the loop, the step, the method).
+MAX_TRAINER_DEPTH = 3
 
 # Functions allowed past MAX_FUNCTION_LINES: declarative tables (one entry per preset/attack/option), not logic.
 # Key: "module:function".
@@ -333,6 +341,41 @@ def test_function_sizes() -> None:
                 too_long.append(f"{path.relative_to(ROOT)}:{function.lineno}: {function.name} ({lines} lines)")
     assert not too_long, (f"functions over {MAX_FUNCTION_LINES} lines (docstring excluded) outside the table "
                           "allow-list:\n  " + "\n  ".join(too_long))
+
+
+def trainer_depth(cls: type) -> int:
+    """How many levels ``cls`` sits below ART's ``Trainer``: 0 for Trainer itself; mixins that are no Trainer do
+    not count."""
+    if cls is Trainer:
+        return 0
+    return 1 + max(trainer_depth(base) for base in cls.__bases__ if issubclass(base, Trainer))
+
+
+def test_trainer_depths() -> None:
+    classes = {method.trainer for method in METHODS.values()}
+    for name in modules():
+        if name == "art_rslad.__main__":  # runs the command line
+            continue
+        module = importlib.import_module(name)
+        classes.update(value for value in vars(module).values() if isinstance(value, type)
+                       and issubclass(value, Trainer) and value.__module__.startswith("art_rslad"))
+    too_deep = sorted(f"{cls.__module__}.{cls.__qualname__}: {trainer_depth(cls)} levels" for cls in classes
+                      if trainer_depth(cls) > MAX_TRAINER_DEPTH)
+    assert not too_deep, (f"trainer classes more than {MAX_TRAINER_DEPTH} levels below ART's Trainer (compose a "
+                          "method from a declaration, a mixin or a term instead):\n  " + "\n  ".join(too_deep))
+
+
+def test_the_depth_reader_counts_only_trainers() -> None:
+    class Mixin:
+        pass
+
+    class One(Mixin, Trainer):
+        pass
+
+    class Two(One):
+        pass
+
+    assert (trainer_depth(Trainer), trainer_depth(One), trainer_depth(Two)) == (0, 1, 2)
 
 
 def test_imports_at_the_top() -> None:

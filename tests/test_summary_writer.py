@@ -19,7 +19,7 @@ from art_rslad.trainers.sat import AdversarialTrainerSAT
 
 
 def _fit(summary_writer: Any, nb_epochs: int = 1) -> AdversarialTrainerSAT:
-    student = make_classifier(create_model("cnn-small", 10, width=2, image_size=8), "digits")
+    student = make_classifier(create_model("cnn-small", 10, width=2, image_size=8), "digits", device="cpu")
     rng = np.random.default_rng(0)
     x, y = rng.random((16, 1, 8, 8), dtype=np.float32), rng.integers(0, 10, 16)
     trainer = AdversarialTrainerSAT(student, eps=0.1, max_iter=1, verbose=False, summary_writer=summary_writer)

@@ -199,3 +199,12 @@ def test_the_shipped_teacher_matches_its_card() -> None:
     x_test, y_test = load_dataset("fashion-mnist", "test")
     accuracy = float(np.mean(classifier.predict(x_test[:count], batch_size=500).argmax(1) == y_test[:count]))
     assert abs(accuracy - card.metrics["clean"]["accuracy"]) <= 2 / count
+
+
+def test_a_state_dict_of_another_size_names_the_model_and_its_options(tmp_path: Path) -> None:
+    path = tmp_path / "teacher.pt"
+    torch.save(create_model("cnn-small", 10, width=4, image_size=8).state_dict(), path)
+    with pytest.raises(ValueError, match=r"does not fit the model 'cnn-small' with options \{'width': 8, 'image_size'"
+                                         r": 8\}: .*shape mismatches.*--model, --model-option") as raised:
+        load_teacher(str(path), "digits", model="cnn-small", model_options={"width": 8, "image_size": 8})
+    assert "StridedCNN" not in str(raised.value)

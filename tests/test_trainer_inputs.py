@@ -80,3 +80,44 @@ def test_a_batch_size_of_zero_names_the_argument(student, data):
     trainer = AdversarialTrainerSAT(student, eps=0.1, max_iter=1, verbose=False)
     with pytest.raises(ValueError, match=r"`batch_size` must be a positive integer, got 0"):
         trainer.fit(*data, batch_size=0, nb_epochs=1)
+
+
+def test_an_attack_step_beyond_the_budget_is_refused(student):
+    with pytest.raises(ValueError, match=r"`eps_step` \(0.2\) must not exceed `eps` \(0.1\)"):
+        AdversarialTrainerSAT(student, eps=0.1, eps_step=0.2, verbose=False)
+
+
+def test_restore_best_ends_with_the_best_epochs_weights_and_needs_validation_data(student, data):
+    trainer = AdversarialTrainerSAT(student, eps=0.1, max_iter=1, verbose=False)
+    with pytest.raises(ValueError, match=r"`restore_best=True` needs `validation_data`"):
+        trainer.fit(*data, batch_size=16, nb_epochs=1, restore_best=True)
+    trainer.fit(*data, validation_data=data, batch_size=16, nb_epochs=2, restore_best=True)
+    assert trainer.best_state_dict is not None
+    weights = student.model.state_dict()
+    assert all(torch.equal(weights[key], trainer.best_state_dict[key]) for key in weights)
+
+
+def test_a_second_fit_records_its_own_epochs_from_one(student, data):
+    trainer = AdversarialTrainerSAT(student, eps=0.1, max_iter=1, verbose=False)
+    trainer.fit(*data, batch_size=16, nb_epochs=2)
+    trainer.fit(*data, batch_size=16, nb_epochs=1)
+    assert [record["epoch"] for record in trainer.history] == [1]
+
+
+def test_a_users_attack_gives_the_run_its_budget_where_none_is_passed(student, caplog):
+    attack = ProjectedGradientDescent(student, eps=0.05, eps_step=0.01, max_iter=3, verbose=False)
+    with caplog.at_level(logging.WARNING):
+        trainer = AdversarialTrainerSAT(student, attack=attack, verbose=False)
+    settings = trainer.hyperparameters()
+    assert (settings["eps"], settings["eps_step"]) == (0.05, 0.01)  # not CIFAR's unused 8/255
+    assert "CIFAR" not in caplog.text
+
+
+def test_resuming_into_a_student_of_another_width_names_resume_from(student, data, tmp_path):
+    AdversarialTrainerSAT(student, eps=0.1, max_iter=1, verbose=False).fit(*data, batch_size=16, nb_epochs=1,
+                                                                          checkpoint_dir=tmp_path)
+    wider = make_classifier(TinyCNN(8))
+    trainer = AdversarialTrainerSAT(wider, eps=0.1, max_iter=1, verbose=False)
+    with pytest.raises(ValueError, match=r"`resume_from` .*last\.pt holds weights of another model: .*shape "
+                                         r"mismatches.*Resume with the student"):
+        trainer.fit(*data, batch_size=16, nb_epochs=1, resume_from=tmp_path / "last.pt")

@@ -60,19 +60,22 @@ def test_bad_input(tmp_path, kwargs, message) -> None:
 @pytest.mark.parametrize("preset", ["fashion-mnist", "digits"])
 def test_cpu_presets_use_the_committed_tuning(preset: str) -> None:
     """The preset's per-method lr is what `art-rslad tune` chose; its output is committed beside the study: the
-    first tuning of the six methods, then that of the methods since RSLAD with the same settings."""
+    first tuning of the six methods, then that of the methods since RSLAD, then that of the methods since 2022, each
+    with the same settings."""
     studies = Path(__file__).parents[1] / "studies"
-    first, new = (json.loads((studies / folder / "tuning.json").read_text())
-                  for folder in (f"tune-{preset}", f"tune-{preset}-new"))
+    folders = [f"tune-{preset}", f"tune-{preset}-new", f"tune-{preset}-2022"]
+    rounds = [json.loads((studies / folder / "tuning.json").read_text()) for folder in folders]
     config = get_preset(preset)
-    assert config.method_lr == {**first["chosen"], **new["chosen"]}
-    assert not set(first["chosen"]) & set(new["chosen"])
-    assert new["settings"] == first["settings"]  # the same preset, grid, epochs and sizes
-    assert set(new["chosen"]) == {"adaiad", "peeraid", "rslad+igdm", "adaiad+igdm", "sat+ema", "rslad+ema"}
-    for folder in (f"tune-{preset}", f"tune-{preset}-new"):
+    chosen = [set(round_["chosen"]) for round_ in rounds]
+    assert config.method_lr == {name: lr for round_ in rounds for name, lr in round_["chosen"].items()}
+    assert sum(map(len, chosen)) == len(set().union(*chosen))  # no method tuned twice
+    assert all(round_["settings"] == rounds[0]["settings"] for round_ in rounds)  # same preset, grid, epochs, sizes
+    assert chosen[1] == {"adaiad", "peeraid", "rslad+igdm", "adaiad+igdm", "sat+ema", "rslad+ema"}
+    assert chosen[2] == {"mtard", "absld", "dgad", "ciard", "saad"}
+    for folder in folders:
         assert f"--out studies/{folder}." in config.method_lr_note
     commands = re.findall(r"--methods ([a-z+ ]+) --epochs", config.method_lr_note)
-    assert [set(command.split()) for command in commands] == [set(first["chosen"]), set(new["chosen"])]
+    assert [set(command.split()) for command in commands] == chosen
 
 
 def test_tuning_takes_variants_and_peeraid(tmp_path: Path) -> None:

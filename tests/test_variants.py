@@ -41,7 +41,7 @@ def test_bad_specs_are_refused_with_the_reason(spec: str, message: str) -> None:
 
 def test_which_methods_take_which_options_follows_their_trainers() -> None:
     assert [name for name, method in METHODS.items() if takes_igdm(method)] == [
-        "ard", "iad", "adaad", "rslad", "adaiad"]
+        "ard", "iad", "adaad", "rslad", "adaiad", "mtard", "absld", "dgad"]
     assert not any(takes_weight_averaging(method) for name, method in METHODS.items() if name.startswith("art-"))
     assert all(takes_weight_averaging(method) for name, method in METHODS.items() if not name.startswith("art-"))
 

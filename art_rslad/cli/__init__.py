@@ -14,6 +14,7 @@ from importlib import import_module
 
 from art_rslad.cli.errors import report_error
 from art_rslad.experiments.lock import FolderBusyError
+from art_rslad.trainers.interrupt import terminate_as_interrupt
 
 # Sub-commands in the order `art-rslad --help` lists them.
 COMMANDS: tuple[str, ...] = ("train", "eval", "compare", "tune", "teacher", "demo", "list")
@@ -70,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
                         stream=sys.stderr)
     quiet_art(args.verbose or args.log_level == "DEBUG")
     try:
-        return int(args.handler(args) or 0)
+        with terminate_as_interrupt():  # SIGTERM (a scheduler's stop, torchrun's to each rank) acts as Ctrl-C
+            return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print(f"\nart-rslad {args.command}: interrupted. What was finished is saved; run the same command with "
+              "--resume to continue.", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, FileExistsError, ImportError, FolderBusyError) as error:
         return report_error(args.command, error)

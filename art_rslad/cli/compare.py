@@ -25,8 +25,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from art_rslad.cli.train import add_run_options, config_from_args, guarded, methods_help, run_settings, subcommand
-from art_rslad.distributed import command_world
+from art_rslad.cli.options import (
+    add_run_options,
+    args_world,
+    config_from_args,
+    guarded,
+    methods_help,
+    run_settings,
+    subcommand,
+)
 from art_rslad.experiments.compare import compare
 from art_rslad.report import PAPER_BLACK_BOX_ATTACKS
 
@@ -53,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, attacks=attacks)
 
     def body() -> int:
-        with command_world() as world:  # torchrun's process group, or one process
+        with args_world(args) as world:  # torchrun's process group, or one process
             result = compare(config, args.out, args.methods, args.seeds, settings)
         if world.is_main:
             print(result.table.to_markdown())

@@ -16,7 +16,7 @@ import argparse
 import time
 from pathlib import Path
 
-from art_rslad.cli.train import add_runtime_options, guarded, subcommand
+from art_rslad.cli.options import add_runtime_options, guarded, subcommand
 from art_rslad.experiments.demo import demo
 
 

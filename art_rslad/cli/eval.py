@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from art_rslad.cli.train import add_runtime_options, assignment, subcommand
+from art_rslad.cli.options import add_process_group_option, add_runtime_options, args_world, assignment, subcommand
 from art_rslad.data import dataset_info, dataset_names, load_dataset
-from art_rslad.distributed import World, command_world
+from art_rslad.distributed import World
 from art_rslad.evaluation import (
     ATTACKS,
     DEFAULT_ATTACKS,
@@ -68,6 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="Write <out>.md and <out>.json (default: ./eval).")
     parser.add_argument("--resume", action="store_true", help="Continue the evaluation saved in <out>.json.")
     add_runtime_options(parser)
+    add_process_group_option(parser)
     return parser
 
 
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
                               "--out.")
     # Joined before any classifier is built (under torchrun on CUDA each rank takes its own GPU); left at the end.
     # The output folder is checked and held (rank 0) before anything is loaded or attacked.
-    with command_world() as world, held(world, args.out.parent, "out_dir"):
+    with args_world(args) as world, held(world, args.out.parent, "out_dir"):
         report = _evaluate(args, world, json_path)
         if not world.is_main:
             return 0

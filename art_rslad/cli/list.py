@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from art_rslad.cli.train import subcommand
+from art_rslad.cli.options import subcommand
 from art_rslad.data import dataset_info, dataset_names
 from art_rslad.experiments.config import get_preset, preset_names
 from art_rslad.experiments.teachers import list_zoo, zoo_card
@@ -22,10 +22,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    print("Methods (name, family, teacher, paper):")
-    for method in METHODS.values():
-        teacher = "teacher" if method.needs_teacher else "peer" if method.needs_peer else "-"
-        print(f"  {method.name:<28} {method.family:<22} {teacher:<8} {method.paper}")
+    print("Methods (name, family, networks beside the student (* trained with it), paper):")
+    networks = {name: "+".join(net.name + "*" * net.trained for net in method.networks if net.required) or "-"
+                for name, method in METHODS.items()}
+    width = max(map(len, networks.values()))
+    for name, method in METHODS.items():
+        print(f"  {name:<28} {method.family:<22} {networks[name]:<{width}} {method.paper}")
     print(f"Method variants, written {SPEC_FORM}:")
     print("  +igdm: " + ", ".join(name for name, method in METHODS.items() if takes_igdm(method)))
     print("  +ema, +swa: " + ", ".join(name for name, method in METHODS.items() if takes_weight_averaging(method)))

@@ -14,7 +14,7 @@ import dataclasses
 import shlex
 from pathlib import Path
 
-from art_rslad.cli.train import add_runtime_options, subcommand
+from art_rslad.cli.options import add_runtime_options, subcommand
 from art_rslad.data import dataset_info
 from art_rslad.experiments.config import Config, get_preset, preset_names
 from art_rslad.experiments.lock import FolderLock

@@ -7,20 +7,23 @@ Examples::
     art-rslad train --method rslad --preset fashion-mnist --out runs/rslad --resume   # after an interruption
     art-rslad train --method rslad+igdm --preset fashion-mnist --out runs/rslad-igdm   # RSLAD with IGDM's term
     art-rslad train --method sat --set weight_averaging=ema --preset fashion-mnist --out runs/sat-ema
+    art-rslad train --method mtard --preset fashion-mnist --out runs/mtard   # a robust and a clean teacher
+    art-rslad train --method ciard --preset cifar10-resnet18 --clean-teacher robustbench:Standard --out runs/ciard
     torchrun --standalone --nproc-per-node 8 -m art_rslad train --method rslad --preset cifar10-resnet18 \\
         --set batch_size=16 --out runs/rslad   # 8 GPUs; global batch 8 x 16 = 128, the paper's
 
 A method is written NAME[+igdm][+ema|+swa]: +igdm adds IGDM's term to a distillation method (igdm_alpha, 1 unless
 the config sets it), +ema / +swa average the student's weights (methods of the shared loop). The method trains with
-its per-method settings from the config (method_overrides: e.g. its official schedule). PeerAiD trains a peer of
-the student's architecture beside it and saves it as peer.pt (one process only, not under torchrun).
+its per-method settings from the config (method_overrides: e.g. its official schedule). A method that trains a
+network beside the student saves it under its name (PeerAiD: peer.pt, CIARD: teacher.pt); some run in one process
+only. MTARD and CIARD also read a clean teacher (the config's clean_teacher, or --clean-teacher).
 
 Under torchrun each rank trains on its shard of every epoch (the config's batch_size is per rank: the global batch
 is N x batch_size) and attacks its block of the test inputs; rank 0 alone writes the run folder. See
 docs/distributed.md.
 
 The folder gets run.json, config.toml, run.log, metrics.jsonl, last.pt, best.pt (best = highest PGD-10 accuracy on
-a validation split of the training set), eval_best.json, eval_last.json, results.md, student.pt with its model
+a validation split of the training set), eval_best.npz, eval_last.npz, results.md, student.pt with its model
 card student.json, and figures/. Ctrl-C saves last.pt; --resume continues to the same weights.
 """
 
@@ -28,117 +31,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
-from art_rslad.cli.errors import report_error
-from art_rslad.distributed import command_world
-from art_rslad.evaluation import ATTACKS, DEFAULT_ATTACKS
-from art_rslad.experiments.config import Config, get_preset, parse_assignment, preset_names
-from art_rslad.experiments.train import RunSettings, train_run
-from art_rslad.experiments.variants import SPEC_FORM, method_name
-from art_rslad.trainers.registry import method_names
-
-
-def subcommand(subparsers: argparse._SubParsersAction, name: str, summary: str, doc: str) -> argparse.ArgumentParser:
-    """The parser of one ``art-rslad`` command: ``summary`` in the command list, ``doc`` (its module docstring,
-    examples included) under ``art-rslad NAME --help``."""
-    return subparsers.add_parser(name, help=summary, description=doc,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-
-
-def add_runtime_options(parser: argparse.ArgumentParser, *, data_root: bool = True) -> None:
-    """Where the data are, which device, whether progress bars show: the options every command that trains or
-    attacks takes."""
-    if data_root:
-        parser.add_argument("--data-root", type=Path, help="Dataset folder (default: automatic lookup).")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
-                        help="Device (default: cuda when available, else cpu).")
-    parser.add_argument("--quiet", action="store_true", help="No progress bars.")
-
-
-def assignment(text: str) -> tuple[str, Any]:
-    """argparse type of KEY=VALUE options (:func:`~art_rslad.experiments.config.parse_assignment`)."""
-    try:
-        return parse_assignment(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
-
-
-def method_spec(text: str) -> str:
-    """argparse type of a method spec ``NAME[+igdm][+ema|+swa]``
-    (:func:`~art_rslad.experiments.variants.method_name`)."""
-    try:
-        return method_name(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
-
-
-def methods_help(default: str | None = None) -> str:
-    """The help text of a method option: the registered names and how a variant is written."""
-    return (f"Training method{'' if default else 's'}: {', '.join(method_names())}, written {SPEC_FORM} (e.g. "
-            f"rslad+igdm, sat+ema)" + (f" (default: {default})." if default else "."))
-
-
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """The options ``train`` and ``compare`` share: config, overrides, data sizes, evaluation, folder handling."""
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--preset", choices=preset_names(), default="fashion-mnist",
-                        help="Settings to start from (default: fashion-mnist).")
-    source.add_argument("--config", type=Path, help="A .toml or .json config file instead of a preset.")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="Override a config key, repeatable; dotted keys reach tables (e.g. nb_epochs=2, "
-                             "method_lr.rslad=0.1, teacher.source=zoo:fashion-mnist-cnn-large, igdm_alpha=1, "
-                             "weight_averaging=ema, method_overrides.adaad.nb_epochs=200).")
-    parser.add_argument("--out", type=Path, required=True, help="Output folder.")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--resume", action="store_true", help="Continue the run in --out after an interruption.")
-    mode.add_argument("--overwrite", action="store_true", help="Replace a run already in --out.")
-    parser.add_argument("--train-size", type=int, help="Train on the first N training images (default: all).")
-    parser.add_argument("--val-size", type=int, default=1000,
-                        help="Validation images attacked after each epoch to pick the best epoch (default: 1000).")
-    parser.add_argument("--test-size", type=int, default=1000, help="Test images evaluated (default: 1000).")
-    parser.add_argument("--attacks", nargs="+", choices=list(ATTACKS), default=list(DEFAULT_ATTACKS),
-                        metavar="ATTACK", help=f"Evaluation attacks (default: {' '.join(DEFAULT_ATTACKS)}).")
-    parser.add_argument("--student-option", type=assignment, action="append", default=[], metavar="KEY=VALUE",
-                        help="Option of the student architecture, repeatable (e.g. width=32).")
-    parser.add_argument("--checkpoint-interval", type=int, default=50,
-                        help="Also write last.pt every N batches (default: 50; 0: only at epoch ends).")
-    add_runtime_options(parser)
-    parser.add_argument("--tensorboard", type=Path, metavar="DIR",
-                        help="Also write each epoch's metrics as TensorBoard events, one subfolder per run "
-                             "(DIR/<method>-seed-<seed>); needs pip install 'art-rslad[tensorboard]'.")
-
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    """The preset or config file with the ``--set`` overrides applied."""
-    config = Config.from_file(args.config) if args.config is not None else get_preset(args.preset)
-    return config.with_overrides(args.overrides)
-
-
-def run_settings(args: argparse.Namespace) -> RunSettings:
-    """The :class:`~art_rslad.experiments.train.RunSettings` of ``train`` and ``compare`` from the options."""
-    return RunSettings(train_size=args.train_size, val_size=args.val_size, test_size=args.test_size,
-                       attacks=tuple(args.attacks), student_options=dict(args.student_option),
-                       checkpoint_interval=args.checkpoint_interval, device=args.device, data_root=args.data_root,
-                       resume=args.resume, overwrite=args.overwrite, verbose=not args.quiet,
-                       tensorboard=args.tensorboard)
-
-
-def guarded(command: str, body: Callable[[], int]) -> int:
-    """Run ``body``; turn an interruption or a failed write into a message and an exit status."""
-    try:
-        return body()
-    except KeyboardInterrupt:
-        print(f"\nart-rslad {command}: interrupted. The last checkpoint is saved; run the same command with "
-              "--resume to continue.", file=sys.stderr)
-        return 130
-    except OSError as error:
-        if isinstance(error, FileNotFoundError | FileExistsError):
-            raise
-        return report_error(command, error)
+from art_rslad.cli.options import (
+    add_run_options,
+    args_world,
+    config_from_args,
+    guarded,
+    method_spec,
+    methods_help,
+    run_settings,
+    subcommand,
+)
+from art_rslad.experiments.train import train_run
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -148,7 +52,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--method", default="rslad", type=method_spec, metavar="METHOD",
                         help=methods_help("rslad"))
     parser.add_argument("--teacher", help="Teacher source, overriding the config's teacher.source "
-                                          "('zoo:<name>', 'robustbench:<name>' or a state-dict path).")
+                                          "('zoo:<name>', 'robustbench:<name>', a run folder or a state-dict path).")
+    parser.add_argument("--clean-teacher", help="Clean (naturally trained) teacher source of the methods that distil "
+                                                "two teachers (mtard, ciard), overriding the config's clean_teacher; "
+                                                "the same kinds of source as --teacher.")
     add_run_options(parser)
     return parser
 
@@ -157,11 +64,13 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.teacher is not None:
         config = dataclasses.replace(config, teacher=dataclasses.replace(config.teacher, source=args.teacher))
+    if args.clean_teacher is not None:
+        config = dataclasses.replace(config, clean_teacher=args.clean_teacher)
 
     settings = run_settings(args)
 
     def body() -> int:
-        with command_world() as world:  # torchrun's process group, or one process
+        with args_world(args) as world:  # torchrun's process group, or one process
             result = train_run(config, args.out, args.method, settings)
         if world.is_main:
             print((result.out_dir / "results.md").read_text(encoding="utf-8"))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from art_rslad.cli.train import add_runtime_options, assignment, subcommand
+from art_rslad.cli.options import add_runtime_options, assignment, subcommand
 from art_rslad.experiments.config import Config, get_preset, preset_names
 from art_rslad.experiments.tune import DEFAULT_GRID, RULE, select_learning_rates
 

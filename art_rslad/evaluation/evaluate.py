@@ -6,22 +6,22 @@ import hashlib
 import json
 import logging
 import os
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from time import perf_counter
 from typing import Any
 
 import numpy as np
+import torch
 from art.estimators.classification import PyTorchClassifier
 from art.estimators.classification.classifier import ClassifierMixin
-from tqdm import autonotebook, std
 from tqdm.auto import tqdm
 
 from art_rslad.estimators import check_classifier, clip_range, model_modes
 from art_rslad.evaluation.checks import check_model, consistency_warnings
 from art_rslad.evaluation.registry import ATTACKS, DEFAULT_ATTACKS, AttackContext, PreparedAttack
 from art_rslad.evaluation.report import AttackResult, RobustnessReport, stored_report
+from art_rslad.progress import show_progress
 
 logger = logging.getLogger(__name__)
 
@@ -156,12 +156,6 @@ def _restore(state_path: Path | None, fresh: RobustnessReport,
     return fresh, False
 
 
-def show_progress(verbose: bool) -> bool:
-    """Progress bars only where they redraw in place: a terminal or a notebook. In a log file or CI they would pile
-    up carriage returns; there the log's line per epoch and per attack stands in for them."""
-    return verbose and (sys.stderr.isatty() or autonotebook.tqdm is not std.tqdm)  # not std: a notebook's
-
-
 def _run_attack(
     name: str, prepared: PreparedAttack, whole_set: bool, classifier: Any, x: np.ndarray, labels: np.ndarray,
     batch_size: int, verbose: bool,
@@ -239,6 +233,28 @@ def evaluate_robustness(
     | Paper link: https://arxiv.org/abs/2108.07969 (evaluation protocol of RSLAD)
     """
     names = _attack_names(attacks, surrogate)
+    x, labels, models = _checked_inputs(classifier, surrogate, names, x, y, eps, batch_size, n_queries)
+    context = AttackContext(classifier=classifier, eps=float(eps), batch_size=batch_size, seed=seed,
+                            n_queries=n_queries, surrogate=surrogate, verbose=show_progress(verbose))
+    path = None if state_path is None else Path(state_path)
+    _check_state_path(path)
+    fingerprint = _fingerprint(x, labels, {"eps": float(eps), "seed": seed, "n_queries": n_queries})
+    fresh = RobustnessReport(eps=float(eps), n_inputs=len(x), labels=labels, fingerprint=fingerprint)
+    report, finished = _restore(path, fresh, names)
+    if finished:
+        return report
+    with model_modes(*[(model, False) for model in models]):
+        model_warnings = _check_model_into(report, classifier, x, labels, names, batch_size, seed)
+        _run_missing(report, names, context, x, labels, path)
+    _close_report(report, names, model_warnings, path)
+    return report
+
+
+def _checked_inputs(classifier: Any, surrogate: PyTorchClassifier | None, names: tuple[str, ...], x: np.ndarray,
+                    y: np.ndarray, eps: float, batch_size: int, n_queries: int
+                    ) -> tuple[np.ndarray, np.ndarray, list[torch.nn.Module]]:
+    """The checked inputs and labels, and the torch models whose modes the evaluation holds; a ValueError names a
+    bad setting, classifier, input or output."""
     if batch_size < 1 or n_queries < 1:
         raise ValueError(f"`batch_size` and `n_queries` must be >= 1, got {batch_size} and {n_queries}.")
     _check_classifiers(classifier, surrogate, names)
@@ -250,30 +266,34 @@ def evaluate_robustness(
     models = [model.model for model in (classifier, surrogate) if isinstance(model, PyTorchClassifier)]
     with model_modes(*[(model, False) for model in models]):  # predict sets eval mode and never restores it
         _check_outputs(classifier, x)
-    context = AttackContext(classifier=classifier, eps=float(eps), batch_size=batch_size, seed=seed,
-                            n_queries=n_queries, surrogate=surrogate, verbose=show_progress(verbose))
-    path = None if state_path is None else Path(state_path)
-    _check_state_path(path)
-    fingerprint = _fingerprint(x, labels, {"eps": float(eps), "seed": seed, "n_queries": n_queries})
-    fresh = RobustnessReport(eps=float(eps), n_inputs=len(x), labels=labels, fingerprint=fingerprint)
-    report, finished = _restore(path, fresh, names)
-    if finished:
-        return report
+    return x, labels, models
 
+
+def _check_model_into(report: RobustnessReport, classifier: Any, x: np.ndarray, labels: np.ndarray,
+                      names: tuple[str, ...], batch_size: int, seed: int) -> list[str]:
+    """The model's integrity checks, timed, into ``report.checks``; their warnings."""
     white_box = any(ATTACKS[name].kind == "white-box" for name in names)
-    with model_modes(*[(model, False) for model in models]):
-        start = perf_counter()
-        report.checks, model_warnings = check_model(classifier, x, labels, white_box=white_box,
-                                                    batch_size=batch_size, seed=seed)
-        report.checks["seconds"] = perf_counter() - start
-        for name in names:
-            if name in report.results:
-                continue
-            report.add(_run_one(name, context, x, labels))
-            if path is not None:
-                report.to_json(path)
+    start = perf_counter()
+    report.checks, model_warnings = check_model(classifier, x, labels, white_box=white_box, batch_size=batch_size,
+                                                seed=seed)
+    report.checks["seconds"] = perf_counter() - start
+    return model_warnings
 
-    # restored attacks were filled in first: put the results in the order asked for
+
+def _run_missing(report: RobustnessReport, names: tuple[str, ...], context: AttackContext, x: np.ndarray,
+                 labels: np.ndarray, path: Path | None) -> None:
+    """Run each attack the report does not hold yet, saving the state after each where ``path`` is given."""
+    for name in names:
+        if name in report.results:
+            continue
+        report.add(_run_one(name, context, x, labels))
+        if path is not None:
+            report.to_json(path)
+
+
+def _close_report(report: RobustnessReport, names: tuple[str, ...], model_warnings: list[str],
+                  path: Path | None) -> None:
+    """Order the results as asked (restored attacks were filled in first), gather and log the warnings, save."""
     report.results = {name: report.results[name] for name in names}
     messages = [message for result in report.results.values() for message in result.messages]
     report.warnings = [*model_warnings, *messages, *consistency_warnings(report.accuracy, report.kinds)]
@@ -281,4 +301,3 @@ def evaluate_robustness(
         logger.warning(warning)
     if path is not None:
         report.to_json(path)
-    return report

@@ -40,16 +40,16 @@ from art_rslad.experiments.folders import (
     run_folder,
     write_json,
 )
+from art_rslad.experiments.networks import load_config_teacher
 from art_rslad.experiments.teachers import teacher_fingerprint
 from art_rslad.experiments.train import (
     RunSettings,
     check_runs_here,
-    load_config_teacher,
     run_notes,
     shared_datasets,
     train_run,
 )
-from art_rslad.experiments.variants import SEPARATOR, SPEC_FORM, method_name, parse_method
+from art_rslad.experiments.variants import check_method_specs, parse_method
 from art_rslad.report import (
     CHECKPOINTS,
     ComparisonTable,
@@ -60,7 +60,6 @@ from art_rslad.report import (
     plot_table_bars,
     training_time_note,
 )
-from art_rslad.trainers.registry import METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -87,11 +86,7 @@ def _check_methods_and_seeds(config: Config, methods: Sequence[str],
                              seeds: Sequence[int]) -> tuple[list[str], list[int]]:
     """The method specs written the canonical way and the seeds; a ValueError names an unknown method, a variant or
     setting a method cannot take (before anything trains), a repeated method or a bad seed list."""
-    unknown = [method for method in methods if method.lower().split(SEPARATOR)[0] not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"`methods`: unknown or no methods {unknown}; known methods: {', '.join(METHODS)} "
-                         f"(with variants written {SPEC_FORM}).")
-    methods = [method_name(method) for method in methods]
+    methods = check_method_specs(methods, "`methods`")
     for method in methods:
         config.for_method(method)
     if len(set(methods)) != len(methods):
@@ -135,7 +130,7 @@ def compare(config: Config, out_dir: str | os.PathLike[str], methods: Sequence[s
     world = current_world()  # joins torchrun's group first: on CUDA each rank then builds models on its own GPU
     for method in methods:
         check_runs_here(method, world)
-    if teacher is None and any(parse_method(method).method.needs_teacher for method in methods):
+    if teacher is None and any(parse_method(method).method.loads_teacher for method in methods):
         teacher = load_config_teacher(config, settings.device)
     if surrogate is None:
         surrogate = load_surrogate(config, settings.attacks, settings.device)
@@ -172,7 +167,10 @@ def _compare_runs(config: Config, folder: Path, methods: Sequence[str], seeds: S
                    *black_box_note(settings.attacks, config.transfer_surrogate),
                    f"Seeds: {', '.join(map(str, seeds))}; mean ± sample std over seeds.",
                    training_time_note(histories),
-                   *fixed_settings_notes({method: _fixed_settings(method) for method in methods})],
+                   *fixed_settings_notes({method: _fixed_settings(method) for method in methods}),
+                   # said once per compare, here; each run's table only points to it
+                   *([f"How the learning rates were chosen: {config.method_lr_note}"] if config.method_lr_note
+                     else [])],
             worst_class=by_method(columns.worst_class, methods, seeds), worst_class_attack=columns.worst_class_attack,
         )
         figures = on_main(world, _write_comparison, folder, table, histories)
@@ -189,7 +187,7 @@ def _nb_train(runs: Iterable[RunResult], train_size: int | None) -> int | None:
 
 def _fixed_settings(method: str) -> dict[str, str]:
     """The shared settings that the trainer of ``method`` (one of ART's own) fixes itself; empty for ours."""
-    return dict(getattr(parse_method(method).method.trainer, "fixed_settings", None) or {})
+    return dict(parse_method(method).method.fixed_settings)
 
 
 def _start_compare(folder: Path, shared: dict[str, Any], methods: Sequence[str], seeds: Sequence[int],

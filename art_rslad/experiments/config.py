@@ -25,17 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from art_rslad.experiments.lr_notes import PAPER_NOTE, SECOND_ROUND, TUNED_VARIANTS, tuned_note
 from art_rslad.experiments.tomlfile import dumps_toml, loads_toml
 from art_rslad.experiments.variants import (
     IGDM_DEFAULT_ALPHA,
-    SEPARATOR,
-    SPEC_FORM,
     check_method_settings,
-    method_name,
+    check_method_specs,
     parse_method,
 )
 from art_rslad.trainers.averaging import AVERAGERS
-from art_rslad.trainers.registry import METHODS, method_names
+from art_rslad.trainers.registry import method_names, tuned_lrs
 
 #: The registry's families whose methods can train a teacher (``teacher.method``): natural training gives the clean
 #: teacher of the methods that distil a clean and a robust teacher, adversarial training the robust one.
@@ -54,8 +53,7 @@ def teacher_method_names() -> list[str]:
 
 
 def preset_lr_methods() -> list[str]:
-    """The methods a preset's ``method_lr`` covers: the registry's adversarial training, distillation and peer
-    distillation methods."""
+    """The methods a preset's ``method_lr`` covers: the registry's families of :data:`PRESET_LR_FAMILIES`."""
     return [name for family in PRESET_LR_FAMILIES for name in method_names(family)]
 
 
@@ -100,6 +98,8 @@ class Config:
     :param dataset: Dataset name (see :func:`art_rslad.data.dataset_names`).
     :param student: Registry name of the student architecture.
     :param teacher: The teacher (:class:`TeacherConfig`).
+    :param clean_teacher: The clean (naturally trained) teacher of MTARD and CIARD, as a teacher source (zoo,
+        RobustBench, run folder or state dict); empty for none.
     :param transfer_surrogate: The robust model the transfer attacks (``transfer_pgd``, ``transfer_cw``) are crafted
         on, as a teacher source (``"zoo:<name>"``, ``"robustbench:<name>"`` or a state-dict path); empty for none.
     :param nb_epochs: Training epochs.
@@ -137,6 +137,7 @@ class Config:
     student: str = "cnn-small"
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     transfer_surrogate: str = ""
+    clean_teacher: str = ""
     nb_epochs: int = 8
     batch_size: int = 128
     lr: float = 0.05
@@ -176,6 +177,12 @@ class Config:
                            "loss_scale": self.loss_scale}.items():
             if not value >= 0 or math.isinf(value):
                 raise ValueError(f"Config key `{key}` must be a finite number >= 0, got {value}.")
+        if self.eps > 1:
+            raise ValueError(f"Config key `eps` must be in (0, 1] (inputs lie in [0, 1]; CIFAR's 8/255 is 0.0314), "
+                             f"got {self.eps}.")
+        if self.eps_step > self.eps:
+            raise ValueError(f"Config key `eps_step` ({self.eps_step}) must not exceed `eps` ({self.eps}); the usual "
+                             f"step is eps/4 ({self.eps / 4:.4g}).")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"Config key `val_fraction` must be in (0, 1), got {self.val_fraction}.")
         if self.augmentation not in ("none", "crop", "crop-flip"):
@@ -257,6 +264,9 @@ class Config:
         a ValueError naming it. Examples: ``nb_epochs=2``, ``method_lr.rslad=0.1``,
         ``teacher.source=zoo:fashion-mnist-cnn-large``, ``lr_milestones=[100,150]``, ``igdm_alpha=1``,
         ``method_overrides.adaad.nb_epochs=200`` (a method's entry is created as needed).
+
+        An explicit ``lr=`` is every method's learning rate: it empties the preset's ``method_lr`` (a later
+        ``method_lr.<method>=`` override sets one method's again), so the run uses, and records, the lr given.
         """
         data = self.to_dict()
         for override in overrides:
@@ -270,6 +280,8 @@ class Config:
                     raise ValueError(f"Override {override!r}: `{parent}` is not a table of the config.")
                 table = table[parent]
             table[leaf] = value
+            if key == "lr":
+                data.update(method_lr={}, method_lr_note="")
         return Config.from_dict(data)
 
     # ------------------------------------------------------------------ serialisation
@@ -334,13 +346,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
 
 def _check_method_key(key: str, method: str) -> None:
     """A table key that must be a method spec written the canonical way; a ValueError names ``key`` otherwise."""
-    if method.lower().split(SEPARATOR)[0] not in METHODS:
-        raise ValueError(f"Config key `{key}`: unknown method; known: {', '.join(METHODS)} (with variants written "
-                         f"{SPEC_FORM}).")
-    try:
-        canonical = method_name(method)
-    except ValueError as error:
-        raise ValueError(f"Config key `{key}`: {error}") from error
+    canonical = check_method_specs([method], f"Config key `{key}`")[0]
     if canonical != method:
         raise ValueError(f"Config key `{key}`: write the method as {canonical!r}.")
 
@@ -374,8 +380,6 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
 
 
 # ---------------------------------------------------------------------- presets
-_PAPER_NOTE = ("The paper's lr 0.1 for every method with each method's official loss scale (not tuned here; "
-               "under this 300-epoch recipe the official code uses one lr for all).")
 _200_EPOCHS: dict[str, Any] = {"nb_epochs": 200, "lr_schedule_epochs": 200, "lr_milestones": [100, 150]}
 _IGDM_BASES = ("ard", "iad", "adaad", "adaiad")
 
@@ -388,62 +392,47 @@ def _paper_overrides(dataset: str) -> tuple[dict[str, dict[str, Any]], str]:
         "adaad": {**_200_EPOCHS, "weight_decay": 5e-4},
         "adaiad": {**_200_EPOCHS, "weight_decay": 5e-4},
         "peeraid": {"weight_averaging": "swa"},
+        "dgad": {**_200_EPOCHS, "weight_decay": 5e-4},
+        "saad": {**_200_EPOCHS, "weight_averaging": "swa"},
         **{f"{base}+igdm": {**_200_EPOCHS, "weight_decay": 2e-4} for base in _IGDM_BASES},
     }
     note = ("Each method's official recipe: RSLAD, SAT, TRADES, PeerAiD and RSLAD+IGDM 300 epochs, lr x0.1 after "
             "215/260/285 (the preset's own); ARD 200 epochs, one decay after 100; IAD 200 epochs, after 100/150; "
             "AdaAD and AdaIAD 200 epochs after 100/150, weight decay 5e-4; the other methods +IGDM 200 epochs after "
-            "100/150, weight decay 2e-4; PeerAiD averages the student by SWA from the first lr drop.")
+            "100/150, weight decay 2e-4; PeerAiD averages the student by SWA from the first lr drop. MTARD, ABSLD, "
+            "CIARD 300 epochs after 215/260/285 (CIARD's student: not its cosine decay); DGAD 200 after 100/150, "
+            "weight decay 5e-4; SAAD 200 after 100/150, SWA from the first lr drop (its code: from epoch 95).")
     if dataset == "cifar100":  # AdaAD's CIFAR-100 code takes a batch-mean KL; IGDM weighs its term 10-20 there
         overrides["adaad"]["loss_scale"] = 1.0
         for base in ("rslad", *_IGDM_BASES):
             overrides.setdefault(f"{base}+igdm", {})["igdm_alpha"] = 10.0
+        overrides["mtard"] = {"loss_scale": 10.0}
         note += (" On CIFAR-100 AdaAD's loss is a batch-mean KL (scale 1, as its official CIFAR-100 code; see "
-                 "docs/decisions.md, \"Loss scales and reductions\") and IGDM's weight is 10 (its paper: 10-20).")
+                 "docs/decisions.md, \"Loss scales and reductions\"), IGDM's weight is 10 (its paper: 10-20) and "
+                 "MTARD's loss is scaled by 10 (its official CIFAR-100 code).")
     return overrides, note
-#: Chosen by `art-rslad tune` (art_rslad.experiments.tune.RULE); the scores are in studies/tune-<preset>/tuning.json,
-#: and for the methods since RSLAD (the second table of each preset) in studies/tune-<preset>-new/tuning.json.
-_FASHION_MNIST_LR = {"sat": 0.03, "trades": 0.03, "ard": 0.3, "iad": 0.03, "adaad": 1.0, "rslad": 1.0}
-_FASHION_MNIST_NEW_LR = {"adaiad": 0.03, "peeraid": 0.1, "rslad+igdm": 0.3, "adaiad+igdm": 0.03, "sat+ema": 0.03,
-                         "rslad+ema": 1.0}
-_DIGITS_LR = {"sat": 0.03, "trades": 0.03, "ard": 1.0, "iad": 0.03, "adaad": 1.0, "rslad": 1.0}
-_DIGITS_NEW_LR = {"adaiad": 0.3, "peeraid": 0.03, "rslad+igdm": 1.0, "adaiad+igdm": 0.03, "sat+ema": 0.1,
-                  "rslad+ema": 1.0}
-
-
-def _tuned_note(preset: str, nb_epochs: int, train: str, val_size: int, new: dict[str, float]) -> str:
-    return (
-        "Chosen by the validation rule: for each method the lr in {0.01, 0.03, 0.1, 0.3, 1} "
-        f"whose {nb_epochs}-epoch run on {train} training images had the highest PGD-10 accuracy on {val_size:,} "
-        f"validation images; command: art-rslad tune --preset {preset} --methods sat trades ard iad adaad rslad "
-        f"--epochs {nb_epochs} --train-size 10000 --val-size {val_size} --out studies/tune-{preset}. RSLAD and "
-        "AdaAD keep the official loss scale 0.1, so their lr 1 is a batch-mean KL at lr 0.1. The methods since "
-        f"RSLAD by the same rule and settings: art-rslad tune --preset {preset} --methods {' '.join(new)} --epochs "
-        f"{nb_epochs} --train-size 10000 --val-size {val_size} --out studies/tune-{preset}-new."
-    )
-
-
-def _paper_preset(dataset: str, student: str, teacher: str, teacher_source: str, surrogate: str) -> Config:
+def _paper_preset(dataset: str, student: str, teacher: str, teacher_source: str, surrogate: str, clean_teacher: str
+                  ) -> Config:
     overrides, note = _paper_overrides(dataset)
     return Config(
         name=f"{dataset}-{student}", dataset=dataset, student=student,
-        teacher=TeacherConfig(model=teacher, source=teacher_source, method="trades", nb_epochs=100, lr=0.1,
-                              beta=6.0),
-        transfer_surrogate=surrogate,
+        teacher=TeacherConfig(model=teacher, source=teacher_source, method="trades", nb_epochs=100, lr=0.1, beta=6.0),
+        transfer_surrogate=surrogate, clean_teacher=clean_teacher,
         nb_epochs=300, batch_size=128, lr=0.1, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=8 / 255, eps_step=2 / 255, max_iter=10, seed=0,
         val_fraction=0.1, augmentation="crop-flip", method_lr=dict.fromkeys([*preset_lr_methods(), *overrides], 0.1),
-        method_lr_note=_PAPER_NOTE, method_overrides=overrides, method_overrides_note=note,
+        method_lr_note=PAPER_NOTE, method_overrides=overrides, method_overrides_note=note,
     )
 
 
 def _presets() -> dict[str, Config]:
     presets = {
-        f"{dataset}-{student}": _paper_preset(dataset, student, teacher, source, surrogate)
-        # The paper's transfer surrogate is a robust ResNet-50; RobustBench has one for CIFAR-10 only.
-        for dataset, teacher, source, surrogate in (
-            ("cifar10", "wrn-34-10", "robustbench:Zhang2019Theoretically", "robustbench:Engstrom2019Robustness"),
-            ("cifar100", "wrn-70-16", "robustbench:Gowal2020Uncovering", ""))
+        f"{dataset}-{student}": _paper_preset(dataset, student, teacher, source, surrogate, clean)
+        # Transfer surrogate: a robust ResNet-50 (CIFAR-10 only). Clean teacher: RobustBench's WRN-28-10 (CIFAR-10).
+        for dataset, teacher, source, surrogate, clean in (
+            ("cifar10", "wrn-34-10", "robustbench:Zhang2019Theoretically", "robustbench:Engstrom2019Robustness",
+             "robustbench:Standard"),
+            ("cifar100", "wrn-70-16", "robustbench:Gowal2020Uncovering", "", ""))
         for student in ("resnet18", "mobilenetv2")
     }
     presets["fashion-mnist"] = Config(
@@ -451,19 +440,21 @@ def _presets() -> dict[str, Config]:
         teacher=TeacherConfig(model="cnn-large", source="zoo:fashion-mnist-cnn-large", method="trades",
                               nb_epochs=10, lr=0.05, beta=6.0),
         transfer_surrogate="zoo:fashion-mnist-cnn-pool",
+        clean_teacher="zoo:fashion-mnist-cnn-large-clean",
         nb_epochs=8, batch_size=128, lr=0.05, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=0.1, eps_step=0.025, max_iter=10, seed=0, val_fraction=0.1,
-        augmentation="none", method_lr={**_FASHION_MNIST_LR, **_FASHION_MNIST_NEW_LR},
-        method_lr_note=_tuned_note("fashion-mnist", 2, "10,000", 1000, _FASHION_MNIST_NEW_LR),
+        augmentation="none", method_lr=tuned_lrs("fashion-mnist", TUNED_VARIANTS),
+        method_lr_note=tuned_note("fashion-mnist", 2, "10,000", 1000, SECOND_ROUND),
     )
     presets["digits"] = Config(
         name="digits", dataset="digits", student="cnn-small",
         teacher=TeacherConfig(model="cnn-large", source="zoo:digits-cnn-large", method="trades", nb_epochs=40,
                               lr=0.05, beta=6.0),
+        clean_teacher="zoo:digits-cnn-large-clean",
         nb_epochs=30, batch_size=64, lr=0.05, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
         lr_schedule_epochs=300, lr_gamma=0.1, eps=0.1, eps_step=0.025, max_iter=10, seed=0, val_fraction=0.1,
-        augmentation="none", method_lr={**_DIGITS_LR, **_DIGITS_NEW_LR},
-        method_lr_note=_tuned_note("digits", 10, "all 1,294", 144, _DIGITS_NEW_LR),
+        augmentation="none", method_lr=tuned_lrs("digits", TUNED_VARIANTS),
+        method_lr_note=tuned_note("digits", 10, "all 1,294", 144, SECOND_ROUND),
     )
     return presets
 

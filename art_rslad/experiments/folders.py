@@ -2,15 +2,15 @@
 
 A run folder holds ``run.json`` (what the run is and how far it got), ``config.toml``, ``run.log``,
 ``metrics.jsonl`` (one JSON line per epoch), ``last.pt`` and ``best.pt`` (atomic, self-describing checkpoints;
-"best" is the epoch with the highest PGD-10 accuracy on a validation split held out of the training set, never
-the test set), ``eval_best.npz`` and ``eval_last.npz`` (robustness reports in their compact form; ``.json`` while
-an evaluation runs), ``results.md``, the trained student ``student.pt`` (best checkpoint, plain state dict) with
-its model card ``student.json``, for PeerAiD the peer at the same epoch as ``peer.pt``, and ``figures/``. A finished
-run stored compactly (docs/runs.md, "Compact run folders") keeps ``student.pt`` and its reports, not the training
-checkpoints: :func:`checkpoint_weights` reads the weights from whichever is there. A compare folder holds
-``compare.json``, one run folder per (method, seed) under ``runs/`` (``runs/rslad+igdm/seed-0`` for a variant),
-``comparison.md`` / ``comparison.json`` (the paper's table, mean ± std over seeds), ``compare.log`` and
-``figures/``.
+"best" is the epoch with the highest PGD-10 accuracy on a validation split held out of the training set, never the
+test set), ``eval_best.npz`` and ``eval_last.npz`` (robustness reports in their compact form; ``.json`` while an
+evaluation runs), ``results.md``, the trained student ``student.pt`` (best checkpoint, plain state dict) with its
+model card ``student.json``, each network its method trains beside the student, at the same epoch, as ``<name>.pt``
+(PeerAiD's ``peer.pt``), and ``figures/``. A finished run stored compactly (docs/runs.md, "Compact run folders")
+keeps ``student.pt`` and its reports, not the training checkpoints: :func:`checkpoint_weights` reads the weights
+from whichever is there. A compare folder holds ``compare.json``, one run folder per (method, seed) under ``runs/``
+(``runs/rslad+igdm/seed-0`` for a variant), ``comparison.md`` / ``comparison.json`` (the paper's table, mean ± std
+over seeds), ``compare.log`` and ``figures/``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from art_rslad.experiments.config import Config
 from art_rslad.experiments.lock import LOCK_NAME, FolderLock
 from art_rslad.experiments.variants import SEPARATOR
 from art_rslad.report import CHECKPOINTS
+from art_rslad.trainers.registry import METHODS
 
 RUN_FORMAT = "art-rslad-run"
 COMPARE_FORMAT = "art-rslad-compare"
@@ -43,8 +44,14 @@ RUN_FILES: tuple[str, ...] = ("run.json", "config.toml", "run.log", "metrics.jso
                               "eval_best.npz", "eval_last.npz", "results.md", "student.pt", "student.json")
 #: The resume states of a run's evaluations, there while they run (the finished reports replace them).
 RUN_STATES: tuple[str, ...] = ("eval_best.json", "eval_last.json")
-#: Files only some methods' runs write (PeerAiD's peer); ``overwrite=True`` removes them too.
-METHOD_FILES: tuple[str, ...] = ("peer.pt",)
+
+
+def method_files() -> tuple[str, ...]:
+    """Files only some methods' runs write: each network a registered method trains beside the student, as
+    ``<name>.pt`` (PeerAiD's ``peer.pt``); ``overwrite=True`` removes them too."""
+    return tuple(dict.fromkeys(net.file for method in METHODS.values() for net in method.trained_networks))
+
+
 COMPARE_FILES: tuple[str, ...] = ("compare.json", "comparison.md", "comparison.json", "compare.log")
 #: The suffix of the compressed form of a finished folder's ``metrics.jsonl`` and logs (docs/runs.md, "Compact run
 #: folders"), and those files: no run writes them, ``overwrite=True`` removes them too.
@@ -53,9 +60,10 @@ COMPACTED_FILES: tuple[str, ...] = tuple(name + COMPRESSED for name in ("metrics
 FIGURES = "figures"
 RUNS = "runs"
 #: Keys of a recorded identity that a resume does not compare, and the folder keeps as it recorded them: the notes
-#: that say in words how a setting was chosen, and the transfer surrogate, which training never uses.
+#: that say in words how a setting was chosen, the transfer surrogate, which training never uses, and the clean
+#: teacher's source, which the identity records with its weights' sha256 where the method uses it (``clean_teacher``).
 PROSE_KEYS: tuple[tuple[str, ...], ...] = (("config", "method_lr_note"), ("config", "method_overrides_note"),
-                                           ("config", "transfer_surrogate"))
+                                           ("config", "transfer_surrogate"), ("config", "clean_teacher"))
 #: Config keys added after run folders were first written, with the value that means "off": a folder recorded
 #: without them resumes as long as they stay off.
 LATER_CONFIG_KEYS: dict[str, Any] = {"igdm_alpha": 0.0, "weight_averaging": "", "loss_scale": 0.0,
@@ -187,9 +195,11 @@ def prepare_folder(folder: Path, marker: str, identity: dict[str, Any], *, resum
     existing = sorted(path.name for path in folder.iterdir()
                       if path.name != LOCK_NAME and not path.name.startswith(".write-test-"))
     if existing and not overwrite:
-        what = "a run" if marker_path.is_file() else f"other files ({', '.join(existing[:5])})"
-        raise FileExistsError(f"{folder} already holds {what}. Pass resume=True to continue it, "
-                              "overwrite=True to replace it, or choose another folder.")
+        if marker_path.is_file():
+            raise FileExistsError(f"{folder} already holds a run. Pass resume=True to continue it, "
+                                  "overwrite=True to replace it, or choose another folder.")
+        raise FileExistsError(f"{folder} already holds other files ({', '.join(existing[:5])}) and no run to "
+                              "resume. Pass overwrite=True to replace them, or choose another folder.")
     if overwrite:
         for name in owned:
             (folder / name).unlink(missing_ok=True)
@@ -310,7 +320,30 @@ def checkpoint_weights(out_dir: str | os.PathLike[str], checkpoint: str) -> dict
     return load_file(folder / "student.pt")
 
 
-__all__ = ["COMPACTED_FILES", "COMPARE_FILES", "COMPARE_FORMAT", "COMPRESSED", "FIGURES", "LATER_CONFIG_KEYS",
-           "METHOD_FILES", "PROSE_KEYS", "RUNS", "RUN_FILES", "RUN_FORMAT", "RUN_STATES", "RunResult",
-           "check_resumable", "check_writable", "checkpoint_weights", "held", "load_run", "load_run_history",
-           "log_to", "prepare_folder", "read_json", "results_text", "run_folder", "write_json"]
+__all__ = [
+    "COMPACTED_FILES",
+    "COMPARE_FILES",
+    "COMPARE_FORMAT",
+    "COMPRESSED",
+    "FIGURES",
+    "LATER_CONFIG_KEYS",
+    "PROSE_KEYS",
+    "RUNS",
+    "RUN_FILES",
+    "RUN_FORMAT",
+    "RUN_STATES",
+    "RunResult",
+    "check_resumable",
+    "check_writable",
+    "checkpoint_weights",
+    "held",
+    "load_run",
+    "load_run_history",
+    "log_to",
+    "method_files",
+    "prepare_folder",
+    "read_json",
+    "results_text",
+    "run_folder",
+    "write_json",
+]

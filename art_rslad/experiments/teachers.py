@@ -6,6 +6,7 @@ Sources understood by :func:`load_teacher`:
   weights' sha256 is checked against the card before loading.
 * ``"robustbench:<name>"``: RobustBench's model zoo (:func:`art_rslad.robustbench.load_robustbench_teacher`).
 * a path to a state dict; the architecture comes from ``model=`` or from a card ``<stem>.json`` beside it.
+* a run folder of ``art-rslad train`` (its ``student.pt`` and the card ``student.json`` beside it).
 
 A model card (:class:`ModelCard`) is a JSON file in the spirit of RobustBench's metadata: architecture, dataset,
 eps, clean / PGD / AutoAttack accuracy with the number of test images and the command that measured them, the
@@ -142,7 +143,8 @@ def zoo_card(name: str) -> tuple[ModelCard, Path]:
 def _classifier_from_card(card: ModelCard, weights: Path, dataset: str, device: str | None,
                           eps: float | None) -> PyTorchClassifier:
     if dataset_info(card.dataset).name != dataset_info(dataset).name:
-        raise ValueError(f"The teacher {card.name!r} was trained on {card.dataset}, not {dataset}.")
+        raise ValueError(f"The model {card.name!r} was trained on {card.dataset}, not {dataset}; use it with "
+                         f"dataset {card.dataset!r}.")
     if eps is not None and not math.isclose(eps, card.eps, rel_tol=1e-6):
         logger.warning("The teacher %r is robust at eps %g (its card), but this run attacks at eps %g: its soft "
                        "labels were not trained for that budget. Set eps=%g (config key `eps`) unless another "
@@ -174,7 +176,7 @@ def load_teacher(
 ) -> PyTorchClassifier:
     """Load a teacher as an ART PyTorchClassifier (eval mode, clip_values (0, 1)).
 
-    :param source: ``"zoo:<name>"``, ``"robustbench:<name>"`` or a path to a state dict.
+    :param source: ``"zoo:<name>"``, ``"robustbench:<name>"``, a run folder or a path to a state dict.
     :param dataset: Dataset the teacher must fit (input shape and classes from :func:`dataset_info`).
     :param model: Architecture of a state-dict path (registry name); a card beside the file (``x.json`` for
         ``x.pt``, as every run folder writes for its student) takes precedence.
@@ -190,9 +192,11 @@ def load_teacher(
         return robustbench.load_robustbench_teacher(source[len("robustbench:"):], dataset, model_dir=model_dir,
                                                     device=device)
     path = Path(source)
+    if path.is_dir() and (path / "student.pt").is_file():  # a run folder: its trained student, with its card
+        path = path / "student.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"Teacher source {source!r} is neither 'zoo:<name>', 'robustbench:<name>' nor an "
-                                f"existing file; shipped models: {', '.join(list_zoo()) or 'none'}.")
+        raise FileNotFoundError(f"Teacher source {source!r} is neither 'zoo:<name>', 'robustbench:<name>', a run "
+                                f"folder nor an existing file; shipped models: {', '.join(list_zoo()) or 'none'}.")
     card_path = path.with_suffix(".json")
     if card_path.is_file():  # a card describes its own weights: it wins over a default architecture
         card = ModelCard.load(card_path)
@@ -205,7 +209,31 @@ def load_teacher(
                          "beside it); pass the architecture name, e.g. model='resnet18'.")
     info = dataset_info(dataset)
     network = create_model(model, info.nb_classes, input_shape=info.input_shape, **(model_options or {}))
-    return _as_teacher(load_weights(network, path), dataset, device)
+    try:
+        network = load_weights(network, path)
+    except ValueError as error:  # name the model and the options the user gave, not the Python class
+        raise ValueError(f"{source!r} does not fit the model {model!r} with options {dict(model_options or {})}: "
+                         f"{str(error).split(': ', 1)[-1]} Pass the model name and options it was trained with "
+                         "(--model, --model-option; teacher.model, teacher.model_options).") from error
+    return _as_teacher(network, dataset, device)
+
+
+#: The config key that holds the source of each network start other than the student (see
+#: :data:`art_rslad.trainers.networks.Start`), and the CLI option that overrides it.
+SOURCE_KEYS: dict[str, tuple[str, str]] = {"teacher": ("teacher.source", "--teacher"),
+                                           "clean_teacher": ("clean_teacher", "--clean-teacher")}
+
+
+def load_config_source(config: Config, start: str, device: str | None = None) -> PyTorchClassifier:
+    """The network a method's declaration starts from the config: the teacher (``config.teacher.source``, of
+    architecture ``config.teacher.model`` for a bare state dict) or the clean teacher (``config.clean_teacher``)."""
+    key, option = SOURCE_KEYS[start]
+    source = config.teacher.source if start == "teacher" else config.clean_teacher
+    if not source:
+        raise ValueError(f"Config key `{key}` is empty but the method needs that network: set it ({option}) to "
+                         "'zoo:<name>', 'robustbench:<name>', a run folder or a state-dict path (train one with "
+                         f"`art-rslad teacher{' --method natural' if start == 'clean_teacher' else ''}`).")
+    return load_teacher(source, config.dataset, model=config.teacher.model, device=device, eps=config.eps)
 
 
 def _teacher_trainer(config: Config, device: str | None, verbose: bool) -> tuple[PyTorchClassifier, Any]:

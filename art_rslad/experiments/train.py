@@ -10,8 +10,9 @@
     print(result.accuracy["best"])
 
 ``method`` is a spec ``NAME[+igdm][+ema|+swa]`` (:mod:`art_rslad.experiments.variants`), trained with the config
-:meth:`~art_rslad.experiments.config.Config.for_method` gives it (its per-method settings applied); PeerAiD's peer
-is built here, beside the student. The folder's contents are listed in :mod:`art_rslad.experiments.folders`.
+:meth:`~art_rslad.experiments.config.Config.for_method` gives it (its per-method settings applied); every
+network the method declares beside the student (a teacher, a peer it trains, ...) is built here from its registry
+record. The folder's contents are listed in :mod:`art_rslad.experiments.folders`.
 Every step resumes: ``RunSettings(resume=True)`` continues training from ``last.pt`` (an interrupted CPU run ends
 with the same weights as an uninterrupted one) and skips finished evaluations and attacks. The folder is locked for
 the whole run (:mod:`art_rslad.experiments.lock`).
@@ -38,8 +39,8 @@ import numpy as np
 import torch
 from art.estimators.classification import PyTorchClassifier
 
-from art_rslad.checkpoint import load_checkpoint
-from art_rslad.data import dataset_info, load_dataset, make_data_generator, train_val_split
+from art_rslad.checkpoint import RETRY_ADVICE, load_checkpoint, save_atomic, write_text_atomic
+from art_rslad.data import load_dataset, make_data_generator, train_val_split
 from art_rslad.distributed import World, check_agreement, current_world, on_main
 from art_rslad.evaluation import DEFAULT_ATTACKS, evaluate_robustness_distributed
 from art_rslad.evaluation.report import compact_path, finished_report, store_finished
@@ -47,7 +48,6 @@ from art_rslad.experiments.config import Config
 from art_rslad.experiments.folders import (
     COMPACTED_FILES,
     FIGURES,
-    METHOD_FILES,
     RUN_FILES,
     RUN_FORMAT,
     RUN_STATES,
@@ -56,16 +56,26 @@ from art_rslad.experiments.folders import (
     held,
     load_run,
     log_to,
+    method_files,
     prepare_folder,
     results_text,
     write_json,
 )
-from art_rslad.experiments.teachers import ModelCard, load_teacher, package_versions, sha256_file, teacher_fingerprint
+from art_rslad.experiments.networks import (
+    build_trainer,
+    load_config_teacher,
+    load_sources,
+    method_trainer_options,
+    source_identity,
+    trained_network_files,
+)
+from art_rslad.experiments.teachers import ModelCard, package_versions, sha256_file
 from art_rslad.experiments.variants import MethodSpec, parse_method
-from art_rslad.models import count_parameters, create_model, make_classifier, resolve_device
+from art_rslad.models import count_parameters, resolve_device
 from art_rslad.report import build_table, plot_curves, plot_table_bars, settings_notes
-from art_rslad.trainers.base import AdversarialTrainerBase
-from art_rslad.trainers.peeraid import JointMultiStepLR
+from art_rslad.trainers.networks import network_weights
+from art_rslad.trainers.registry import Method
+from art_rslad.trainers.schedules import multistep_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -124,39 +134,17 @@ class RunSettings:
                 "attacks": list(self.attacks), "student_options": dict(self.student_options)}
 
 
-def method_trainer_options(config: Config) -> dict[str, Any]:
-    """The trainer options a method's config (:meth:`~art_rslad.experiments.config.Config.for_method`) switches
-    on: ``igdm_alpha``, ``weight_averaging`` and the loss ``scale``, each only when set."""
-    options: dict[str, Any] = {}
-    if config.igdm_alpha:
-        options["igdm_alpha"] = config.igdm_alpha
-    if config.weight_averaging:
-        options["weight_averaging"] = config.weight_averaging
-    if config.loss_scale:
-        options["scale"] = config.loss_scale
-    return options
-
-
 def check_runs_here(method: str, world: World) -> None:
-    """Refuse, before any folder is written, a method whose trainer runs in one process only (PeerAiD) under
-    torchrun."""
+    """Refuse, before any folder is written, a method whose registry record says it runs in one process only
+    under torchrun."""
     spec = parse_method(method)
-    if world.is_distributed and not getattr(spec.method.trainer, "distributed_ok", True):
-        raise ValueError(f"{spec.name} trains in one process only (its peer's gradients are not averaged over "
-                         "ranks); start it without torchrun.")
+    if world.is_distributed and not spec.method.distributed_ok:
+        trained = ", ".join(net.name for net in spec.method.trained_networks)
+        reason = f" (the gradients of its {trained} are not averaged over ranks)" if trained else ""
+        raise ValueError(f"{spec.name} trains in one process only{reason}; start it without torchrun.")
 
 
-# ---------------------------------------------------------------------- teacher and data
-def load_config_teacher(config: Config, device: str | None = None) -> PyTorchClassifier:
-    """The teacher named by ``config.teacher.source`` (see :func:`art_rslad.experiments.teachers.load_teacher`)."""
-    if not config.teacher.source:
-        raise ValueError("Config key `teacher.source` is empty but the method distils from a teacher: set it to "
-                         "'zoo:<name>', 'robustbench:<name>' or a state-dict path (train one with "
-                         "`art-rslad teacher`).")
-    return load_teacher(config.teacher.source, config.dataset, model=config.teacher.model, device=device,
-                        eps=config.eps)
-
-
+# ---------------------------------------------------------------------- data
 @dataclass
 class _Data:
     x_train: np.ndarray
@@ -197,6 +185,11 @@ def _load_data(config: Config, settings: RunSettings) -> _Data:
     x_train, y_train, x_val, y_val = train_val_split(x, y, config.val_fraction, config.seed)
     train, val, test = settings.train_size, settings.val_size, settings.test_size  # test 0: the split is not read
     x_test, y_test = _load_split(config.dataset, "test", settings.data_root) if test else (x[:0], y[:0])
+    for name, asked, present in (("train_size", train, len(x_train)), ("val_size", val, len(x_val)),
+                                 ("test_size", test, len(x_test))):
+        if asked is not None and asked > present:
+            logger.warning("`%s` %d is more than the %d images %s holds: all %d are used (run.json records the "
+                           "number used as nb_%s).", name, asked, present, config.dataset, present, name.split("_")[0])
     return _Data(x_train[:train], y_train[:train], x_val[:val], y_val[:val], x_test[:test], y_test[:test])
 
 
@@ -274,15 +267,22 @@ def _start_run(folder: Path, identity: dict[str, Any], config: Config, settings:
     a last.pt is there to resume from. A finished run's folder is left as it is. ``method_settings`` (the keys in
     which the method's config differs from the run's config) is recorded beside the identity."""
     saved = prepare_folder(folder, "run.json", identity, resume=settings.resume, overwrite=settings.overwrite,
-                           argument="out_dir", owned=(*RUN_FILES, *RUN_STATES, *METHOD_FILES, *COMPACTED_FILES))
+                           argument="out_dir", owned=(*RUN_FILES, *RUN_STATES, *method_files(), *COMPACTED_FILES))
     if saved is not None and saved.get("status") == "finished":
         return saved, True
     marker = saved or {"format": RUN_FORMAT, "identity": identity, "status": "training",
                        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    marker["method_settings"] = dict(method_settings)
+    marker.update(method_settings=dict(method_settings), status="training")
     write_json(folder / "run.json", marker)
     config.save(folder / "config.toml")
     return marker, (folder / "last.pt").is_file()
+
+
+def _record_interruption(folder: Path, marker: dict[str, Any]) -> None:
+    """Mark the run interrupted in run.json (its status, and when, beside earlier interruptions)."""
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    marker.update(status="interrupted", interruptions=[*marker.get("interruptions", []), now])
+    write_json(folder / "run.json", marker)
 
 
 def _finish_run(result: RunResult, classifier: PyTorchClassifier, best: StateDict, marker: dict[str, Any]) -> None:
@@ -292,11 +292,11 @@ def _finish_run(result: RunResult, classifier: PyTorchClassifier, best: StateDic
     table = build_table({result.method: {name: [accuracy] for name, accuracy in result.accuracy.items()}},
                         notes=run_notes(result.config, [result.method], teacher and teacher.get("source"),
                                         result.nb_train, result.nb_test)) if result.nb_test else None
-    (folder / "results.md").write_text(results_text(result, table), encoding="utf-8")
-    torch.save({key: value.cpu() for key, value in best.items()}, folder / "student.pt")
-    if parse_method(result.method).method.needs_peer:  # the peer at the best epoch, as best.pt holds it
-        peer = load_checkpoint(folder / "best.pt")["extra_state"]["peer_model_state"]
-        torch.save({key: value.cpu() for key, value in peer.items()}, folder / "peer.pt")
+    write_text_atomic(results_text(result, table), folder / "results.md")  # whole or not at all on a full disk
+    save_atomic({key: value.cpu() for key, value in best.items()}, folder / "student.pt")
+    for network in parse_method(result.method).method.trained_networks:  # at the best epoch, as best.pt holds it
+        weights = network_weights(load_checkpoint(folder / "best.pt"), network.name)
+        save_atomic({key: value.cpu() for key, value in weights.items()}, folder / network.file)
     _model_card(result, classifier, marker["identity"]).save(folder / "student.json")
     plot_curves({result.method: [result.history]}, folder / FIGURES / "robust_accuracy_per_epoch.png")
     if table is not None:
@@ -320,6 +320,7 @@ def _model_card(result: RunResult, classifier: PyTorchClassifier, identity: Mapp
                   "best_by": "validation PGD-10 accuracy on a split held out of the training set",
                   "last_checkpoint_accuracy": result.accuracy["last"], "teacher": identity["teacher"],
                   "settings": {key: value for key, value in identity.items() if key not in ("config", "teacher")},
+                  **trained_network_files(result.method),
                   "config": config.to_dict(), "history": "metrics.jsonl", "run_dir": str(result.out_dir)},
         seed=config.seed, versions=package_versions(),
     )
@@ -327,46 +328,22 @@ def _model_card(result: RunResult, classifier: PyTorchClassifier, identity: Mapp
 
 # ---------------------------------------------------------------------- training
 def _run_identity(config: Config, spec: MethodSpec, settings: RunSettings,
-                  trainer_options: Mapping[str, Any] | None, teacher: PyTorchClassifier | None) -> dict[str, Any]:
+                  trainer_options: Mapping[str, Any] | None, sources: Mapping[str, PyTorchClassifier]
+                  ) -> dict[str, Any]:
     """What the run is: the folder records it and a resume must match it. ``config`` is the method's own
     (:meth:`~art_rslad.experiments.config.Config.for_method`) and the trainer options are all that reach the
-    trainer, those its config switches on included."""
-    teacher_identity = None if not spec.method.needs_teacher or teacher is None else {
-        "source": config.teacher.source, "sha256_of_weights": teacher_fingerprint(teacher)}
+    trainer, those its config switches on included; each network taken from a config source is named by its source
+    and the sha256 of its weights."""
     return {"method": spec.name, "config": config.to_dict(), **settings.recorded(),
             "trainer_options": {**method_trainer_options(config), **(trainer_options or {})},
-            "teacher": teacher_identity}
-
-
-def _build_trainer(config: Config, spec: MethodSpec, identity: Mapping[str, Any], teacher: PyTorchClassifier | None,
-                   device: str, verbose: bool, summary_writer: str | None = None
-                   ) -> tuple[PyTorchClassifier, Any, list[torch.optim.Optimizer]]:
-    """The seeded student classifier, its trainer, and the optimizers besides the student's (PeerAiD's peer).
-
-    A peer is the student's architecture with the student's options and optimizer settings, initialised right after
-    the student from the same seeded stream (so a different draw, and the student's own draw unchanged).
-    """
-    method, info = spec.method, dataset_info(config.dataset)
-    torch.manual_seed(config.seed)
-    networks = [create_model(config.student, info.nb_classes, input_shape=info.input_shape,
-                             **identity["student_options"]) for _ in range(2 if method.needs_peer else 1)]
-    classifier, *peers = [make_classifier(model, config.dataset, lr=config.lr_for(spec.name),
-                                          momentum=config.momentum, weight_decay=config.weight_decay, device=device)
-                          for model in networks]
-    networks_argument = {"teacher": teacher} if method.needs_teacher else {"peer": peers[0]} if peers else {}
-    trainer = method.trainer(classifier, **networks_argument, eps=config.eps,  # type: ignore[call-arg]
-                             eps_step=config.eps_step, max_iter=config.max_iter, seed=config.seed, verbose=verbose,
-                             **identity["trainer_options"],
-                             **({} if summary_writer is None else {"summary_writer": summary_writer}))
-    return classifier, trainer, [peer.optimizer for peer in peers]
+            "teacher": source_identity(config, "teacher", sources),
+            **{start: source_identity(config, start, sources) for start in sources if start != "teacher"}}
 
 
 def _fit(trainer: Any, classifier: PyTorchClassifier, config: Config, data: _Data, folder: Path,
          resume_from: Path | None, checkpoint_interval: int, others: Sequence[torch.optim.Optimizer]) -> None:
     """Train with the config's scaled schedule (on every optimizer), writing best.pt and last.pt into ``folder``."""
-    scheduler = (JointMultiStepLR(classifier.optimizer, config.milestones_for(), config.lr_gamma, others) if others
-                 else torch.optim.lr_scheduler.MultiStepLR(classifier.optimizer, config.milestones_for(),
-                                                           gamma=config.lr_gamma))
+    scheduler = multistep_schedule(classifier.optimizer, config.milestones_for(), config.lr_gamma, others)
     options = {"validation_data": (data.x_val, data.y_val), "nb_epochs": config.nb_epochs, "scheduler": scheduler,
                "checkpoint_dir": folder, "resume_from": resume_from, "checkpoint_interval": checkpoint_interval}
     try:
@@ -377,16 +354,17 @@ def _fit(trainer: Any, classifier: PyTorchClassifier, config: Config, data: _Dat
                                             augmentation=config.augmentation, seed=config.seed)
             trainer.fit_generator(generator, **options)
     except OSError as error:
-        raise OSError(error.errno or errno.EIO, f"Writing a checkpoint into {folder} failed ({error}); the "
-                      "previous last.pt and best.pt are intact. Free disk space and continue with "
-                      "resume=True.") from error
+        text, advice = error.strerror or str(error), "Free disk space and continue with resume=True."
+        text = text.replace(RETRY_ADVICE, advice) if RETRY_ADVICE in text \
+            else f"Writing a checkpoint into {folder} failed ({text}). {advice}"  # else: the writer's own says all
+        raise OSError(error.errno or errno.EIO, text) from error
 
 
-def _summary_folder(settings: RunSettings, name: str, seed: int, trainer: type) -> str | None:
+def _summary_folder(settings: RunSettings, name: str, seed: int, method: Method) -> str | None:
     """The run's TensorBoard folder (None: not asked, or an ART trainer, which records no events)."""
     if settings.tensorboard is None:
         return None
-    if not issubclass(trainer, AdversarialTrainerBase):
+    if not method.shared_loop:
         logger.warning("%s runs ART's own trainer: no TensorBoard events for it", name)
         return None
     return os.fspath(Path(settings.tensorboard) / f"{name}-seed-{seed}")
@@ -402,9 +380,9 @@ def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rs
     is ``config.lr_for(method)`` (the preset's per-method lr; see docs/decisions.md, "Learning rate per method");
     the lr drops by ``lr_gamma`` at the milestones scaled to the method's ``nb_epochs`` (see docs/decisions.md,
     "Scaled schedules"). The weights evaluated are those the trainer holds at the end (last) and its
-    ``best_state_dict`` (best), the same as ``last.pt`` and ``best.pt``. A peer method (PeerAiD) gets a fresh peer
-    of the student's architecture with its own optimizer; its lr follows the same schedule and its weights at the
-    best epoch are saved as ``peer.pt``.
+    ``best_state_dict`` (best), the same as ``last.pt`` and ``best.pt``. Each network the method declares is built
+    from its registry record: a network it trains (PeerAiD's peer) gets its own optimizer, its lr follows the same
+    schedule and its weights at the best epoch are saved under its name (``peer.pt``).
 
     :param config: Dataset, student, teacher source, optimiser, schedule, attack budget and seed.
     :param out_dir: The run folder (created; see :mod:`art_rslad.experiments.folders` for its contents).
@@ -428,16 +406,15 @@ def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rs
     world = current_world()  # joins torchrun's group first: on CUDA each rank then builds models on its own GPU
     check_runs_here(spec.name, world)
     device = resolve_device(settings.device)
-    if spec.method.needs_teacher and teacher is None:
-        teacher = load_config_teacher(config, device)
-    identity = _run_identity(config, spec, settings, trainer_options, teacher)
+    sources = load_sources(config, spec.method, teacher, device)
+    identity = _run_identity(config, spec, settings, trainer_options, sources)
     check_agreement(world, identity)  # ranks started with other settings or teacher weights: nothing is written
     with held(world, folder):  # a second process on this folder is refused before anything in it changes
-        return _train_held(config, spec, folder, identity, settings, method_settings, teacher, device, world)
+        return _train_held(config, spec, folder, identity, settings, method_settings, sources, device, world)
 
 
 def _train_held(config: Config, spec: MethodSpec, folder: Path, identity: dict[str, Any], settings: RunSettings,
-                method_settings: Mapping[str, Any], teacher: PyTorchClassifier | None, device: str,
+                method_settings: Mapping[str, Any], sources: Mapping[str, PyTorchClassifier], device: str,
                 world: World) -> RunResult:
     """The body of :func:`train_run`, run while the folder's lock is held."""
     marker, has_last = on_main(world, _start_run, folder, identity, config, settings, method_settings)
@@ -450,15 +427,20 @@ def _train_held(config: Config, spec: MethodSpec, folder: Path, identity: dict[s
         logger.info("%s run %s in %s (%s)", "Resuming" if settings.resume else "Starting", spec.name, folder,
                     device)
         data = _load_data(config, settings)
-        summary_folder = _summary_folder(settings, spec.name, config.seed, spec.method.trainer)
-        classifier, trainer, others = _build_trainer(config, spec, identity, teacher, device, settings.verbose,
+        summary_folder = _summary_folder(settings, spec.name, config.seed, spec.method)
+        classifier, trainer, others = build_trainer(config, spec, identity, sources, device, settings.verbose,
                                                      summary_folder)
         resume_from = folder / "last.pt" if settings.resume and has_last else None  # every rank loads this file
         if resume_from is not None:
             check_resumable(resume_from)
         elif settings.resume:
             logger.info("No last.pt in %s yet: training starts from the first epoch", folder)
-        _fit(trainer, classifier, config, data, folder, resume_from, settings.checkpoint_interval, others)
+        try:
+            _fit(trainer, classifier, config, data, folder, resume_from, settings.checkpoint_interval, others)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: last.pt is written; say so in run.json (no collective here)
+            if world.is_main:
+                _record_interruption(folder, marker)
+            raise
         marker.update(status="evaluating", best_epoch=trainer.best_epoch)
         # Also the point where the other ranks wait for rank 0 to have written best.pt and last.pt.
         on_main(world, write_json, folder / "run.json", marker)
@@ -469,6 +451,7 @@ def _train_held(config: Config, spec: MethodSpec, folder: Path, identity: dict[s
         result = RunResult(folder, spec.name, config, trainer.history, trainer.best_epoch, accuracy,
                            len(data.x_test), len(data.x_train))
         marker.update(status="finished", accuracy=accuracy, nb_test=len(data.x_test), nb_train=len(data.x_train),
+                      nb_val=len(data.x_val),
                       seconds_last_session=round(time.perf_counter() - started, 1))
         on_main(world, _finish_run, result, classifier, best, marker)
         logger.info("Finished %s in %s: best epoch %d; best checkpoint %s", spec.name, folder,

@@ -23,9 +23,9 @@ from art.estimators.classification import PyTorchClassifier
 from art_rslad.distributed import current_world
 from art_rslad.experiments.config import PRESET_LR_FAMILIES, Config
 from art_rslad.experiments.folders import held, load_run_history, read_json
-from art_rslad.experiments.train import RunSettings, load_config_teacher, train_run
-from art_rslad.experiments.variants import SEPARATOR, method_name, parse_method
-from art_rslad.trainers.registry import METHODS
+from art_rslad.experiments.networks import load_config_teacher
+from art_rslad.experiments.train import RunSettings, train_run
+from art_rslad.experiments.variants import check_method_specs, parse_method
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def select_learning_rates(
     grid, methods = _check_input(config, grid, methods, nb_epochs)
     folder = Path(out_dir)
     options = {key.lower(): dict(value) for key, value in (trainer_options or {}).items()}
-    if teacher is None and any(parse_method(method).method.needs_teacher for method in methods):
+    if teacher is None and any(parse_method(method).method.loads_teacher for method in methods):
         teacher = load_config_teacher(config, device)
     settings = {"preset": config.name, "grid": grid, "nb_epochs": int(nb_epochs), "train_size": train_size,
                 "val_size": val_size, "trainer_options": options,
@@ -123,12 +123,9 @@ def _check_input(config: Config, grid: Sequence[float], methods: Sequence[str],
     lrs = sorted(float(lr) for lr in grid)
     if not lrs or any(lr <= 0 for lr in lrs) or len(set(lrs)) != len(lrs):
         raise ValueError(f"`grid` must hold distinct positive learning rates, got {lrs}.")
-    unknown = [method for method in methods if method.lower().split(SEPARATOR)[0] not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"`methods`: unknown or no methods {unknown}; known methods: {', '.join(METHODS)}.")
+    specs = check_method_specs(methods, "`methods`")
     if int(nb_epochs) != nb_epochs or nb_epochs < 1:
         raise ValueError(f"`nb_epochs` must be a positive integer, got {nb_epochs}.")
-    specs = [method_name(method) for method in methods]
     for spec in specs:
         config.for_method(spec)
     return lrs, specs

@@ -10,13 +10,11 @@ tables.
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from art_rslad.trainers.averaging import AVERAGERS
-from art_rslad.trainers.base import AdversarialTrainerBase
-from art_rslad.trainers.distillation import DistillationTrainer
-from art_rslad.trainers.registry import Method, get_method, method_names
+from art_rslad.trainers.registry import METHODS, Method, get_method, method_names
 
 SEPARATOR = "+"
 IGDM = "igdm"
@@ -27,18 +25,19 @@ SPEC_FORM = f"NAME[+{IGDM}][{'|'.join('+' + name for name in AVERAGERS)}]"
 
 
 def takes_igdm(method: Method) -> bool:
-    """Whether ``method``'s trainer takes ``igdm_alpha`` (the teacher-student distillation methods)."""
-    return issubclass(method.trainer, DistillationTrainer)
+    """Whether ``method``'s trainer takes ``igdm_alpha``: a method of the shared loop that always has a frozen teacher
+    and no input-gradient matching of its own."""
+    return method.shared_loop and method.needs_teacher and method.takes_terms
 
 
 def takes_weight_averaging(method: Method) -> bool:
     """Whether ``method``'s trainer takes ``weight_averaging`` (the methods of the shared loop)."""
-    return issubclass(method.trainer, AdversarialTrainerBase)
+    return method.shared_loop
 
 
 def takes_loss_scale(method: Method) -> bool:
     """Whether ``method``'s trainer has a loss ``scale`` (RSLAD and AdaAD)."""
-    return "scale" in inspect.signature(method.trainer.__init__).parameters
+    return method.takes_loss_scale
 
 
 def _names(predicate: object) -> str:
@@ -115,5 +114,20 @@ def method_name(spec: str) -> str:
     return parse_method(spec).name
 
 
+def check_method_specs(specs: Sequence[str], where: str) -> list[str]:
+    """The one check of method names: ``specs`` validated and written the canonical way; a ValueError that starts
+    with ``where`` (e.g. ``"`methods`"``) names an unknown method (listing the known ones), an empty list, or a
+    suffix a method cannot take."""
+    unknown = [spec for spec in specs if str(spec).strip().lower().split(SEPARATOR)[0] not in METHODS]
+    if unknown or not specs:
+        raise ValueError(f"{where}: unknown or no methods {unknown}; known methods: {', '.join(METHODS)} (with "
+                         f"variants written {SPEC_FORM}).")
+    try:
+        return [method_name(spec) for spec in specs]
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from error
+
+
 __all__ = ["IGDM", "IGDM_DEFAULT_ALPHA", "SEPARATOR", "SPEC_FORM", "MethodSpec", "check_method_settings",
+           "check_method_specs",
            "method_name", "parse_method", "takes_igdm", "takes_loss_scale", "takes_weight_averaging"]

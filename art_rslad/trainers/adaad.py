@@ -11,8 +11,9 @@ from art.estimators.classification import PyTorchClassifier
 from art_rslad.attacks import InputGradientClassifier, InputGradientPGD, RandomInit
 from art_rslad.estimators import forward_logits
 from art_rslad.losses import adaad_loss, kl_per_sample
+from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.batches import Batch
-from art_rslad.trainers.distillation import DistillationTrainer
+from art_rslad.trainers.networks import TEACHER, Network
 from art_rslad.trainers.records import check_fraction, check_positive
 
 
@@ -42,8 +43,9 @@ class TeacherStudentKLLoss(torch.nn.Module):
         return kl_per_sample(torch.softmax(stacked_logits[:, 1], dim=1), stacked_logits[:, 0]).sum()
 
 
-class AdaptiveAttackTrainer(DistillationTrainer):
-    """AdaAD's inner maximisation, shared by AdaAD and AdaIAD: x' maximises the student-teacher disagreement.
+class AdaptiveAttack:
+    """AdaAD's inner maximisation, mixed into AdaAD and AdaIAD (``class M(AdaptiveAttack, AdversarialTrainerBase)``):
+    x' maximises the student-teacher disagreement.
 
     Student and teacher in eval mode; from x + 0.001 * N(0, I), ``max_iter`` sign steps on
     ``sum_i KL(p_T(x'_i) || S(x'_i))``, the teacher evaluated on x' at every step and the gradient flowing through
@@ -51,8 +53,18 @@ class AdaptiveAttackTrainer(DistillationTrainer):
     custom ``attack`` is called on the student alone, with the teacher's probabilities on x as labels.
     """
 
+    networks: ClassVar[tuple[Network, ...]] = (TEACHER,)
     attack_random_init: ClassVar[RandomInit] = "gaussian"
     default_attack_training_mode: ClassVar[bool] = False
+    attack: EvasionAttack | None
+    teacher: PyTorchClassifier | None
+    _classifier: PyTorchClassifier
+    eps: float
+    eps_step: float
+    max_iter: int
+    seed: int
+    amp_dtype: torch.dtype | None
+    channels_last: bool
 
     def _uses_teacher_probs(self) -> bool:
         # The default attack's loss reads no labels; only a custom attack is called with p_T(x).
@@ -78,10 +90,10 @@ class AdaptiveAttackTrainer(DistillationTrainer):
                                 random_init=self.attack_random_init, seed=self.seed)
 
 
-class AdversarialTrainerAdaAD(AdaptiveAttackTrainer):
+class AdversarialTrainerAdaAD(AdaptiveAttack, AdversarialTrainerBase):
     """Distil a robust teacher on inputs that maximise the student-teacher disagreement.
 
-    Inner maximisation (:class:`AdaptiveAttackTrainer`, student and teacher in eval mode): from x + 0.001 * N(0, I),
+    Inner maximisation (:class:`AdaptiveAttack`, student and teacher in eval mode): from x + 0.001 * N(0, I),
     ``max_iter`` sign steps on ``sum_i KL(p_T(x'_i) || S(x'_i))``, the teacher evaluated on x'. Outer loss (student
     in train mode):
     ``scale * (alpha * mean_i KL(p_T(x'_i) || S(x'_i)) + (1 - alpha) * mean_i KL(p_T(x_i) || S(x_i)))``: RSLAD's
@@ -111,13 +123,13 @@ class AdversarialTrainerAdaAD(AdaptiveAttackTrainer):
         self.alpha, self.scale = check_fraction("alpha", alpha), check_positive("scale", scale)
         super().__init__(classifier, teacher, **kwargs)
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "alpha": self.alpha, "scale": self.scale}
+    def method_hyperparameters(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "scale": self.scale}
 
     def _uses_teacher_probs(self) -> bool:
         return self.alpha < 1.0 or super()._uses_teacher_probs()
 
-    def _distillation_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _method_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert x_adv is not None
         adv_logits = self.student_logits(x_adv)
         nat_logits = self.student_logits(batch.x) if self.alpha < 1.0 else None

@@ -8,13 +8,14 @@ import torch
 from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.losses import adaiad_loss, iad_weights
-from art_rslad.trainers.adaad import AdaptiveAttackTrainer
+from art_rslad.trainers.adaad import AdaptiveAttack
+from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.batches import Batch
 from art_rslad.trainers.iad import check_warmup_epochs, introspection_start
 from art_rslad.trainers.records import check_non_negative, check_positive
 
 
-class AdversarialTrainerAdaIAD(AdaptiveAttackTrainer):
+class AdversarialTrainerAdaIAD(AdaptiveAttack, AdversarialTrainerBase):
     """AdaAD with introspection: the teacher on x' at a high temperature, and the student's own natural prediction
     where the teacher is unsure of the true class on x'.
 
@@ -52,11 +53,11 @@ class AdversarialTrainerAdaIAD(AdaptiveAttackTrainer):
         """The first epoch (0-based) with introspection, resolved against the current fit's nb_epochs."""
         return introspection_start(self.warmup_epochs, self.nb_epochs)
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "temperature": self.temperature, "beta": self.beta,
+    def method_hyperparameters(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "beta": self.beta,
                 "warmup_epochs": self.warmup_epoch()}
 
-    def _distillation_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _method_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert x_adv is not None
         adv_logits = self.student_logits(x_adv)
         teacher_adv_logits = self.teacher_logits(x_adv)

@@ -9,12 +9,29 @@ from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.attacks import RandomInit
 from art_rslad.losses import ard_loss
+from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.batches import Batch
-from art_rslad.trainers.distillation import DistillationTrainer
+from art_rslad.trainers.networks import TEACHER, Network
 from art_rslad.trainers.records import check_fraction
 
 
-class AdversarialTrainerARD(DistillationTrainer):
+def check_tau(tau: float) -> float:
+    """The distillation temperature as a float, a ValueError unless it is > 0."""
+    if not tau > 0:
+        raise ValueError(f"`tau` (the distillation temperature) must be > 0, got {tau}.")
+    return float(tau)
+
+
+def teacher_nat_logits(batch: Batch) -> torch.Tensor:
+    """The teacher's logits on x up to a per-row constant: ``log p_T(x)`` (softmax is shift-invariant).
+
+    Exact unless a probability underflows float32 (a logit gap above ~87), where it stands in as 0.
+    """
+    assert batch.teacher_probs is not None
+    return batch.teacher_probs.log()
+
+
+class AdversarialTrainerARD(AdversarialTrainerBase):
     """Distil a robust teacher with a temperature; x' from a cross-entropy PGD on the true labels.
 
     Inner maximisation (student in train mode, as the official code, so BatchNorm statistics move; pass
@@ -28,6 +45,7 @@ class AdversarialTrainerARD(DistillationTrainer):
     """
 
     method: ClassVar[str] = "ard"
+    networks: ClassVar[tuple[Network, ...]] = (TEACHER,)
     attack_random_init: ClassVar[RandomInit] = "uniform"
     default_attack_training_mode: ClassVar[bool] = True
 
@@ -44,26 +62,16 @@ class AdversarialTrainerARD(DistillationTrainer):
             ``verbose``, ``amp_dtype``, ``channels_last``, ``igdm_alpha``, ``weight_averaging``, as in
             :class:`~art_rslad.trainers.base.AdversarialTrainerBase`.
         """
-        if tau <= 0:
-            raise ValueError(f"`tau` (the distillation temperature) must be > 0, got {tau}.")
-        self.tau, self.alpha = float(tau), check_fraction("alpha", alpha)
+        self.tau, self.alpha = check_tau(tau), check_fraction("alpha", alpha)
         super().__init__(classifier, teacher, **kwargs)
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "tau": self.tau, "alpha": self.alpha}
+    def method_hyperparameters(self) -> dict[str, Any]:
+        return {"tau": self.tau, "alpha": self.alpha}
 
-    def _teacher_nat_logits(self, batch: Batch) -> torch.Tensor:
-        """The teacher's logits on x up to a per-row constant: ``log p_T(x)`` (softmax is shift-invariant).
-
-        Exact unless a probability underflows float32 (a logit gap above ~87), where it stands in as 0.
-        """
-        assert batch.teacher_probs is not None
-        return batch.teacher_probs.log()
-
-    def _distillation_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _method_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert x_adv is not None
         nat_logits = self.student_logits(batch.x) if self.alpha < 1.0 else None
         adv_logits = self.student_logits(x_adv)
-        loss = ard_loss(adv_logits, nat_logits, self._teacher_nat_logits(batch), batch.y, tau=self.tau,
+        loss = ard_loss(adv_logits, nat_logits, teacher_nat_logits(batch), batch.y, tau=self.tau,
                         alpha=self.alpha)
         return loss, adv_logits

@@ -95,7 +95,7 @@ class EpochBatches(DataGenerator):
 
 
 # ---------------------------------------------------------------------- the adapters' shared part
-class ArtTrainerAdapter(RecordedTrainer):
+class ArtTrainerAdapter(RecordedTrainer, Trainer):
     """Runs one ART trainer class with our settings; subclasses only map settings onto their ART class.
 
     Construction checks the settings; :meth:`fit` builds the ART object (:attr:`art_trainer`) and runs its own

@@ -48,6 +48,12 @@ def _sgd_settings(classifier: PyTorchClassifier, method: str) -> dict[str, float
             "weight_decay": float(group["weight_decay"])}
 
 
+def _trades_settings(beta: float, attack: Any) -> dict[str, Any]:
+    """The settings ART's TRADES and AWP record: beta and the attack."""
+    return {"beta": beta, "attack": type(attack).__name__ if attack else
+            "ProjectedGradientDescent(CE, true labels, num_random_init=1)"}
+
+
 # ---------------------------------------------------------------------- ART's adversarial trainers
 class ArtMadryPGD(ArtTrainerAdapter):
     """ART's ``AdversarialTrainerMadryPGD`` (SAT: PGD on the cross-entropy, uniform start, train on x' only).
@@ -91,15 +97,14 @@ class ArtTRADES(ArtTrainerAdapter):
     beta: ClassVar[float] = 6.0
 
     def _art_settings(self) -> dict[str, Any]:
-        return {"beta": self.beta, "attack": type(self.attack).__name__ if self.attack else
-                "ProjectedGradientDescent(CE, true labels, num_random_init=1)"}
+        return _trades_settings(self.beta, self.attack)
 
     def _build(self, classifier: PyTorchClassifier, batch_size: int, nb_epochs: int, workdir: Path) -> Any:
         attack = self.attack or _pgd(classifier, self.eps, self.eps_step, self.max_iter, batch_size)  # type: ignore
         return AdversarialTrainerTRADESPyTorch(classifier, attack, beta=self.beta)
 
 
-class ArtAWP(ArtTRADES):
+class ArtAWP(ArtTrainerAdapter):
     """ART's ``AdversarialTrainerAWPPyTorch`` in its PGD mode (AT-AWP).
 
     Settings from the AWP paper's official AT-AWP code: gamma = 0.01, warm-up 0 epochs, proxy model a copy of the
@@ -111,15 +116,17 @@ class ArtAWP(ArtTRADES):
 
     method: ClassVar[str] = "art-awp"
     art_class: ClassVar[type] = AdversarialTrainerAWPPyTorch
+    accepts_attack: ClassVar[bool] = True
     needs_non_sequential: ClassVar[bool] = False
+    beta: ClassVar[float] = ArtTRADES.beta
     mode: ClassVar[str] = "PGD"
     gamma: ClassVar[float] = 0.01
     proxy_lr: ClassVar[float] = 0.01
     warmup: ClassVar[int] = 0  # ART counts the warm-up in epochs of one fit: a call per epoch needs 0
 
     def _art_settings(self) -> dict[str, Any]:
-        return {**super()._art_settings(), "mode": self.mode, "gamma": self.gamma, "proxy_lr": self.proxy_lr,
-                "warmup": self.warmup}
+        return {**_trades_settings(self.beta, self.attack), "mode": self.mode, "gamma": self.gamma,
+                "proxy_lr": self.proxy_lr, "warmup": self.warmup}
 
     def _build(self, classifier: PyTorchClassifier, batch_size: int, nb_epochs: int, workdir: Path) -> Any:
         proxy_model = copy.deepcopy(classifier.model)

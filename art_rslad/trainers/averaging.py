@@ -35,14 +35,22 @@ class WeightAveraging:
         self.average: StateDict | None = None
         #: Updates folded into the average so far (steps for EMA, epochs for SWA).
         self.updates = 0
+        #: Averages a model's buffers over the ranks of a distributed run (see :meth:`start`).
+        self.buffer_mean: Callable[[torch.nn.Module], None] | None = None
 
     def hyperparameters(self) -> dict[str, Any]:
         """The averager's settings, recorded in the run's config."""
         return {"name": self.name}
 
-    def start(self, nb_epochs: int, nb_batches: int, scheduler: torch.optim.lr_scheduler.LRScheduler | None) -> None:
-        """Begin a fit of ``nb_epochs`` epochs of ``nb_batches`` steps: the average starts empty."""
+    def start(self, nb_epochs: int, nb_batches: int, scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+              buffer_mean: Callable[[torch.nn.Module], None] | None = None) -> None:
+        """Begin a fit of ``nb_epochs`` epochs of ``nb_batches`` steps: the average starts empty.
+
+        :param buffer_mean: Replaces a model's buffers by their mean over the run's processes (a collective), so
+            that statistics each rank recomputes on its own shard agree; None in a one-process run.
+        """
         self.average, self.updates = None, 0
+        self.buffer_mean = buffer_mean
 
     def after_step(self, model: torch.nn.Module) -> None:
         """Called after every optimizer step of the live ``model``."""
@@ -104,8 +112,9 @@ class EMA(WeightAveraging):
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "decay": self.decay, "warmup_fraction": self.warmup_fraction}
 
-    def start(self, nb_epochs: int, nb_batches: int, scheduler: torch.optim.lr_scheduler.LRScheduler | None) -> None:
-        super().start(nb_epochs, nb_batches, scheduler)
+    def start(self, nb_epochs: int, nb_batches: int, scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+              buffer_mean: Callable[[torch.nn.Module], None] | None = None) -> None:
+        super().start(nb_epochs, nb_batches, scheduler, buffer_mean)
         self.warmup_steps = max(1, math.ceil(self.warmup_fraction * nb_epochs * nb_batches))
 
     def decay_at(self, step: int) -> float:
@@ -122,12 +131,18 @@ class EMA(WeightAveraging):
             self.average = _copy_state(model)
             return
         parameters = {name for name, _ in model.named_parameters()}
-        with torch.no_grad():
-            for name, tensor in model.state_dict().items():
-                if name in parameters and tensor.is_floating_point():
-                    self.average[name].mul_(decay).add_(tensor, alpha=1.0 - decay)
-                else:
-                    self.average[name].copy_(tensor)
+        averaged: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+        copied: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+        for name, tensor in model.state_dict().items():
+            group = averaged if name in parameters and tensor.is_floating_point() else copied
+            group[0].append(self.average[name])
+            group[1].append(tensor)
+        with torch.no_grad():  # a few fused kernels per step rather than two per tensor
+            if averaged[0]:
+                torch._foreach_mul_(averaged[0], decay)
+                torch._foreach_add_(averaged[0], averaged[1], alpha=1.0 - decay)
+            if copied[0]:
+                torch._foreach_copy_(copied[0], copied[1])
 
 
 class SWA(WeightAveraging):
@@ -155,8 +170,9 @@ class SWA(WeightAveraging):
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "start_epoch": self.first_epoch}
 
-    def start(self, nb_epochs: int, nb_batches: int, scheduler: torch.optim.lr_scheduler.LRScheduler | None) -> None:
-        super().start(nb_epochs, nb_batches, scheduler)
+    def start(self, nb_epochs: int, nb_batches: int, scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+              buffer_mean: Callable[[torch.nn.Module], None] | None = None) -> None:
+        super().start(nb_epochs, nb_batches, scheduler, buffer_mean)
         if self.start_epoch is not None:
             first = self.start_epoch
         elif isinstance(scheduler, torch.optim.lr_scheduler.MultiStepLR) and scheduler.milestones:
@@ -179,6 +195,8 @@ class SWA(WeightAveraging):
                     self.average[name].add_(parameter.detach() - self.average[name], alpha=1.0 / self.updates)
         with self.applied(model):
             recompute_batchnorm(model, clean_inputs, forward)
+            if self.buffer_mean is not None:  # each rank saw its own shard: the statistics of all shards
+                self.buffer_mean(model)
             self.average = _copy_state(model)
 
 

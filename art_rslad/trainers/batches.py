@@ -36,13 +36,21 @@ class BatchSource:
     fingerprint: dict[str, Any]
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` (on the host) on ``device``: through pinned memory and without blocking when that is a GPU (the copy
+    then overlaps the work queued before it), as it is otherwise. Pinning is done only for a CUDA target."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 def teacher_probs_once(teacher_logits: Callable[[torch.Tensor], torch.Tensor], x_all: torch.Tensor, batch_size: int,
                        device: torch.device) -> torch.Tensor:
     """The teacher's probabilities on every training input, once (the data are not augmented), kept on the host.
 
     In chunks of one training batch: the teacher's activations then peak no higher than in a training step.
     """
-    chunks = [torch.softmax(teacher_logits(x_all[i:i + batch_size].to(device)), dim=1).cpu()
+    chunks = [torch.softmax(teacher_logits(to_device(x_all[i:i + batch_size], device)), dim=1).cpu()
               for i in range(0, len(x_all), batch_size)]
     return torch.cat(chunks)
 
@@ -60,8 +68,8 @@ def array_batches(x: np.ndarray, y: np.ndarray, teacher_probs: torch.Tensor | No
         order = world.train_shard(torch.from_numpy(permutation))
         for index in range(start, nb_batches):
             rows = order[index * batch_size:(index + 1) * batch_size]
-            probs = None if teacher_probs is None else teacher_probs[rows].to(device)
-            yield Batch(x_all[rows].to(device), y_all[rows].to(device), probs)
+            probs = None if teacher_probs is None else to_device(teacher_probs[rows], device)
+            yield Batch(to_device(x_all[rows], device), to_device(y_all[rows], device), probs)
 
     fingerprint = {"samples": nb_samples, "labels_sum": int(y.sum()),
                    # 9 significant digits: the same data sums alike on every CPU; numpy accumulates in float64
@@ -89,8 +97,8 @@ def generator_batches_of(generator: Any, world: World, check: Callable[[np.ndarr
             if index < start:
                 continue
             x_np, y_np = check(np.asarray(x_batch), np.asarray(y_batch))
-            x_t = torch.from_numpy(x_np).to(device)
+            x_t = to_device(torch.from_numpy(x_np), device)
             probs = None if teacher_probs is None else teacher_probs(x_t)
-            yield Batch(x_t, torch.from_numpy(y_np).to(device), probs)
+            yield Batch(x_t, to_device(torch.from_numpy(y_np), device), probs)
 
     return BatchSource(batches, nb_batches, generator.batch_size, {"samples": int(generator.size)})

@@ -96,14 +96,34 @@ def sync_buffers(ddp: torch.nn.Module | None) -> None:
     """
     if ddp is None:
         return
-    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-    for buffer in ddp.module.buffers():
-        by_dtype.setdefault(buffer.dtype, []).append(buffer)
-    for buffers in by_dtype.values():
-        flat = torch.cat([buffer.detach().reshape(-1) for buffer in buffers])
-        dist.broadcast(flat, src=0)
-        for buffer, values in zip(buffers, flat.split([buffer.numel() for buffer in buffers]), strict=True):
-            buffer.detach().copy_(values.view_as(buffer))
+    buffers = [buffer for buffer in ddp.module.buffers() if buffer.numel()]
+    if not buffers:
+        return
+    # One broadcast for all of them, whatever their dtypes (float statistics, int64 counters): their bytes.
+    flat = torch.cat([buffer.detach().contiguous().reshape(-1).view(torch.uint8) for buffer in buffers])
+    dist.broadcast(flat, src=0)
+    sizes = [buffer.numel() * buffer.element_size() for buffer in buffers]
+    for buffer, values in zip(buffers, flat.split(sizes), strict=True):
+        buffer.detach().copy_(values.view(buffer.dtype).view_as(buffer))
+
+
+def average_buffers(module: torch.nn.Module, world: World) -> None:
+    """Replace every floating-point buffer of ``module`` by its mean over the ranks (a collective; nothing in a
+    one-process run).
+
+    After each rank recomputes BatchNorm statistics over its own shard (SWA), their mean is the statistics of one
+    pass over all shards: every rank has the same number of batches, and the statistics are means over batches.
+    """
+    if not world.is_distributed:
+        return
+    buffers = [buffer for buffer in module.buffers() if buffer.is_floating_point() and buffer.numel()]
+    if not buffers:
+        return
+    flat = torch.cat([buffer.detach().reshape(-1).to(torch.float64) for buffer in buffers])
+    dist.all_reduce(flat)
+    flat /= world.size
+    for buffer, values in zip(buffers, flat.split([buffer.numel() for buffer in buffers]), strict=True):
+        buffer.detach().copy_(values.view_as(buffer))
 
 
 def convert_sync_batchnorm(classifier: PyTorchClassifier) -> PyTorchClassifier:

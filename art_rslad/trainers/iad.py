@@ -7,10 +7,13 @@ from typing import Any, ClassVar
 import torch
 from art.estimators.classification import PyTorchClassifier
 
+from art_rslad.attacks import RandomInit
 from art_rslad.losses import iad_loss, iad_weights
-from art_rslad.trainers.ard import AdversarialTrainerARD
+from art_rslad.trainers.ard import check_tau, teacher_nat_logits
+from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.batches import Batch
-from art_rslad.trainers.records import check_non_negative
+from art_rslad.trainers.networks import TEACHER, Network
+from art_rslad.trainers.records import check_fraction, check_non_negative
 
 #: IAD's warm-up: the introspection weights start at epoch 60 of 200 (AdaIAD's too).
 WARMUP_FRACTION = 60 / 200
@@ -39,7 +42,7 @@ def introspection_start(warmup_epochs: int | None, nb_epochs: int) -> int:
     return warmup_epochs
 
 
-class AdversarialTrainerIAD(AdversarialTrainerARD):
+class AdversarialTrainerIAD(AdversarialTrainerBase):
     """ARD with introspection: the student partly trusts itself where the teacher is unreliable on x'.
 
     Inner maximisation as ARD (cross-entropy PGD on the true labels, uniform start, student in train mode).
@@ -53,6 +56,9 @@ class AdversarialTrainerIAD(AdversarialTrainerARD):
     """
 
     method: ClassVar[str] = "iad"
+    networks: ClassVar[tuple[Network, ...]] = (TEACHER,)
+    attack_random_init: ClassVar[RandomInit] = "uniform"
+    default_attack_training_mode: ClassVar[bool] = True
 
     def __init__(
         self, classifier: PyTorchClassifier, teacher: PyTorchClassifier, *, tau: float = 1.0, alpha: float = 1.0,
@@ -70,19 +76,20 @@ class AdversarialTrainerIAD(AdversarialTrainerARD):
             ``verbose``, ``amp_dtype``, ``channels_last``, ``igdm_alpha``, ``weight_averaging``, as in
             :class:`~art_rslad.trainers.base.AdversarialTrainerBase`.
         """
+        self.tau, self.alpha = check_tau(tau), check_fraction("alpha", alpha)
         self.beta = check_non_negative("beta", beta)
         self.warmup_epochs = check_warmup_epochs(warmup_epochs)
-        super().__init__(classifier, teacher, tau=tau, alpha=alpha, **kwargs)
+        super().__init__(classifier, teacher, **kwargs)
 
     def warmup_epoch(self) -> int:
         """The first epoch (0-based) with introspection weights, resolved against the current fit's nb_epochs."""
         return introspection_start(self.warmup_epochs, self.nb_epochs)
 
-    def hyperparameters(self) -> dict[str, Any]:
+    def method_hyperparameters(self) -> dict[str, Any]:
         # The loop calls this once nb_epochs is known and before the first batch: the warm-up is checked here.
-        return {**super().hyperparameters(), "beta": self.beta, "warmup_epochs": self.warmup_epoch()}
+        return {"tau": self.tau, "alpha": self.alpha, "beta": self.beta, "warmup_epochs": self.warmup_epoch()}
 
-    def _distillation_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _method_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert x_adv is not None
         nat_logits = self.student_logits(batch.x)
         adv_logits = self.student_logits(x_adv)
@@ -90,6 +97,6 @@ class AdversarialTrainerIAD(AdversarialTrainerARD):
             weights = iad_weights(self.teacher_logits(x_adv), batch.y, beta=self.beta)
         else:
             weights = torch.ones_like(batch.y, dtype=adv_logits.dtype)
-        loss = iad_loss(adv_logits, nat_logits, self._teacher_nat_logits(batch), batch.y, weights, tau=self.tau,
+        loss = iad_loss(adv_logits, nat_logits, teacher_nat_logits(batch), batch.y, weights, tau=self.tau,
                         alpha=self.alpha)
         return loss, adv_logits

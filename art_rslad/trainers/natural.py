@@ -34,6 +34,6 @@ class NaturalTrainer(AdversarialTrainerBase):
                 raise ValueError(f"NaturalTrainer runs no attack during training; drop `{name}`.")
         super().__init__(classifier, teacher, **kwargs)
 
-    def _loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _method_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         nat_logits = self.student_logits(batch.x)
         return natural_loss(nat_logits, batch.y), nat_logits

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.attacks import RandomInit
-from art_rslad.estimators import check_classifier, clip_range, model_modes
+from art_rslad.estimators import model_modes
 from art_rslad.losses import peeraid_peer_loss, peeraid_student_loss
 from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.batches import Batch
+from art_rslad.trainers.networks import Network
 
 
 class AdversarialTrainerPeerAiD(AdversarialTrainerBase):
@@ -32,7 +32,8 @@ class AdversarialTrainerPeerAiD(AdversarialTrainerBase):
     """
 
     method: ClassVar[str] = "peeraid"
-    needs_peer: ClassVar[bool] = True
+    #: The peer: the student's architecture, trained beside it with its own optimizer (``peer.pt`` in a run folder).
+    networks: ClassVar[tuple[Network, ...]] = (Network("peer", trained=True, start="student"),)
     #: The peer's gradients are not averaged over ranks, so a distributed run is refused.
     distributed_ok: ClassVar[bool] = False
     attack_random_init: ClassVar[RandomInit] = "gaussian"
@@ -60,38 +61,22 @@ class AdversarialTrainerPeerAiD(AdversarialTrainerBase):
             raise ValueError(f"`peer_kl_weight` must be >= 0, got {peer_kl_weight}.")
         self.temperature, self.peer_kl_weight = float(temperature), float(peer_kl_weight)
         self.peer_temperature = float(peer_temperature)
-        super().__init__(classifier, **kwargs)
-        self.peer = self._checked_peer(self._classifier, peer)
-        if self.channels_last:
-            self.peer.model.to(memory_format=torch.channels_last)
-
-    @staticmethod
-    def _checked_peer(student: PyTorchClassifier, peer: PyTorchClassifier) -> PyTorchClassifier:
-        if peer is student or getattr(peer, "model", None) is getattr(student, "model", None):
-            raise ValueError("`peer` must be a second network, not the student itself.")
-        peer = check_classifier(peer, "peer", needs_optimizer=True)
-        if peer.nb_classes != student.nb_classes or tuple(peer.input_shape) != tuple(student.input_shape):
-            raise ValueError(f"`peer` takes inputs {tuple(peer.input_shape)} into {peer.nb_classes} classes, the "
-                             f"student {tuple(student.input_shape)} into {student.nb_classes}; they must agree.")
-        if clip_range(peer) != clip_range(student):
-            raise ValueError(f"`peer` clip_values {clip_range(peer)} differ from the student's {clip_range(student)}.")
-        if peer.device != student.device:
-            raise ValueError(f"`peer` is on {peer.device}, the student on {student.device}; put both on one device.")
-        return peer
+        self.peer: PyTorchClassifier
+        super().__init__(classifier, networks={"peer": peer}, **kwargs)
 
     def get_peer(self) -> PyTorchClassifier:
         """The peer tutor, trained jointly with the student."""
-        return self.peer
+        return self.get_network("peer")
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "temperature": self.temperature, "peer_kl_weight": self.peer_kl_weight,
+    def method_hyperparameters(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "peer_kl_weight": self.peer_kl_weight,
                 "peer_temperature": self.peer_temperature, "peer_model": type(self.peer.model).__name__}
 
     def _attack_targets(self, batch: Batch) -> torch.Tensor:
         with model_modes((self.peer.model, False)), torch.no_grad():
             return torch.softmax(self._forward(self.peer, batch.x), dim=1)
 
-    def _loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _method_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert x_adv is not None
         adv_logits = self.student_logits(x_adv)
         nat_logits = self.student_logits(batch.x)
@@ -101,48 +86,3 @@ class AdversarialTrainerPeerAiD(AdversarialTrainerBase):
                                       temperature=self.peer_temperature)
         student_loss = peeraid_student_loss(adv_logits, nat_logits, peer_adv_logits, temperature=self.temperature)
         return peer_loss + student_loss, adv_logits
-
-    def _optimizers(self) -> list[torch.optim.Optimizer]:
-        return [*super()._optimizers(), self.peer.optimizer]
-
-    def _extra_state(self) -> dict[str, Any]:
-        return {**super()._extra_state(), "peer_model_state": self.peer.model.state_dict(),
-                "peer_optimizer_state": self.peer.optimizer.state_dict()}
-
-    def _load_extra_state(self, state: dict[str, Any]) -> None:
-        super()._load_extra_state(state)
-        self.peer.model.load_state_dict(state["peer_model_state"])
-        self.peer.optimizer.load_state_dict(state["peer_optimizer_state"])
-
-
-class JointMultiStepLR(torch.optim.lr_scheduler.MultiStepLR):
-    """A MultiStepLR on the student's optimizer that moves further optimizers (PeerAiD's peer) by the same
-    milestones: the shared loop steps and checkpoints one scheduler, and PeerAiD's recipe decays both networks' lr.
-
-    :param optimizer: The student's optimizer.
-    :param milestones: Epochs after which every learning rate is multiplied by ``gamma``.
-    :param gamma: The factor.
-    :param others: The other optimizers.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, milestones: Sequence[int], gamma: float,
-                 others: Sequence[torch.optim.Optimizer]) -> None:
-        self.others: list[torch.optim.lr_scheduler.MultiStepLR] = []  # the base class steps once while built
-        super().__init__(optimizer, list(milestones), gamma=gamma)
-        self.others = [torch.optim.lr_scheduler.MultiStepLR(other, list(milestones), gamma=gamma) for other in others]
-
-    def step(self, epoch: int | None = None) -> None:  # type: ignore[override]
-        super().step()
-        for other in self.others:
-            other.step()
-
-    def state_dict(self) -> dict[str, Any]:
-        state = {key: value for key, value in super().state_dict().items() if key != "others"}
-        return {**state, "others": [other.state_dict() for other in self.others]}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state = dict(state_dict)
-        others = state.pop("others")
-        super().load_state_dict(state)
-        for other, other_state in zip(self.others, others, strict=True):
-            other.load_state_dict(other_state)

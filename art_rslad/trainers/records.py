@@ -1,5 +1,5 @@
-"""What every trainer's fit checks and records, one of each: the shared loop and the adapters of ART's trainers
-both subclass :class:`RecordedTrainer`.
+"""What every trainer's fit checks and records, one of each: the outward protocol that the shared loop and the
+adapters of ART's trainers both implement, through :class:`RecordedTrainer`.
 
 * The input check: :meth:`RecordedTrainer._check_data` (float inputs within clip_values, labels as indices or
   one-hot).
@@ -27,13 +27,14 @@ import art
 import numpy as np
 import torch
 from art.attacks.attack import EvasionAttack
-from art.defences.trainer import Trainer
 from art.estimators.classification import PyTorchClassifier
 
 import art_rslad
 from art_rslad.attacks import InputGradientClassifier, InputGradientPGD
 from art_rslad.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint
 from art_rslad.estimators import check_classifier, clip_range, model_modes
+from art_rslad.models.weights import match_state_dict
+from art_rslad.trainers.networks import Network
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,26 @@ def package_versions() -> dict[str, str]:
 #: CIFAR's L-inf budget, the trainers' default eps, and the input shape it belongs to.
 CIFAR_EPS = 8 / 255
 CIFAR_SHAPE = (3, 32, 32)
+
+
+def attack_budget(attack: Any, eps: float | None, eps_step: float | None) -> tuple[float | None, float | None]:
+    """``eps`` and ``eps_step``, each taken from a user's ``attack`` where not given: the budget the run trains at
+    is the one recorded, and the validation attack uses it too."""
+    def own(value: float | None, name: str) -> float | None:
+        setting = getattr(attack, name, None)
+        return float(setting) if value is None and isinstance(setting, int | float) else value
+
+    return own(eps, "eps"), own(eps_step, "eps_step")
+
+
+def load_resumed_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Load a ``last.pt``'s weights into the student; a ValueError naming ``resume_from`` where they do not fit
+    (the same class with another width, say)."""
+    try:
+        model.load_state_dict(match_state_dict(model, state))
+    except ValueError as error:
+        raise ValueError(f"`resume_from` {path} holds weights of another model: {str(error).split(': ', 1)[-1]} "
+                         "Resume with the student (and options such as width) the run was started with.") from error
 
 
 def check_budget(classifier: PyTorchClassifier, eps: float | None, eps_step: float | None,
@@ -69,6 +90,8 @@ def check_budget(classifier: PyTorchClassifier, eps: float | None, eps_step: flo
         raise ValueError(f"`eps` must be in (0, {high - low}] (the clip range of the classifier), got {eps}.")
     if eps_step is not None and not eps_step > 0:
         raise ValueError(f"`eps_step` must be > 0, got {eps_step}.")
+    if eps_step is not None and eps_step > eps:
+        raise ValueError(f"`eps_step` ({eps_step}) must not exceed `eps` ({eps}); the usual step is eps/4.")
     if max_iter is not None and (int(max_iter) != max_iter or max_iter < 1):
         raise ValueError(f"`max_iter` must be a positive integer, got {max_iter}.")
     return float(eps)
@@ -123,15 +146,22 @@ def validation_attack(estimator: InputGradientClassifier, eps: float, eps_step: 
     return InputGradientPGD(estimator, eps=eps, eps_step=eps_step, max_iter=10, random_init="uniform", seed=seed)
 
 
-class RecordedTrainer(Trainer):
-    """An ART Trainer that checks its data, validates, keeps its best epoch and writes checkpoints like every other.
+class RecordedTrainer:
+    """What an ART Trainer mixes in to check its data, validate, keep its best epoch and write checkpoints like
+    every other (``class MyTrainer(RecordedTrainer, Trainer)``): ``fit``'s signature and checks, the validation
+    routine, the best-epoch record and the checkpoint payload.
 
     Subclasses set :attr:`method` and ``seed``, build ``_val_attack`` with :func:`validation_attack`, and implement
     ``validate`` over :meth:`_count_correct`.
     """
 
     method: ClassVar[str] = ""
+    #: The networks the method uses beside the student (:mod:`~art_rslad.trainers.networks`); none by default.
+    networks: ClassVar[tuple[Network, ...]] = ()
+    #: Whether the trainer can run under torchrun.
+    distributed_ok: ClassVar[bool] = True
     seed: int
+    _classifier: PyTorchClassifier
     _val_attack: InputGradientPGD
     #: One record per epoch (``epoch``, ``train_seconds``, ``seconds``, ``lr``, ``val_clean``, ``val_pgd``, ...).
     history: list[dict[str, float]]
@@ -162,8 +192,13 @@ class RecordedTrainer(Trainer):
         checkpoint_dir: str | Path | None = None,
         resume_from: str | Path | None = None,
         checkpoint_interval: int = 0,
+        restore_best: bool = False,
     ) -> None:
         """Train the student on numpy arrays, in place (:meth:`get_classifier` returns it).
+
+        Without ``restore_best`` the student ends with the last epoch's weights, like ART's trainers; with
+        ``restore_best=True`` (and ``validation_data``) it ends with the best epoch's, the most robust on the
+        validation set, as :attr:`best_state_dict` and ``best.pt`` hold them.
 
         :param x: Training inputs (N, *input_shape) within clip_values; never modified.
         :param y: Labels as indices (N,) or one-hot (N, nb_classes).
@@ -176,11 +211,17 @@ class RecordedTrainer(Trainer):
         :param checkpoint_dir: Folder for ``last.pt``, ``best.pt`` and ``metrics.jsonl`` (written atomically).
         :param resume_from: A ``last.pt`` of an interrupted run of the same method, model, data and settings.
         :param checkpoint_interval: Also write ``last.pt`` every this many batches (0: at each epoch's end).
+        :param restore_best: Load the best epoch's weights into the student at the end (needs ``validation_data``).
         """
+        if restore_best and validation_data is None:
+            raise ValueError("`restore_best=True` needs `validation_data`: the best epoch is the one with the highest "
+                             "PGD accuracy on it.")
         x, labels = self._check_data(x, y)
         validation_data = self._check_run(batch_size, nb_epochs, scheduler, checkpoint_interval, validation_data)
         self._fit(x, labels, validation_data, batch_size, nb_epochs, scheduler, checkpoint_dir, resume_from,
                   checkpoint_interval)
+        if restore_best and self.best_state_dict is not None:
+            self._classifier.model.load_state_dict(self.best_state_dict)
 
     def _fit(self, x: np.ndarray, y: np.ndarray, validation_data: tuple[np.ndarray, np.ndarray] | None,
              batch_size: int, nb_epochs: int, scheduler: Scheduler | None, checkpoint_dir: str | Path | None,

@@ -9,12 +9,13 @@ from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.attacks import RandomInit
 from art_rslad.losses import rslad_loss_from_probs
+from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.batches import Batch
-from art_rslad.trainers.distillation import DistillationTrainer
+from art_rslad.trainers.networks import TEACHER, Network
 from art_rslad.trainers.records import check_fraction, check_positive
 
 
-class AdversarialTrainerRSLAD(DistillationTrainer):
+class AdversarialTrainerRSLAD(AdversarialTrainerBase):
     """Distil a robust teacher into a student with the teacher's soft labels in every loss term.
 
     Inner maximisation (student in eval mode): PGD from x + 0.001 * N(0, I) maximising
@@ -29,6 +30,7 @@ class AdversarialTrainerRSLAD(DistillationTrainer):
     """
 
     method: ClassVar[str] = "rslad"
+    networks: ClassVar[tuple[Network, ...]] = (TEACHER,)
     attack_random_init: ClassVar[RandomInit] = "gaussian"
     default_attack_training_mode: ClassVar[bool] = False
 
@@ -45,19 +47,19 @@ class AdversarialTrainerRSLAD(DistillationTrainer):
             on CIFAR), ``max_iter`` (10), ``attack`` (called with the teacher's probabilities as labels),
             ``attack_training_mode`` (None: eval mode, as the paper), ``seed``, ``verbose``, ``amp_dtype``,
             ``channels_last``, ``weight_averaging``, as in :class:`~art_rslad.trainers.base.AdversarialTrainerBase`,
-            and ``igdm_alpha``, as in :class:`~art_rslad.trainers.distillation.DistillationTrainer`.
+            and ``igdm_alpha`` (IGDM's term, :mod:`~art_rslad.trainers.terms`).
         """
         self.alpha, self.scale = check_fraction("alpha", alpha), check_positive("scale", scale)
         super().__init__(classifier, teacher, **kwargs)
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "alpha": self.alpha, "scale": self.scale}
+    def method_hyperparameters(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "scale": self.scale}
 
     def _attack_targets(self, batch: Batch) -> torch.Tensor:
         assert batch.teacher_probs is not None
         return batch.teacher_probs
 
-    def _distillation_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _method_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert batch.teacher_probs is not None and x_adv is not None
         adv_logits = self.student_logits(x_adv)
         nat_logits = self.student_logits(batch.x)

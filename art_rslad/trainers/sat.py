@@ -11,52 +11,34 @@ from art_rslad.attacks import RandomInit
 from art_rslad.losses import sat_loss
 from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.batches import Batch
+from art_rslad.trainers.networks import Network
+
+#: The optional teacher of the label methods: with ``soft_labels=True`` its probabilities replace the true labels.
+SOFT_LABEL_TEACHER = Network("teacher", required=False)
 
 
-class LabelTrainer(AdversarialTrainerBase):
-    """A trainer whose loss uses labels: the true ones, or with ``soft_labels=True`` the teacher's probabilities.
+def check_soft_labels(owner: str, soft_labels: bool, teacher: PyTorchClassifier | None) -> bool:
+    """``soft_labels`` as a bool; a ValueError unless a teacher is given exactly when it is on.
 
     RSLAD's paper observes that replacing the hard labels of SAT and TRADES with a robust teacher's soft labels
-    already improves robustness; ``soft_labels`` lets that be tested. The teacher is then required (and only then
-    accepted).
+    already improves robustness; ``soft_labels`` lets that be tested.
     """
-
-    def __init__(
-        self, classifier: PyTorchClassifier, teacher: PyTorchClassifier | None = None, *, soft_labels: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        """
-        :param classifier: The student (ART PyTorchClassifier with optimizer and clip_values), trained in place.
-        :param teacher: A robust teacher, required with ``soft_labels=True`` and refused otherwise.
-        :param soft_labels: Replace the true labels by the teacher's probabilities on the natural input.
-        :param kwargs: ``eps``, ``eps_step``, ``max_iter``, ``attack``, ``attack_training_mode``, ``seed``,
-            ``verbose``, as in :class:`~art_rslad.trainers.base.AdversarialTrainerBase`.
-        """
-        name = type(self).__name__
-        if soft_labels and teacher is None:
-            raise ValueError(f"`teacher` is required by {name}(soft_labels=True): pass a robust PyTorchClassifier.")
-        if not soft_labels and teacher is not None:
-            raise ValueError(f"{name} uses no `teacher` with hard labels; drop it or pass soft_labels=True.")
-        self.soft_labels = bool(soft_labels)
-        self.needs_teacher = self.soft_labels  # type: ignore[misc]  # decided per instance by soft_labels
-        super().__init__(classifier, teacher, **kwargs)
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "soft_labels": self.soft_labels}
-
-    def _labels(self, batch: Batch) -> torch.Tensor:
-        """Class indices, or the teacher's probabilities with ``soft_labels``."""
-        if self.soft_labels:
-            assert batch.teacher_probs is not None
-            return batch.teacher_probs
-        return batch.y
-
-    def _attack_targets(self, batch: Batch) -> torch.Tensor:
-        """One-hot true labels (a cross-entropy attack), or the teacher's probabilities with ``soft_labels``."""
-        return self._labels(batch) if self.soft_labels else super()._attack_targets(batch)
+    if soft_labels and teacher is None:
+        raise ValueError(f"`teacher` is required by {owner}(soft_labels=True): pass a robust PyTorchClassifier.")
+    if not soft_labels and teacher is not None:
+        raise ValueError(f"{owner} uses no `teacher` with hard labels; drop it or pass soft_labels=True.")
+    return bool(soft_labels)
 
 
-class AdversarialTrainerSAT(LabelTrainer):
+def batch_labels(batch: Batch, soft_labels: bool) -> torch.Tensor:
+    """Class indices, or the teacher's probabilities with ``soft_labels``."""
+    if soft_labels:
+        assert batch.teacher_probs is not None
+        return batch.teacher_probs
+    return batch.y
+
+
+class AdversarialTrainerSAT(AdversarialTrainerBase):
     """Standard adversarial training: PGD on the cross-entropy from a uniform start, then train on x' only.
 
     Inner maximisation (student in eval mode): ``max_iter`` sign steps on ``sum_i CE(S(x'_i), y_i)`` from a uniform
@@ -69,10 +51,32 @@ class AdversarialTrainerSAT(LabelTrainer):
     """
 
     method: ClassVar[str] = "sat"
+    networks: ClassVar[tuple[Network, ...]] = (SOFT_LABEL_TEACHER,)
     attack_random_init: ClassVar[RandomInit] = "uniform"
     default_attack_training_mode: ClassVar[bool] = False
 
-    def _loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def __init__(
+        self, classifier: PyTorchClassifier, teacher: PyTorchClassifier | None = None, *, soft_labels: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """
+        :param classifier: The student (ART PyTorchClassifier with optimizer and clip_values), trained in place.
+        :param teacher: A robust teacher, required with ``soft_labels=True`` and refused otherwise.
+        :param soft_labels: Replace the true labels by the teacher's probabilities on the natural input.
+        :param kwargs: ``eps``, ``eps_step``, ``max_iter``, ``attack``, ``attack_training_mode``, ``seed``,
+            ``verbose``, as in :class:`~art_rslad.trainers.base.AdversarialTrainerBase`.
+        """
+        self.soft_labels = check_soft_labels(type(self).__name__, soft_labels, teacher)
+        super().__init__(classifier, teacher, **kwargs)
+
+    def method_hyperparameters(self) -> dict[str, Any]:
+        return {"soft_labels": self.soft_labels}
+
+    def _attack_targets(self, batch: Batch) -> torch.Tensor:
+        """One-hot true labels (a cross-entropy attack), or the teacher's probabilities with ``soft_labels``."""
+        return batch_labels(batch, True) if self.soft_labels else super()._attack_targets(batch)
+
+    def _method_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert x_adv is not None
         adv_logits = self.student_logits(x_adv)
-        return sat_loss(adv_logits, self._labels(batch)), adv_logits
+        return sat_loss(adv_logits, batch_labels(batch, self.soft_labels)), adv_logits

@@ -9,12 +9,14 @@ from art.estimators.classification import PyTorchClassifier
 
 from art_rslad.attacks import RandomInit
 from art_rslad.losses import trades_loss
+from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.batches import Batch
+from art_rslad.trainers.networks import Network
 from art_rslad.trainers.records import check_non_negative
-from art_rslad.trainers.sat import LabelTrainer
+from art_rslad.trainers.sat import SOFT_LABEL_TEACHER, batch_labels, check_soft_labels
 
 
-class AdversarialTrainerTRADES(LabelTrainer):
+class AdversarialTrainerTRADES(AdversarialTrainerBase):
     """TRADES as its paper and official code define it (not ART's ``AdversarialTrainerTRADESPyTorch``).
 
     Inner maximisation (model in eval mode): from x + 0.001 * N(0, I), ``max_iter`` sign steps on
@@ -29,6 +31,7 @@ class AdversarialTrainerTRADES(LabelTrainer):
     """
 
     method: ClassVar[str] = "trades"
+    networks: ClassVar[tuple[Network, ...]] = (SOFT_LABEL_TEACHER,)
     attack_random_init: ClassVar[RandomInit] = "gaussian"
     default_attack_training_mode: ClassVar[bool] = False
 
@@ -46,17 +49,18 @@ class AdversarialTrainerTRADES(LabelTrainer):
             called with the model's natural probabilities as labels.
         """
         self.beta = check_non_negative("beta", beta)
-        super().__init__(classifier, teacher, soft_labels=soft_labels, **kwargs)
+        self.soft_labels = check_soft_labels(type(self).__name__, soft_labels, teacher)
+        super().__init__(classifier, teacher, **kwargs)
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "beta": self.beta}
+    def method_hyperparameters(self) -> dict[str, Any]:
+        return {"soft_labels": self.soft_labels, "beta": self.beta}
 
     def _attack_targets(self, batch: Batch) -> torch.Tensor:
         with torch.no_grad():
             return torch.softmax(self.student_logits(batch.x), dim=1)
 
-    def _loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _method_loss(self, batch: Batch, x_adv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert x_adv is not None
         nat_logits = self.student_logits(batch.x)
         adv_logits = self.student_logits(x_adv)
-        return trades_loss(nat_logits, adv_logits, self._labels(batch), beta=self.beta), adv_logits
+        return trades_loss(nat_logits, adv_logits, batch_labels(batch, self.soft_labels), beta=self.beta), adv_logits

@@ -35,9 +35,10 @@ def _trainer(spec_text: str, config, options, teacher):
     info = dataset_info(config.dataset)
     torch.manual_seed(0)
     models = [create_model(config.student, info.nb_classes, input_shape=info.input_shape, **options)
-              for _ in range(2 if spec.method.needs_peer else 1)]
+              for _ in range(1 + len(spec.method.trained_networks))]
     student, *peers = [make_classifier(model, config.dataset, lr=0.01, device="cpu") for model in models]
-    networks = {"teacher": teacher} if spec.method.needs_teacher else {"peer": peers[0]} if peers else {}
+    trained = {net.name: peer for net, peer in zip(spec.method.trained_networks, peers, strict=True)}
+    networks = {"teacher": teacher} if spec.method.needs_teacher else trained
     extra = {**({"igdm_alpha": IGDM_DEFAULT_ALPHA} if spec.igdm else {}),
              **({"weight_averaging": spec.weight_averaging} if spec.weight_averaging else {})}
     return spec.method.trainer(student, **networks, eps=config.eps, eps_step=config.eps_step,
