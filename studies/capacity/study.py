@@ -48,9 +48,9 @@ from art_rslad.experiments.lock import FolderBusyError
 from art_rslad.experiments.teachers import load_teacher
 from art_rslad.experiments.train import RunSettings, train_run
 from art_rslad.experiments.tune import select_learning_rates
-from art_rslad.experiments.variants import parse_method, takes_igdm
+from art_rslad.experiments.variants import parse_method
 from art_rslad.trainers import NaturalTrainer
-from art_rslad.trainers.registry import METHODS, method_names
+from art_rslad.trainers.registry import method_names
 from studies.capacity.tuning import RULE, Point, widen_and_choose, write_record
 from studies.compact import compact_run
 from studies.full_test import FULL_ATTACKS, evaluate_run
@@ -71,6 +71,10 @@ TEACHER = "zoo:fashion-mnist-cnn-large"
 LEADERBOARD_FAMILIES = ("adversarial training", "distillation", "peer distillation")
 ART_METHODS = ("art-madry-pgd", "art-trades")
 AVERAGING_VARIANTS = ("sat+ema", "rslad+ema")
+#: The methods whose +igdm variant the leaderboard trains: those IGDM's paper adds its term to.
+IGDM_BASES = ("ard", "iad", "adaad", "rslad", "adaiad")
+#: Methods whose official recipe averages the student by SWA from the first lr drop.
+OFFICIAL_SWA = ("peeraid", "saad")
 #: Seconds a step waits before trying again a tuning folder another process holds.
 BUSY_WAIT = 60
 
@@ -89,9 +93,9 @@ def point_config(method: str, weight: float | None, seed: int) -> Config:
     ``method_overrides``: a run's recorded config then reads back (an IGDM weight beside PeerAiD's entry would not)."""
     overrides: dict[str, dict[str, Any]] = {}
     notes = []
-    if parse_method(method).method.name == "peeraid":
+    if parse_method(method).method.name in OFFICIAL_SWA:
         overrides[method] = {"weight_averaging": "swa"}
-        notes.append("PeerAiD's official recipe: its student averaged by SWA from the first lr drop.")
+        notes.append("The method's official recipe: its student averaged by SWA from the first lr drop.")
     if weight is not None:
         overrides.setdefault(method, {})["igdm_alpha"] = float(weight)
         notes.append("IGDM's alpha from the study's tuning grid.")
@@ -116,7 +120,9 @@ def teacher() -> PyTorchClassifier:
 
 
 def needs_teacher(method: str) -> bool:
-    return parse_method(method).method.needs_teacher
+    """Whether ``method`` distils from the teacher (a frozen one, or one it trains further, as CIARD)."""
+    record = parse_method(method).method
+    return record.needs_teacher or record.loads_teacher
 
 
 def tune(width: int, method: str) -> dict[str, Any]:
@@ -258,7 +264,7 @@ def size() -> int:
 def leaderboard_methods() -> list[str]:
     """Every method of the leaderboard as the registry holds them now (PREREGISTRATION.md, the leaderboard)."""
     plain = [name for family in LEADERBOARD_FAMILIES for name in method_names(family)]
-    igdm = [f"{name}+igdm" for name in plain if takes_igdm(METHODS[name])]
+    igdm = [f"{name}+igdm" for name in IGDM_BASES]
     return [*plain, *igdm, *AVERAGING_VARIANTS, *ART_METHODS]
 
 
