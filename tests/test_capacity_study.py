@@ -191,3 +191,19 @@ def test_analyse_corrects_over_the_comparisons_made() -> None:
     assert mean_interval(tables, ("sat", 2), draws=500).value == pytest.approx(
         np.mean([tables[("sat", 2)][seed].mean() for seed in range(3)]))
     assert mean_interval(tables, ("sat", 8)) is None
+
+
+def test_the_leaderboard_and_its_configs_follow_the_preregistration() -> None:
+    from studies.capacity.study import distillation_candidates, leaderboard_methods, point_config
+
+    methods = leaderboard_methods()
+    assert [name for name in methods if name.endswith("+igdm")] == [
+        "ard+igdm", "iad+igdm", "adaad+igdm", "rslad+igdm", "adaiad+igdm"]
+    assert {"mtard", "absld", "dgad", "ciard", "saad", "peeraid", "art-madry-pgd", "art-trades"} <= set(methods)
+    assert "ciard" in distillation_candidates() and "peeraid" not in distillation_candidates()
+    assert "rslad" not in distillation_candidates() and "sat" not in distillation_candidates()
+    for name in ("peeraid", "saad"):  # their official recipe: SWA from the first lr drop; only their own entry
+        assert point_config(name, None, 0).method_overrides == {name: {"weight_averaging": "swa"}}
+    config = point_config("rslad+igdm", 0.3, 1)
+    assert config.method_overrides == {"rslad+igdm": {"igdm_alpha": 0.3}} and config.seed == 1
+    assert point_config("sat", None, 2).method_overrides == {}
