@@ -37,6 +37,7 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 _MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                 "t10k-labels-idx1-ubyte")
 SPLITS = ("train", "test")
+#: The augmentations of :func:`make_data_loader`: none, a random crop after zero padding, the crop and a flip.
 AUGMENTATIONS = ("none", "crop", "crop-flip")
 
 

@@ -232,7 +232,7 @@ def ciard_push_loss(
     student_temperature: float = 5.0,
 ) -> torch.Tensor:
     """CIARD's push-away term: ``zkl(S(x'_M) / 5, softmax(T_c(x'_M)))`` over the rows M the clean teacher gets wrong
-    on x' (its mean over |M|*C elements); 0 when M is empty. The trainer subtracts it (:func:`push_weight`).
+    on x' (its mean over ``|M| * C`` elements); 0 when M is empty. The trainer subtracts it (:func:`push_weight`).
 
     :param student_adv_logits: Student logits on x', shape (B, C).
     :param clean_teacher_adv_logits: Clean teacher's logits on x', shape (B, C); a constant.
@@ -308,17 +308,3 @@ def ciard_terms(
     adversarial = zkl(student_adv_logits, F.softmax(robust_teacher_adv_logits.detach() / temperatures.robust, dim=1))
     natural = zkl(student_nat_logits, F.softmax(clean_teacher_nat_logits.detach() / temperatures.clean, dim=1))
     return adversarial, natural
-
-
-def cosine_exp_lr(epoch: int, base_lr: float, start_epoch: int, end_epoch: int, lr_before_start: float) -> float:
-    """CIARD's learning rates: ``lr_before_start`` while epoch < start, then
-    ``base * (1/2 + cos(pi * (e - s) / (E - s)) / 2) * exp(-0.01 * (e - s)^2 / (E - s)^2)`` (1-based epochs).
-
-    The student's is ``(e, 0.1, 150, 300, 0.1)``; the robust teacher's ``(e, 1e-4, 50, 300, 0.0)``.
-    """
-    if not 0 <= start_epoch < end_epoch:
-        raise ValueError(f"Need 0 <= start_epoch < end_epoch, got {start_epoch} and {end_epoch}.")
-    if epoch < start_epoch:
-        return lr_before_start
-    progress = (epoch - start_epoch) / (end_epoch - start_epoch)
-    return base_lr * (0.5 + 0.5 * math.cos(math.pi * progress)) * math.exp(-0.01 * progress**2)

@@ -248,7 +248,8 @@ def settings_notes(config: Mapping[str, Any], milestones: Sequence[int], methods
     and what best and last mean.
 
     :param config: The runs' config as a dict (``Config.to_dict()``).
-    :param milestones: The epochs after which the lr dropped (the config's milestones scaled to its epochs).
+    :param milestones: The epochs after which the lr dropped (the config's milestones scaled to its epochs); under
+        the cosine schedule (``lr_schedule = "cosine"``), the one epoch after which its decay started.
     :param methods: The table's methods, whose learning rates are listed.
     :param teacher_source: Where the teacher came from (None: no teacher).
     :param train_size: Training images per run (None: all).
@@ -261,7 +262,7 @@ def settings_notes(config: Mapping[str, Any], milestones: Sequence[int], methods
         f"Accuracy (%) on the first {nb_test} {config['dataset']} test images, L-inf eps {config['eps']:.4g}. "
         f"Student {config['student']}; teacher {teacher_source or 'none'}; {_count(config['nb_epochs'], 'epoch')}, "
         f"batch {batch}, SGD momentum {config['momentum']}, weight decay {config['weight_decay']}, "
-        f"{_lr_schedule(config['lr_gamma'], milestones)}; training PGD eps_step {config['eps_step']:.4g}, "
+        f"{_lr_schedule(config, milestones)}; training PGD eps_step {config['eps_step']:.4g}, "
         f"{_count(config['max_iter'], 'step')}; {train_size or 'all'} training images.",
         "Learning rate per method: " + ", ".join(
             f"{m} {method_lr.get(m, config['lr']):g}" + ("" if m in method_lr else
@@ -297,7 +298,10 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
-def _lr_schedule(gamma: float, milestones: Sequence[int]) -> str:
+def _lr_schedule(config: Mapping[str, Any], milestones: Sequence[int]) -> str:
+    if config.get("lr_schedule") == "cosine":
+        return f"lr on a cosine-times-Gaussian decay to 0 after epoch {milestones[0]}"
+    gamma = config["lr_gamma"]
     if not milestones:
         return "constant lr"
     after = ", ".join(str(epoch) for epoch in milestones)

@@ -57,11 +57,15 @@ class PlainSetup:
         with torch.autocast(x.device.type, dtype=self.amp_dtype):
             return model(x).float()
 
-    def teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
-        assert self.teacher is not None
-        self.teacher.eval()
+    def frozen_logits(self, model: torch.nn.Module | None, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a frozen network (a teacher) in eval mode, with no graph."""
+        assert model is not None
+        model.eval()
         with torch.no_grad():
-            return self.forward(self.teacher, x)
+            return self.forward(model, x)
+
+    def teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.frozen_logits(self.teacher, x)
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.optimizer] + ([] if self.peer_optimizer is None else [self.peer_optimizer])

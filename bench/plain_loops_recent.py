@@ -36,10 +36,7 @@ class RecentSetup(PlainSetup):
     state: dict[str, Any] = field(default_factory=dict)
 
     def clean_teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
-        assert self.clean_teacher is not None
-        self.clean_teacher.eval()
-        with torch.no_grad():
-            return self.forward(self.clean_teacher, x)
+        return self.frozen_logits(self.clean_teacher, x)
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return super().optimizers() + ([] if self.teacher_optimizer is None else [self.teacher_optimizer])

@@ -11,11 +11,12 @@ import pytest
 import torch
 from test_runs import tiny_config
 
-from art_rslad.cli import main
+from art_rslad.cli import build_parser, main
+from art_rslad.cli.options import config_from_args
 from art_rslad.experiments.demo import demo
 from art_rslad.models import create_model
-from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.registry import METHODS
+from bench.gpu_paths import interrupted_at
 
 TINY = ["--train-size", "48", "--val-size", "16", "--test-size", "16", "--attacks", "clean", "fgsm",
         "--student-option", "width=2", "--student-option", "image_size=8", "--checkpoint-interval", "0", "--quiet"]
@@ -50,17 +51,7 @@ def test_train_prints_the_table_and_refuses_to_clobber(config_file: Path, tmp_pa
 
 def test_ctrl_c_then_resume(config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                             capsys: pytest.CaptureFixture[str]) -> None:
-    original = AdversarialTrainerBase._train_step
-    calls = {"count": 0}
-
-    def step(self: AdversarialTrainerBase, batch: Any) -> Any:
-        calls["count"] += 1
-        if calls["count"] == 4:
-            raise KeyboardInterrupt
-        return original(self, batch)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(AdversarialTrainerBase, "_train_step", step)
+    with interrupted_at(4):
         assert train(config_file, tmp_path / "run") == 130
     assert "--resume" in capsys.readouterr().err
     assert train(config_file, tmp_path / "run", "--resume") == 0
@@ -186,3 +177,16 @@ def test_a_folder_of_other_files_is_not_offered_a_resume(config_file: Path, tmp_
     assert train(config_file, tmp_path / "run") == 2
     error = capsys.readouterr().err
     assert "holds other files (notes.txt) and no run to resume. Pass --overwrite" in error and "--resume" not in error
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "tune"])
+def test_every_training_command_takes_both_teachers_as_options(command: str) -> None:
+    """``--teacher`` and ``--clean-teacher`` mean the same in every command that trains, after ``--set``."""
+    words = {"train": ["--out", "x"], "compare": ["--methods", "sat", "--out", "x"],
+             "tune": ["--methods", "sat", "--out", "x"]}[command]
+    args = build_parser().parse_args([command, *words, "--set", "teacher.source=zoo:other", "--teacher",
+                                      "runs/my-teacher", "--clean-teacher", "robustbench:Standard"])
+    config = config_from_args(args)
+    assert (config.teacher.source, config.clean_teacher) == ("runs/my-teacher", "robustbench:Standard")
+    assert config_from_args(build_parser().parse_args([command, *words])).teacher.source == \
+        "zoo:fashion-mnist-cnn-large"

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 import tomllib
 
-from art_rslad.experiments.config import Config, TeacherConfig, dumps_toml, get_preset, preset_lr_methods, preset_names
+from art_rslad.experiments.config import (
+    METHOD_SETTING_KEYS,
+    Config,
+    TeacherConfig,
+    dumps_toml,
+    get_preset,
+    preset_lr_methods,
+    preset_names,
+)
+from art_rslad.trainers.recipes import TWO_HUNDRED_EPOCHS, Recipe
 
 
 def test_presets_exist() -> None:
@@ -64,6 +74,29 @@ def test_cifar100_presets_give_adaad_its_batch_mean_kl() -> None:
     assert cifar10.for_method("adaad").loss_scale == 0.0  # the trainer's own default: the official 0.1
     assert cifar100.for_method("rslad").loss_scale == 0.0 and cifar100.for_method("adaiad").loss_scale == 0.0
     assert "Loss scales and reductions" in cifar100.method_overrides_note
+
+
+def test_a_recipe_sets_config_keys_and_says_what_it_is() -> None:
+    config_keys = {item.name for item in dataclasses.fields(Config)}
+    assert set(METHOD_SETTING_KEYS) <= config_keys
+    recipe = TWO_HUNDRED_EPOCHS.plus("weight decay 5e-4", weight_decay=5e-4).on(
+        "cifar100", Recipe(loss_scale=1.0, note="scale 1"))
+    assert recipe.settings("cifar10") == {"nb_epochs": 200, "lr_schedule_epochs": 200, "lr_milestones": [100, 150],
+                                          "weight_decay": 5e-4}
+    assert recipe.settings("cifar100") == {**recipe.settings("cifar10"), "loss_scale": 1.0}
+    assert (recipe.note, recipe.dataset_note("cifar100"), recipe.dataset_note("cifar10")) == (
+        "200 epochs, lr x0.1 after 100/150, weight decay 5e-4", "scale 1", "")
+    with pytest.raises(ValueError, match=r"Recipe \{'nb_epochs': 200\} has no note: say in a phrase"):
+        Recipe(nb_epochs=200)
+    with pytest.raises(ValueError, match=r"dataset\(s\) cifar100 has `datasets` of its own"):
+        Recipe().on("cifar100", recipe)
+    with pytest.raises(TypeError, match="epochs"):
+        Recipe(epochs=200, note="not a config key")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(("method", "options"), [("trades", {"beta": 3.0}), ("sat", {}), ("natural", {})])
+def test_a_teacher_method_gets_beta_where_its_trainer_takes_it(method: str, options: dict[str, float]) -> None:
+    assert TeacherConfig(method=method, beta=3.0).trainer_options() == options
 
 
 @pytest.mark.parametrize("name", ["fashion-mnist", "digits"])

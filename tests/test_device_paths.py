@@ -77,14 +77,15 @@ def test_train_under_two_rank_torchrun_with_gpus_faked_uses_gloo_and_the_cpu(tmp
     fails: the group is gloo, no GPU is selected, and the run's weights are on the CPU."""
     script = tmp_path / "fake_cuda_train.py"
     script.write_text(
-        "import sys, torch, torch.distributed as dist\n"
+        "import os, sys, torch, torch.distributed as dist\n"
         "torch.cuda.is_available = lambda: True\n"
         "def refuse(*args, **kwargs):\n"
         "    raise AssertionError('torch.cuda.set_device called in a --device cpu run')\n"
         "torch.cuda.set_device = refuse\n"
         "join = dist.init_process_group\n"
         "def record(*args, **kwargs):\n"
-        "    print('BACKEND', kwargs.get('backend'), flush=True)\n"
+        f"    with open(os.path.join({str(tmp_path)!r}, 'backend-' + os.environ['RANK']), 'w') as file:\n"
+        "        file.write(str(kwargs.get('backend')))\n"
         "    return join(*args, **kwargs)\n"
         "dist.init_process_group = record\n"
         "from art_rslad.cli import main\n"
@@ -98,7 +99,8 @@ def test_train_under_two_rank_torchrun_with_gpus_faked_uses_gloo_and_the_cpu(tmp
         cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}, capture_output=True,
         text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert result.stdout.count("BACKEND gloo") == 2
+    # each rank records its backend in a file of its own (the two processes' prints would interleave)
+    assert [(tmp_path / f"backend-{rank}").read_text() for rank in (0, 1)] == ["gloo", "gloo"]
     weights = torch.load(out / "student.pt", weights_only=True)
     assert {tensor.device.type for tensor in weights.values()} == {"cpu"}
 

@@ -12,7 +12,7 @@ import io
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from art_rslad.evaluation.sharded import evaluate_robustness_distributed
 from art_rslad.trainers import AdversarialTrainerRSLAD, ddp, loop
 from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.sat import AdversarialTrainerSAT
+from bench.gpu_paths import interrupted_at
 
 WORLD_SIZE = 2
 SHAPE = (1, 8, 8)
@@ -179,25 +180,6 @@ def _error(run: Callable[[], Any]) -> str:
     return ""
 
 
-@contextlib.contextmanager
-def _interrupted_at(call: int) -> Iterator[None]:
-    """Make the ``call``-th training step (1-based) raise KeyboardInterrupt, as Ctrl-C on every rank would."""
-    original = AdversarialTrainerBase._train_step
-    calls = {"count": 0}
-
-    def step(self: AdversarialTrainerBase, batch: Any) -> Any:
-        calls["count"] += 1
-        if calls["count"] == call:
-            raise KeyboardInterrupt
-        return original(self, batch)
-
-    AdversarialTrainerBase._train_step = step  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        AdversarialTrainerBase._train_step = original  # type: ignore[method-assign]
-
-
 class _Terminal(io.StringIO):
     """Progress bars show on a terminal only: the captured stderr says it is one."""
 
@@ -232,7 +214,7 @@ def _worker(rank: int, folder: Path, port: int) -> None:
 
     # Resume: uninterrupted, then interrupted at step 2 (first epoch) and resumed from rank 0's last.pt.
     uninterrupted = _resume_run(init_seed=0)
-    with _interrupted_at(2), contextlib.suppress(KeyboardInterrupt):
+    with interrupted_at(2), contextlib.suppress(KeyboardInterrupt):
         _resume_run(init_seed=0, checkpoint_dir=folder / "resume")
     dist.barrier()  # rank 0 has written last.pt
     resumed = _resume_run(init_seed=1, checkpoint_dir=folder / "resume", resume_from=folder / "resume" / "last.pt")

@@ -1,6 +1,6 @@
 """What every registered method must come with, checked for each one (see docs/adding-a-method.md): a formula test
-of its loss, a plain loop and a benchmark case, a learning rate in every preset, a section in the docs. A missing
-piece fails here with a message that says what to add and where."""
+of its loss, a plain loop and a benchmark case, a learning rate in every preset, its official recipe in the paper
+presets, a section in the docs. A missing piece fails here with a message that says what to add and where."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from bench.plain_methods import PLAIN_METHODS
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = [name for name, method in METHODS.items() if method.shared_loop]
 ART = [name for name, method in METHODS.items() if not method.shared_loop]
+#: The presets with the papers' settings, whose methods train with their official recipes.
+PAPER_PRESETS = [name for name in preset_names() if name.startswith("cifar")]
 #: Test files that hold no formula test (this one, and the toy method's, which names the losses it uses).
 NOT_FORMULA_TESTS = {"test_every_method.py", "test_new_method.py"}
 
@@ -69,6 +71,20 @@ def test_every_preset_has_a_learning_rate_for_it(preset: str) -> None:
     assert not missing, (f"preset {preset} has no learning rate for {', '.join(missing)}: add "
                          f"lr={{'{preset}': ...}} to the method's entry in art_rslad/trainers/registry.py, chosen "
                          f"with `art-rslad tune --preset {preset} --methods {' '.join(missing)}`.")
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_the_paper_presets_train_it_with_its_official_recipe(name: str) -> None:
+    method = METHODS[name]
+    recipes = {name: method.recipe, **{f"{name}+{suffix}": recipe for suffix, recipe in method.variant_recipe.items()}}
+    for preset in PAPER_PRESETS:
+        config = get_preset(preset)
+        for spec, recipe in recipes.items():
+            assert config.method_overrides.get(spec, {}) == recipe.settings(config.dataset), (
+                f"preset {preset} does not train {spec} with the recipe of its entry in "
+                "art_rslad/trainers/registry.py; the paper presets must build method_overrides from the records.")
+            for phrase in (recipe.note, recipe.dataset_note(config.dataset)):
+                assert phrase in config.method_overrides_note, f"preset {preset}'s note leaves out {spec}: {phrase!r}"
 
 
 def _headings(path: Path) -> set[str]:

@@ -28,11 +28,11 @@ from art_rslad.checkpoint import load_checkpoint
 from art_rslad.cli import main
 from art_rslad.experiments.config import get_preset
 from art_rslad.experiments.variants import takes_igdm, takes_weight_averaging
-from art_rslad.losses_adaptive import cosine_exp_lr
 from art_rslad.losses_samplewise import linearised_teacher_logits
 from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.batches import Batch
 from art_rslad.trainers.registry import METHODS
+from art_rslad.trainers.schedules import CosineExpLR, cosine_exp_lr
 
 RECENT = ("mtard", "absld", "dgad", "ciard", "saad")
 TWO_TEACHERS = ("mtard", "ciard")
@@ -98,7 +98,7 @@ def test_the_adaptive_state_moves_as_each_method_says() -> None:
 
 def test_a_rate_follows_the_lr_decay_at_the_epoch_end() -> None:
     x, y, _, _ = small_data()
-    for name, state in (("mtard", "weights"), ("absld", "temperatures"), ("ciard", "weights")):
+    for name, state in (("mtard", "weights"), ("absld", "temperatures")):
         trainer = build(name, 0)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(trainer.get_classifier().optimizer, [1], 0.1)
         start = getattr(trainer, state).rate
@@ -106,11 +106,22 @@ def test_a_rate_follows_the_lr_decay_at_the_epoch_end() -> None:
         assert getattr(trainer, state).rate == pytest.approx(start * 0.1), name
 
 
+def test_ciard_rates_decay_at_its_own_milestones_whatever_the_lr_does() -> None:
+    """215, 260 and 285 of 300 scaled to 7 epochs are 5, 6 and 7 (the last is the run's end): two decays, with
+    no scheduler at all, and the same under the cosine schedule."""
+    x, y, _, _ = small_data()
+    for cosine in (False, True):
+        trainer = build("ciard", 0)
+        scheduler = CosineExpLR(trainer.get_classifier().optimizer, 3, 7) if cosine else None
+        trainer.fit(x[:16], y[:16], batch_size=16, nb_epochs=7, scheduler=scheduler)
+        assert trainer.weights.rate == pytest.approx(0.025 * 0.01)  # type: ignore[attr-defined]
+        assert trainer.temperatures.rate == pytest.approx(0.001 * 0.01)  # type: ignore[attr-defined]
+
+
 def test_ciard_per_iteration_decay_applies_the_factor_at_every_batch_of_the_next_epoch() -> None:
     x, y, _, _ = small_data()
     trainer = build("ciard", 0, rate_decay="per_iteration")
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(trainer.get_classifier().optimizer, [1], 0.1)
-    trainer.fit(x[:32], y[:32], batch_size=16, nb_epochs=2, scheduler=scheduler)  # 2 batches after the drop
+    trainer.fit(x[:32], y[:32], batch_size=16, nb_epochs=2)  # its milestone 215/300 of 2 is 1: 2 batches after
     assert trainer.weights.rate == pytest.approx(0.025 * 0.01)  # type: ignore[attr-defined]
 
 

@@ -23,7 +23,6 @@ from art_rslad.losses_adaptive import (
     accumulate_class_errors,
     ciard_push_loss,
     ciard_terms,
-    cosine_exp_lr,
     mtard_loss,
     mtard_terms,
     push_weight,
@@ -207,14 +206,6 @@ def test_ciard_terms_temper_each_teacher() -> None:
     assert natural.item() == pytest.approx(zkl(t(S_NAT), torch.softmax(t(T_NAT) / 3, 1)).item(), rel=REL)
 
 
-def test_ciard_learning_rates() -> None:
-    assert cosine_exp_lr(149, 0.1, 150, 300, 0.1) == 0.1
-    assert cosine_exp_lr(150, 0.1, 150, 300, 0.1) == pytest.approx(0.1)
-    assert cosine_exp_lr(225, 0.1, 150, 300, 0.1) == pytest.approx(0.1 * 0.5 * math.exp(-0.0025))
-    assert cosine_exp_lr(49, 1e-4, 50, 300, 0.0) == 0.0
-    assert cosine_exp_lr(300, 1e-4, 50, 300, 0.0) == pytest.approx(0.0, abs=1e-20)
-
-
 # ---------------------------------------------------------------- SAAD
 def test_saad_entropy_and_weights() -> None:
     probs = torch.softmax(t([[2.0, 0.0, 0.0]]), dim=1)
@@ -277,7 +268,6 @@ def test_saad_attack_loss_uses_the_linearised_teacher() -> None:
     (lambda: ciard_push_loss(torch.zeros(2, 3), torch.zeros(2, 3), labels(0, 0), 0.0), "student_temperature"),
     (lambda: push_weight(-1.0, 0.1, 0.1), "finite and >= 0"),
     (lambda: update_dual_temperatures(DualTemperatures(), 0.0, -0.1), "non-zero"),
-    (lambda: cosine_exp_lr(1, 0.1, 300, 150, 0.1), "start_epoch < end_epoch"),
     (lambda: sample_weights(torch.zeros(2, 3)), "entropies"),
     (lambda: saad_combine(torch.zeros(2), torch.zeros(2), None, (torch.zeros(2), torch.zeros(2)), 1.0, beta=1.0),
      "needs the natural term"),

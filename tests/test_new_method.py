@@ -17,11 +17,13 @@ from test_runs import run, settings, tiny_config, tiny_teacher
 from art_rslad.checkpoint import load_checkpoint
 from art_rslad.cli import main
 from art_rslad.experiments.compare import compare
+from art_rslad.experiments.config import get_preset
 from art_rslad.experiments.tune import select_learning_rates
 from art_rslad.losses import kl_per_sample
 from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.batches import Batch
 from art_rslad.trainers.networks import TEACHER, Network
+from art_rslad.trainers.recipes import Recipe
 from art_rslad.trainers.records import check_fraction
 from art_rslad.trainers.registry import METHODS, register, unregister
 
@@ -54,9 +56,16 @@ class BuddyTrainer(AdversarialTrainerBase):
         return kl_per_sample(batch.teacher_probs, adv_logits).mean() + self.weight * buddy_loss, adv_logits
 
 
+#: The toy's official recipe: its own schedule, a CIFAR-100 difference, and one of its +igdm variant.
+TOY_RECIPE = Recipe(nb_epochs=20, lr_schedule_epochs=20, lr_milestones=(10,), note="20 epochs (the toy's)").on(
+    "cifar100", Recipe(weight_decay=5e-4, note="weight decay 5e-4 (the toy's)"))
+TOY_IGDM_RECIPE = Recipe(max_iter=5, note="5 attack steps (the toy's)")
+
+
 @pytest.fixture
 def toy() -> Iterator[None]:
-    register(BuddyTrainer, "distillation", "a toy of this test")
+    register(BuddyTrainer, "distillation", "a toy of this test", recipe=TOY_RECIPE,
+             variant_recipe={"igdm": TOY_IGDM_RECIPE})
     yield
     unregister("toy-buddy")
 
@@ -71,6 +80,28 @@ def test_the_record_is_read_from_the_declaration(toy: None) -> None:
     assert [net.name for net in record.trained_networks] == ["buddy"]
     with pytest.raises(ValueError, match="registered already"):
         register(BuddyTrainer, "distillation", "again")
+
+
+def test_its_official_recipe_reaches_the_paper_presets(toy: None) -> None:
+    cifar10, cifar100 = get_preset("cifar10-resnet18"), get_preset("cifar100-resnet18")
+    assert cifar10.method_settings("toy-buddy") == {"nb_epochs": 20, "lr_schedule_epochs": 20, "lr_milestones": [10]}
+    assert cifar100.method_settings("toy-buddy") == {**cifar10.method_settings("toy-buddy"), "weight_decay": 5e-4}
+    assert cifar10.method_settings("toy-buddy+igdm") == {**cifar10.method_settings("toy-buddy"), "max_iter": 5,
+                                                         "igdm_alpha": 1.0}
+    assert "toy-buddy: 20 epochs (the toy's)" in cifar10.method_overrides_note
+    assert "toy-buddy+igdm: 5 attack steps (the toy's)" in cifar10.method_overrides_note
+    assert "toy-buddy: weight decay 5e-4 (the toy's)" in cifar100.method_overrides_note.partition("On cifar100, ")[2]
+    assert cifar10.method_lr["toy-buddy+igdm"] == 0.1
+
+
+def test_a_recipe_its_method_cannot_take_fails_the_presets_naming_it() -> None:
+    register(BuddyTrainer, "distillation", "a toy of this test", recipe=Recipe(loss_scale=2.0, note="scaled"))
+    try:
+        with pytest.raises(ValueError, match=r"Preset cifar10-resnet18: .*'toy-buddy' sets loss_scale=2, but "
+                                             r"toy-buddy has no loss scale.* the recipe of its entry in art_rslad/"):
+            get_preset("cifar10-resnet18")
+    finally:
+        unregister("toy-buddy")
 
 
 def test_a_new_method_trains_saves_its_buddy_and_resumes_exactly(toy: None, tmp_path: Path,

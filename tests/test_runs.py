@@ -28,6 +28,7 @@ from art_rslad.models import create_model, make_classifier
 from art_rslad.report import fixed_settings_notes
 from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.registry import METHODS
+from bench.gpu_paths import interrupted_at
 
 ATTACKS = ("clean", "fgsm", "pgd_sat")
 STUDENT = {"width": 2, "image_size": 8}
@@ -252,19 +253,8 @@ def test_a_peeraid_run_trains_a_peer_beside_the_student_saves_it_and_resumes_exa
     assert last["extra_state"]["peer_optimizer_state"]["param_groups"][0]["lr"] == pytest.approx(0.005)
     assert [record["lr"] for record in whole.history] == pytest.approx([0.05, 0.005])
 
-    original = AdversarialTrainerBase._train_step
-    steps = {"count": 0}
-
-    def interrupted_step(self: AdversarialTrainerBase, batch: Any) -> Any:
-        steps["count"] += 1
-        if steps["count"] == 5:  # second epoch, second batch
-            raise KeyboardInterrupt
-        return original(self, batch)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(AdversarialTrainerBase, "_train_step", interrupted_step)
-        with pytest.raises(KeyboardInterrupt):
-            run(tmp_path / "resumed", method="peeraid", config=config, checkpoint_interval=1)
+    with interrupted_at(5), pytest.raises(KeyboardInterrupt):  # second epoch, second batch
+        run(tmp_path / "resumed", method="peeraid", config=config, checkpoint_interval=1)
     resumed = run(tmp_path / "resumed", method="peeraid", config=config, checkpoint_interval=1, resume=True)
     assert resumed.accuracy == whole.accuracy
     again = torch.load(tmp_path / "resumed" / "peer.pt", weights_only=True)

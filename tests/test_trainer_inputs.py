@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 from art.attacks.evasion import ProjectedGradientDescent
+from art.data_generators import PyTorchDataGenerator
 from conftest import TinyCNN, make_classifier
+from torch.utils.data import DataLoader, TensorDataset
 
 from art_rslad import AdversarialTrainerRSLAD, AdversarialTrainerSAT
 
@@ -93,6 +95,18 @@ def test_restore_best_ends_with_the_best_epochs_weights_and_needs_validation_dat
         trainer.fit(*data, batch_size=16, nb_epochs=1, restore_best=True)
     trainer.fit(*data, validation_data=data, batch_size=16, nb_epochs=2, restore_best=True)
     assert trainer.best_state_dict is not None
+    weights = student.model.state_dict()
+    assert all(torch.equal(weights[key], trainer.best_state_dict[key]) for key in weights)
+
+
+def test_fit_generator_restores_the_best_epoch_too(student, data):
+    x, y = data
+    generator = PyTorchDataGenerator(DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)),
+                                                batch_size=16), size=len(x), batch_size=16)
+    trainer = AdversarialTrainerSAT(student, eps=0.1, max_iter=1, verbose=False)
+    with pytest.raises(ValueError, match=r"`restore_best=True` needs `validation_data`"):
+        trainer.fit_generator(generator, nb_epochs=1, restore_best=True)
+    trainer.fit_generator(generator, nb_epochs=3, validation_data=data, restore_best=True)
     weights = student.model.state_dict()
     assert all(torch.equal(weights[key], trainer.best_state_dict[key]) for key in weights)
 

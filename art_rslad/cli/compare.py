@@ -6,6 +6,8 @@ Examples::
     art-rslad compare --methods sat trades rslad --seeds 0 1 2 --preset fashion-mnist --out runs/study --resume
     art-rslad compare --methods sat sat+ema rslad rslad+igdm adaiad peeraid --preset fashion-mnist --out runs/new
     art-rslad compare --methods sat rslad --preset fashion-mnist --black-box --out runs/black-box
+    art-rslad compare --methods rslad mtard ciard --teacher runs/my-teacher --clean-teacher runs/my-clean \\
+        --preset fashion-mnist --out runs/two-teachers   # teachers from run folders (also zoo:, robustbench:)
     torchrun --standalone --nproc-per-node 8 -m art_rslad compare --methods sat rslad \\
         --preset cifar10-resnet18 --set batch_size=16 --out runs/study   # 8 GPUs, global batch 128
 

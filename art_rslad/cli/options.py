@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,16 +74,27 @@ def methods_help(default: str | None = None) -> str:
             f"rslad+igdm, sat+ema)" + (f" (default: {default})." if default else "."))
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """The options ``train`` and ``compare`` share: config, overrides, data sizes, evaluation, folder handling."""
+def add_config_options(parser: argparse.ArgumentParser, *, preset_help: str = "Settings to start from") -> None:
+    """The options that give a command its config: a preset or a file, ``--set`` overrides, and the teachers."""
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--preset", choices=preset_names(), default="fashion-mnist",
-                        help="Settings to start from (default: fashion-mnist).")
+                        help=f"{preset_help} (default: fashion-mnist).")
     source.add_argument("--config", type=Path, help="A .toml or .json config file instead of a preset.")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="Override a config key, repeatable; dotted keys reach tables (e.g. nb_epochs=2, "
                              "method_lr.rslad=0.1, teacher.source=zoo:fashion-mnist-cnn-large, igdm_alpha=1, "
                              "weight_averaging=ema, method_overrides.adaad.nb_epochs=200).")
+    parser.add_argument("--teacher", help="Teacher source, overriding the config's teacher.source "
+                                          "('zoo:<name>', 'robustbench:<name>', a run folder or a state-dict path).")
+    parser.add_argument("--clean-teacher", help="Clean (naturally trained) teacher source of the methods that distil "
+                                                "a clean and a robust teacher (mtard, ciard), overriding the config's "
+                                                "clean_teacher; the same kinds of source as --teacher.")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``train`` and ``compare`` share: config, overrides, teachers, data sizes, evaluation, folder
+    handling."""
+    add_config_options(parser)
     parser.add_argument("--out", type=Path, required=True, help="Output folder.")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="Continue the run in --out after an interruption.")
@@ -105,9 +117,15 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    """The preset or config file with the ``--set`` overrides applied."""
+    """The preset or config file with the ``--set`` overrides, then ``--teacher`` and ``--clean-teacher``,
+    applied."""
     config = Config.from_file(args.config) if args.config is not None else get_preset(args.preset)
-    return config.with_overrides(args.overrides)
+    config = config.with_overrides(args.overrides)
+    if args.teacher is not None:
+        config = dataclasses.replace(config, teacher=dataclasses.replace(config.teacher, source=args.teacher))
+    if args.clean_teacher is not None:
+        config = dataclasses.replace(config, clean_teacher=args.clean_teacher)
+    return config
 
 
 def run_settings(args: argparse.Namespace) -> RunSettings:

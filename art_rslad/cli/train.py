@@ -30,7 +30,6 @@ card student.json, and figures/. Ctrl-C saves last.pt; --resume continues to the
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from art_rslad.cli.options import (
     add_run_options,
@@ -51,22 +50,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         __doc__)
     parser.add_argument("--method", default="rslad", type=method_spec, metavar="METHOD",
                         help=methods_help("rslad"))
-    parser.add_argument("--teacher", help="Teacher source, overriding the config's teacher.source "
-                                          "('zoo:<name>', 'robustbench:<name>', a run folder or a state-dict path).")
-    parser.add_argument("--clean-teacher", help="Clean (naturally trained) teacher source of the methods that distil "
-                                                "two teachers (mtard, ciard), overriding the config's clean_teacher; "
-                                                "the same kinds of source as --teacher.")
     add_run_options(parser)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    if args.teacher is not None:
-        config = dataclasses.replace(config, teacher=dataclasses.replace(config.teacher, source=args.teacher))
-    if args.clean_teacher is not None:
-        config = dataclasses.replace(config, clean_teacher=args.clean_teacher)
-
     settings = run_settings(args)
 
     def body() -> int:

@@ -16,20 +16,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from art_rslad.cli.options import add_runtime_options, assignment, subcommand
-from art_rslad.experiments.config import Config, get_preset, preset_names
+from art_rslad.cli.options import add_config_options, add_runtime_options, assignment, config_from_args, subcommand
 from art_rslad.experiments.tune import DEFAULT_GRID, RULE, select_learning_rates
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subcommand(subparsers, "tune", "Choose each method's learning rate on the validation split.",
                         f"{__doc__.splitlines()[0]} Rule: {RULE}")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--preset", choices=preset_names(), default="fashion-mnist",
-                        help="Settings to tune (default: fashion-mnist).")
-    source.add_argument("--config", type=Path, help="A .toml or .json config file instead of a preset.")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="Override a config key, repeatable.")
+    add_config_options(parser, preset_help="Settings to tune")
     parser.add_argument("--methods", nargs="+", required=True, metavar="METHOD",
                         help="Methods to tune, written NAME[+igdm][+ema|+swa] (e.g. rslad, rslad+igdm, sat+ema).")
     parser.add_argument("--grid", nargs="+", type=float, default=list(DEFAULT_GRID), metavar="LR",
@@ -46,8 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    config = Config.from_file(args.config) if args.config is not None else get_preset(args.preset)
-    config = config.with_overrides(args.overrides)
+    config = config_from_args(args)
     result = select_learning_rates(config, args.methods, args.out, grid=args.grid, nb_epochs=args.epochs,
                                    train_size=args.train_size, val_size=args.val_size,
                                    student_options=dict(args.student_option), device=args.device,

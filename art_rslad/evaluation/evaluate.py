@@ -214,7 +214,7 @@ def evaluate_robustness(
 
     :param classifier: The ART classifier to evaluate (a PyTorchClassifier for the white-box attacks; any ART
         classifier with clip_values for ``clean`` and ``square``), outputting logits.
-    :param x: Inputs, shape (N, *input_shape), within the classifier's clip_values.
+    :param x: Inputs, shape ``(N, *input_shape)``, within the classifier's clip_values.
     :param y: True labels, class indices (N,) or one-hot (N, nb_classes).
     :param eps: L-inf budget on the scale of clip_values (8/255 for CIFAR in [0, 1]; 0.1 for Fashion-MNIST).
     :param attacks: Names from :data:`~art_rslad.evaluation.ATTACKS`, run in this order; default the paper's

@@ -8,7 +8,8 @@ Unknown keys and wrongly typed values raise a ValueError that names the key; ``c
 A preset carries, per method, the learning rate chosen once by the validation rule (:attr:`Config.method_lr`), and
 :attr:`Config.method_lr_note` says how those values were chosen (see docs/decisions.md, "Learning rate per method").
 :attr:`Config.method_overrides` holds the settings that differ per method (a method's official schedule, its loss
-scale); :meth:`Config.for_method` is the config a method actually trains with. Method names come from the one
+scale; the paper presets take them from each method's registry record, its recipe); :meth:`Config.for_method` is the
+config a method actually trains with. Method names come from the one
 registry of methods, :mod:`art_rslad.trainers.registry`, written as specs ``NAME[+igdm][+ema|+swa]``
 (:mod:`art_rslad.experiments.variants`).
 """
@@ -19,14 +20,14 @@ import dataclasses
 import json
 import math
 import os
-import typing
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from art_rslad.experiments.lr_notes import PAPER_NOTE, SECOND_ROUND, TUNED_VARIANTS, tuned_note
 from art_rslad.experiments.tomlfile import dumps_toml, loads_toml
+from art_rslad.experiments.typed_tables import build_dataclass
 from art_rslad.experiments.variants import (
     IGDM_DEFAULT_ALPHA,
     check_method_settings,
@@ -34,17 +35,17 @@ from art_rslad.experiments.variants import (
     parse_method,
 )
 from art_rslad.trainers.averaging import AVERAGERS
-from art_rslad.trainers.registry import method_names, tuned_lrs
+from art_rslad.trainers.recipes import RECIPE_KEYS
+from art_rslad.trainers.registry import get_method, method_names, official_recipes, tuned_lrs
+from art_rslad.trainers.schedules import LR_SCHEDULES
 
 #: The registry's families whose methods can train a teacher (``teacher.method``): natural training gives the clean
 #: teacher of the methods that distil a clean and a robust teacher, adversarial training the robust one.
 TEACHER_FAMILIES: tuple[str, ...] = ("natural", "adversarial training")
 #: The registry's families whose methods a preset gives a learning rate of their own (``method_lr``).
 PRESET_LR_FAMILIES: tuple[str, ...] = ("adversarial training", "distillation", "peer distillation")
-#: Config keys a method's entry in ``method_overrides`` may set (its lr is ``method_lr``'s).
-METHOD_SETTING_KEYS: tuple[str, ...] = ("nb_epochs", "batch_size", "momentum", "weight_decay", "lr_milestones",
-                                        "lr_schedule_epochs", "lr_gamma", "eps_step", "max_iter", "igdm_alpha",
-                                        "weight_averaging", "loss_scale")
+#: Config keys a method's entry in ``method_overrides`` may set (its lr is ``method_lr``'s): those of a recipe.
+METHOD_SETTING_KEYS: tuple[str, ...] = RECIPE_KEYS
 
 
 def teacher_method_names() -> list[str]:
@@ -79,7 +80,7 @@ class TeacherConfig:
         ``"natural"`` for a clean one (:func:`teacher_method_names`).
     :param nb_epochs: Epochs of teacher training.
     :param lr: SGD learning rate of teacher training.
-    :param beta: TRADES' robustness weight.
+    :param beta: TRADES' robustness weight (given to a teacher method whose trainer takes ``beta``).
     """
 
     model: str = "cnn-large"
@@ -88,6 +89,10 @@ class TeacherConfig:
     nb_epochs: int = 10
     lr: float = 0.05
     beta: float = 6.0
+
+    def trainer_options(self) -> dict[str, Any]:
+        """The options of :attr:`method`'s trainer set here: ``beta`` where its constructor takes one."""
+        return {"beta": self.beta} if get_method(self.method).takes("beta") else {}
 
 
 @dataclass
@@ -112,6 +117,11 @@ class Config:
         (see docs/decisions.md, "Scaled schedules").
     :param lr_schedule_epochs: Length of the run the milestones refer to.
     :param lr_gamma: Learning-rate factor at each milestone.
+    :param lr_schedule: ``"step"`` (the lr x ``lr_gamma`` after each of ``lr_milestones``) or ``"cosine"`` (the lr
+        at its value for the first ``lr_cosine_start`` epochs, then on CIARD's cosine-times-Gaussian decay to 0 at
+        the last epoch; :class:`~art_rslad.trainers.schedules.CosineExpLR`).
+    :param lr_cosine_start: The epochs before the cosine decay starts, stated for a run of ``lr_schedule_epochs``
+        epochs and scaled like the milestones (:meth:`cosine_start_for`); ``lr_schedule = "cosine"`` only.
     :param eps: L-inf budget of the training attack, on the [0, 1] scale.
     :param eps_step: Step size of the training attack.
     :param max_iter: Steps of the training attack.
@@ -122,6 +132,9 @@ class Config:
         refused); ``+igdm`` in a method's name turns it on for that method alone (at 1 while this is 0).
     :param weight_averaging: ``"ema"`` or ``"swa"`` for every method of the run (``""``: none; ART's own trainers
         are refused); ``+ema`` / ``+swa`` in a method's name set it for that method alone.
+    :param weight_averaging_start: SWA averages the weights of every epoch after the first this many, stated for a
+        run of ``lr_schedule_epochs`` epochs and scaled like the milestones (:meth:`averaging_start_for`); -1 (the
+        default): from the first lr drop (the first milestone, or the start of the cosine decay).
     :param loss_scale: The loss scale of every method of the run (0: each method's own, its official scale; a
         method without a scale is refused); mostly a per-method setting in ``method_overrides``.
     :param method_lr: Method (or ``NAME+variant``) -> learning rate chosen by the validation rule.
@@ -146,6 +159,8 @@ class Config:
     lr_milestones: tuple[int, ...] = (215, 260, 285)
     lr_schedule_epochs: int = 300
     lr_gamma: float = 0.1
+    lr_schedule: str = "step"
+    lr_cosine_start: int = 0
     eps: float = 0.1
     eps_step: float = 0.025
     max_iter: int = 10
@@ -154,6 +169,7 @@ class Config:
     augmentation: str = "none"
     igdm_alpha: float = 0.0
     weight_averaging: str = ""
+    weight_averaging_start: int = -1
     loss_scale: float = 0.0
     method_lr: dict[str, float] = field(default_factory=dict)
     method_lr_note: str = ""
@@ -195,6 +211,7 @@ class Config:
         if self.weight_averaging not in ("", *AVERAGERS):
             raise ValueError(f"Config key `weight_averaging` must be '' (none) or one of "
                              f"{', '.join(map(repr, AVERAGERS))}, got {self.weight_averaging!r}.")
+        self._check_schedule()
         for method, lr in self.method_lr.items():  # every registered method, ART's trainers included
             _check_method_key(f"method_lr.{method}", method)
             if not lr > 0:
@@ -202,6 +219,25 @@ class Config:
         for method in self.method_overrides:
             _check_method_key(f"method_overrides.{method}", method)
             self.for_method(method)
+
+    def _check_schedule(self) -> None:
+        """The lr schedule's kind and start, and the first epoch SWA averages; a ValueError names the key."""
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"Config key `lr_schedule` must be 'step' (lr x lr_gamma after each of lr_milestones) or "
+                             f"'cosine' (a cosine decay after lr_cosine_start epochs), got {self.lr_schedule!r}.")
+        epochs = self.lr_schedule_epochs
+        if not 0 <= self.lr_cosine_start < epochs:
+            raise ValueError(f"Config key `lr_cosine_start` must be in [0, lr_schedule_epochs) = [0, {epochs}), got "
+                             f"{self.lr_cosine_start}.")
+        if self.lr_cosine_start and self.lr_schedule != "cosine":
+            raise ValueError(f"Config key `lr_cosine_start` ({self.lr_cosine_start}) starts the cosine schedule: set "
+                             "lr_schedule = 'cosine' with it, or drop it.")
+        if self.weight_averaging_start != -1 and not 0 <= self.weight_averaging_start < epochs:
+            raise ValueError(f"Config key `weight_averaging_start` must be -1 (from the first lr drop) or in "
+                             f"[0, lr_schedule_epochs) = [0, {epochs}), got {self.weight_averaging_start}.")
+        if self.weight_averaging_start != -1 and self.weight_averaging == "ema":
+            raise ValueError("Config key `weight_averaging_start` is SWA's first epoch; EMA averages from the first "
+                             "step: drop it, or set weight_averaging = 'swa'.")
 
     # ------------------------------------------------------------------ derived values
     def lr_for(self, method: str) -> float:
@@ -257,6 +293,20 @@ class Config:
         scaled = {round(milestone * epochs / self.lr_schedule_epochs) for milestone in self.lr_milestones}
         return sorted(milestone for milestone in scaled if 0 < milestone < epochs)
 
+    def cosine_start_for(self, nb_epochs: int | None = None) -> int:
+        """The epochs before the cosine decay starts, scaled from ``lr_schedule_epochs`` to ``nb_epochs`` (default
+        :attr:`nb_epochs`); at most the run's epochs less one."""
+        epochs = self.nb_epochs if nb_epochs is None else nb_epochs
+        return min(round(self.lr_cosine_start * epochs / self.lr_schedule_epochs), epochs - 1)
+
+    def averaging_start_for(self, nb_epochs: int | None = None) -> int | None:
+        """The epochs before SWA averages, scaled from ``lr_schedule_epochs`` to ``nb_epochs`` (default
+        :attr:`nb_epochs`); None for the first lr drop (``weight_averaging_start = -1``)."""
+        if self.weight_averaging_start == -1:
+            return None
+        epochs = self.nb_epochs if nb_epochs is None else nb_epochs
+        return round(self.weight_averaging_start * epochs / self.lr_schedule_epochs)
+
     def with_overrides(self, overrides: Sequence[str]) -> Config:
         """A copy with ``key=value`` overrides applied (dotted keys reach nested tables).
 
@@ -292,7 +342,7 @@ class Config:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
         """Build a Config from a dict; unknown keys and wrong types raise a ValueError naming the key."""
-        return _build(cls, data, "")
+        return build_dataclass(cls, data)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
@@ -331,19 +381,6 @@ def _format_of(path: Path) -> str:
     return suffix
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    if not isinstance(data, dict):
-        raise ValueError(f"Config key `{prefix.rstrip('.')}` must be a table, got {type(data).__name__}.")
-    hints = typing.get_type_hints(cls)
-    known = [item.name for item in dataclasses.fields(cls)]
-    values = {}
-    for key, value in data.items():
-        if key not in known:
-            raise ValueError(f"Unknown config key `{prefix}{key}`; known keys: {', '.join(known)}.")
-        values[key] = _coerce(f"{prefix}{key}", value, hints[key])
-    return cls(**values)
-
-
 def _check_method_key(key: str, method: str) -> None:
     """A table key that must be a method spec written the canonical way; a ValueError names ``key`` otherwise."""
     canonical = check_method_specs([method], f"Config key `{key}`")[0]
@@ -351,78 +388,45 @@ def _check_method_key(key: str, method: str) -> None:
         raise ValueError(f"Config key `{key}`: write the method as {canonical!r}.")
 
 
-def _coerce(key: str, value: Any, annotation: Any) -> Any:
-    """Check ``value`` against ``annotation`` (str, int, float, tuple[int, ...], dict[str, float], a dataclass;
-    Any is a value checked later, e.g. a ``method_overrides`` entry's, by :meth:`Config.for_method`)."""
-    if annotation is Any:
-        return value
-    origin = typing.get_origin(annotation)
-    if dataclasses.is_dataclass(annotation):
-        return _build(annotation, value, f"{key}.")
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ValueError(f"Config key `{key}` must be a list, got {type(value).__name__} {value!r}.")
-        item_type = typing.get_args(annotation)[0]
-        return tuple(_coerce(f"{key}[{index}]", item, item_type) for index, item in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"Config key `{key}` must be a table, got {type(value).__name__} {value!r}.")
-        value_type = typing.get_args(annotation)[1]
-        return {str(name): _coerce(f"{key}.{name}", item, value_type) for name, item in value.items()}
-    valid = isinstance(value, annotation) and not isinstance(value, bool)
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation is bool:
-        valid = isinstance(value, bool)
-    if not valid:
-        raise ValueError(f"Config key `{key}` must be {annotation.__name__}, got {type(value).__name__} {value!r}.")
-    return value
-
-
 # ---------------------------------------------------------------------- presets
-_200_EPOCHS: dict[str, Any] = {"nb_epochs": 200, "lr_schedule_epochs": 200, "lr_milestones": [100, 150]}
-_IGDM_BASES = ("ard", "iad", "adaad", "adaiad")
-
-
 def _paper_overrides(dataset: str) -> tuple[dict[str, dict[str, Any]], str]:
-    """Each method's official recipe where it differs from RSLAD's (the preset's own), and the note that says so."""
-    overrides: dict[str, dict[str, Any]] = {
-        "ard": {"nb_epochs": 200, "lr_schedule_epochs": 200, "lr_milestones": [100]},
-        "iad": dict(_200_EPOCHS),
-        "adaad": {**_200_EPOCHS, "weight_decay": 5e-4},
-        "adaiad": {**_200_EPOCHS, "weight_decay": 5e-4},
-        "peeraid": {"weight_averaging": "swa"},
-        "dgad": {**_200_EPOCHS, "weight_decay": 5e-4},
-        "saad": {**_200_EPOCHS, "weight_averaging": "swa"},
-        **{f"{base}+igdm": {**_200_EPOCHS, "weight_decay": 2e-4} for base in _IGDM_BASES},
-    }
-    note = ("Each method's official recipe: RSLAD, SAT, TRADES, PeerAiD and RSLAD+IGDM 300 epochs, lr x0.1 after "
-            "215/260/285 (the preset's own); ARD 200 epochs, one decay after 100; IAD 200 epochs, after 100/150; "
-            "AdaAD and AdaIAD 200 epochs after 100/150, weight decay 5e-4; the other methods +IGDM 200 epochs after "
-            "100/150, weight decay 2e-4; PeerAiD averages the student by SWA from the first lr drop. MTARD, ABSLD, "
-            "CIARD 300 epochs after 215/260/285 (CIARD's student: not its cosine decay); DGAD 200 after 100/150, "
-            "weight decay 5e-4; SAAD 200 after 100/150, SWA from the first lr drop (its code: from epoch 95).")
-    if dataset == "cifar100":  # AdaAD's CIFAR-100 code takes a batch-mean KL; IGDM weighs its term 10-20 there
-        overrides["adaad"]["loss_scale"] = 1.0
-        for base in ("rslad", *_IGDM_BASES):
-            overrides.setdefault(f"{base}+igdm", {})["igdm_alpha"] = 10.0
-        overrides["mtard"] = {"loss_scale": 10.0}
-        note += (" On CIFAR-100 AdaAD's loss is a batch-mean KL (scale 1, as its official CIFAR-100 code; see "
-                 "docs/decisions.md, \"Loss scales and reductions\"), IGDM's weight is 10 (its paper: 10-20) and "
-                 "MTARD's loss is scaled by 10 (its official CIFAR-100 code).")
-    return overrides, note
+    """Each method's official recipe where it differs from RSLAD's (the preset's own), as its registry record
+    declares it (:func:`~art_rslad.trainers.registry.official_recipes`), and the note made of the recipes' phrases."""
+    recipes = official_recipes()
+    overrides = {spec: settings for spec, recipe in recipes.items() if (settings := recipe.settings(dataset))}
+    note = f"Each method's official recipe: {_grouped((spec, recipe.note) for spec, recipe in recipes.items())}."
+    differences = _grouped((spec, recipe.dataset_note(dataset)) for spec, recipe in recipes.items())
+    return overrides, note + (f" On {dataset}, {differences}." if differences else "")
+
+
+def _grouped(phrases: Iterable[tuple[str, str]]) -> str:
+    """``"a, b: phrase; c: other phrase"``: each non-empty phrase after the specs it describes, in order of first
+    appearance."""
+    groups: dict[str, list[str]] = {}
+    for spec, phrase in phrases:
+        if phrase:
+            groups.setdefault(phrase, []).append(spec)
+    return "; ".join(f"{', '.join(specs)}: {phrase}" for phrase, specs in groups.items())
+
+
 def _paper_preset(dataset: str, student: str, teacher: str, teacher_source: str, surrogate: str, clean_teacher: str
                   ) -> Config:
     overrides, note = _paper_overrides(dataset)
-    return Config(
-        name=f"{dataset}-{student}", dataset=dataset, student=student,
-        teacher=TeacherConfig(model=teacher, source=teacher_source, method="trades", nb_epochs=100, lr=0.1, beta=6.0),
-        transfer_surrogate=surrogate, clean_teacher=clean_teacher,
-        nb_epochs=300, batch_size=128, lr=0.1, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
-        lr_schedule_epochs=300, lr_gamma=0.1, eps=8 / 255, eps_step=2 / 255, max_iter=10, seed=0,
-        val_fraction=0.1, augmentation="crop-flip", method_lr=dict.fromkeys([*preset_lr_methods(), *overrides], 0.1),
-        method_lr_note=PAPER_NOTE, method_overrides=overrides, method_overrides_note=note,
-    )
+    try:
+        return Config(
+            name=f"{dataset}-{student}", dataset=dataset, student=student,
+            teacher=TeacherConfig(model=teacher, source=teacher_source, method="trades", nb_epochs=100, lr=0.1,
+                                  beta=6.0),
+            transfer_surrogate=surrogate, clean_teacher=clean_teacher,
+            nb_epochs=300, batch_size=128, lr=0.1, momentum=0.9, weight_decay=2e-4, lr_milestones=(215, 260, 285),
+            lr_schedule_epochs=300, lr_gamma=0.1, eps=8 / 255, eps_step=2 / 255, max_iter=10, seed=0,
+            val_fraction=0.1, augmentation="crop-flip",
+            method_lr=dict.fromkeys([*preset_lr_methods(), *overrides], 0.1), method_lr_note=PAPER_NOTE,
+            method_overrides=overrides, method_overrides_note=note,
+        )
+    except ValueError as error:  # a recipe its method cannot take: say where the recipes come from
+        raise ValueError(f"Preset {dataset}-{student}: {error} The paper presets take each method's settings from "
+                         "the recipe of its entry in art_rslad/trainers/registry.py.") from error
 
 
 def _presets() -> dict[str, Config]:
@@ -476,5 +480,5 @@ def get_preset(name: str) -> Config:
     return presets[name]
 
 
-__all__ = ["PRESET_LR_FAMILIES", "TEACHER_FAMILIES", "Config", "TeacherConfig", "dumps_toml", "get_preset",
-           "parse_assignment", "preset_lr_methods", "preset_names", "teacher_method_names"]
+__all__ = ["METHOD_SETTING_KEYS", "PRESET_LR_FAMILIES", "TEACHER_FAMILIES", "Config", "TeacherConfig", "dumps_toml",
+           "get_preset", "parse_assignment", "preset_lr_methods", "preset_names", "teacher_method_names"]

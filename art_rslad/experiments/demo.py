@@ -45,11 +45,11 @@ def demo_teacher(
                 out_dir)
     teacher_config = dataclasses.replace(config, student=config.teacher.model, nb_epochs=nb_epochs,
                                          method_lr={config.teacher.method: config.teacher.lr})
-    options = {"beta": config.teacher.beta} if config.teacher.method == "trades" else {}
     folder = Path(out_dir)
     teacher_settings = dataclasses.replace(_resuming_only_from(settings, folder / "run.json"),
                                            attacks=("clean", "pgd_sat"))
-    result = train_run(teacher_config, folder, config.teacher.method, teacher_settings, trainer_options=options)
+    result = train_run(teacher_config, folder, config.teacher.method, teacher_settings,
+                       trainer_options=config.teacher.trainer_options())
     weights = result.out_dir / "student.pt"
     return load_teacher(str(weights), config.dataset, device=settings.device, eps=config.eps), str(weights)
 

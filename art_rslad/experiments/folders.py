@@ -67,7 +67,8 @@ PROSE_KEYS: tuple[tuple[str, ...], ...] = (("config", "method_lr_note"), ("confi
 #: Config keys added after run folders were first written, with the value that means "off": a folder recorded
 #: without them resumes as long as they stay off.
 LATER_CONFIG_KEYS: dict[str, Any] = {"igdm_alpha": 0.0, "weight_averaging": "", "loss_scale": 0.0,
-                                     "method_overrides": {}}
+                                     "method_overrides": {}, "lr_schedule": "step", "lr_cosine_start": 0,
+                                     "weight_averaging_start": -1}
 
 
 @dataclass

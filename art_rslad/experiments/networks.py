@@ -23,6 +23,7 @@ from art_rslad.experiments.config import Config
 from art_rslad.experiments.teachers import SOURCE_KEYS, load_config_source, teacher_fingerprint
 from art_rslad.experiments.variants import MethodSpec, parse_method
 from art_rslad.models import create_model, make_classifier
+from art_rslad.trainers.averaging import SWA
 from art_rslad.trainers.registry import Method
 
 
@@ -65,12 +66,16 @@ def build_trainer(config: Config, spec: MethodSpec, identity: Mapping[str, Any],
                   sources: Mapping[str, PyTorchClassifier], device: str, verbose: bool,
                   summary_writer: str | None = None) -> tuple[PyTorchClassifier, Any, list[torch.optim.Optimizer]]:
     """The seeded student classifier, its trainer, and the optimizers of the networks the method trains beside
-    the student whose lr follows the student's schedule."""
+    the student whose lr follows the student's schedule. SWA starts where ``weight_averaging_start`` says, scaled
+    to the run (:meth:`~art_rslad.experiments.config.Config.averaging_start_for`), else at the first lr drop."""
     method = spec.method
     classifier, networks = build_networks(config, method, identity["student_options"], sources, device, spec.name)
+    options = dict(identity["trainer_options"])
+    if options.get("weight_averaging") == "swa" and config.averaging_start_for() is not None:
+        options["weight_averaging"] = SWA(start_epoch=config.averaging_start_for())
     trainer = method.trainer(classifier, **networks, eps=config.eps,  # type: ignore[call-arg]
                              eps_step=config.eps_step, max_iter=config.max_iter, seed=config.seed, verbose=verbose,
-                             **identity["trainer_options"],
+                             **options,
                              **({} if summary_writer is None else {"summary_writer": summary_writer}))
     return classifier, trainer, [networks[net.name].optimizer for net in method.trained_networks
                                  if net.optimizer is None]

@@ -246,8 +246,7 @@ def _teacher_trainer(config: Config, device: str | None, verbose: bool) -> tuple
                                  weight_decay=config.weight_decay, device=device)
     attack_settings = {"eps": config.eps, "eps_step": config.eps_step, "max_iter": config.max_iter,
                        "seed": config.seed, "verbose": verbose}
-    options = {"beta": teacher.beta} if teacher.method == "trades" else {}
-    return classifier, get_method(teacher.method).trainer(classifier, **options, **attack_settings)
+    return classifier, get_method(teacher.method).trainer(classifier, **teacher.trainer_options(), **attack_settings)
 
 
 def train_teacher(

@@ -75,7 +75,7 @@ from art_rslad.models import count_parameters, resolve_device
 from art_rslad.report import build_table, plot_curves, plot_table_bars, settings_notes
 from art_rslad.trainers.networks import network_weights
 from art_rslad.trainers.registry import Method
-from art_rslad.trainers.schedules import multistep_schedule
+from art_rslad.trainers.schedules import Scheduler, cosine_schedule, multistep_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +197,8 @@ def run_notes(config: Config, methods: Sequence[str], teacher_source: str | None
               nb_test: int) -> list[str]:
     """The notes under a run's or a compare's table (:func:`art_rslad.report.settings_notes`), and one that lists
     the settings in which a method's config (:meth:`~art_rslad.experiments.config.Config.for_method`) differs."""
-    notes = settings_notes(config.to_dict(), config.milestones_for(), methods, teacher_source=teacher_source,
+    drops = [config.cosine_start_for()] if config.lr_schedule == "cosine" else config.milestones_for()
+    notes = settings_notes(config.to_dict(), drops, methods, teacher_source=teacher_source,
                            train_size=train_size, nb_test=nb_test, processes=current_world().size)
     own = {method: config.method_settings(method) for method in methods}
     if any(own.values()):
@@ -340,10 +341,19 @@ def _run_identity(config: Config, spec: MethodSpec, settings: RunSettings,
             **{start: source_identity(config, start, sources) for start in sources if start != "teacher"}}
 
 
+def run_schedule(config: Config, optimizer: torch.optim.Optimizer, others: Sequence[torch.optim.Optimizer] = ()
+                 ) -> Scheduler:
+    """The config's lr schedule scaled to its epochs (``lr_schedule``: step or cosine), on the student's optimizer
+    and the ``others`` of the networks a method trains beside it."""
+    if config.lr_schedule == "cosine":
+        return cosine_schedule(optimizer, config.cosine_start_for(), config.nb_epochs, others)
+    return multistep_schedule(optimizer, config.milestones_for(), config.lr_gamma, others)
+
+
 def _fit(trainer: Any, classifier: PyTorchClassifier, config: Config, data: _Data, folder: Path,
          resume_from: Path | None, checkpoint_interval: int, others: Sequence[torch.optim.Optimizer]) -> None:
     """Train with the config's scaled schedule (on every optimizer), writing best.pt and last.pt into ``folder``."""
-    scheduler = multistep_schedule(classifier.optimizer, config.milestones_for(), config.lr_gamma, others)
+    scheduler = run_schedule(config, classifier.optimizer, others)
     options = {"validation_data": (data.x_val, data.y_val), "nb_epochs": config.nb_epochs, "scheduler": scheduler,
                "checkpoint_dir": folder, "resume_from": resume_from, "checkpoint_interval": checkpoint_interval}
     try:
@@ -378,8 +388,9 @@ def train_run(config: Config, out_dir: str | os.PathLike[str], method: str = "rs
     The run trains with ``config.for_method(method)``: the method's ``method_overrides`` applied and its spec's
     IGDM or weight averaging switched on; that config is what run.json and config.toml record. The learning rate
     is ``config.lr_for(method)`` (the preset's per-method lr; see docs/decisions.md, "Learning rate per method");
-    the lr drops by ``lr_gamma`` at the milestones scaled to the method's ``nb_epochs`` (see docs/decisions.md,
-    "Scaled schedules"). The weights evaluated are those the trainer holds at the end (last) and its
+    the lr drops by ``lr_gamma`` at the milestones scaled to the method's ``nb_epochs``, or, with ``lr_schedule =
+    "cosine"``, decays on CIARD's curve after its scaled ``lr_cosine_start`` (see docs/decisions.md, "Scaled
+    schedules"). The weights evaluated are those the trainer holds at the end (last) and its
     ``best_state_dict`` (best), the same as ``last.pt`` and ``best.pt``. Each network the method declares is built
     from its registry record: a network it trains (PeerAiD's peer) gets its own optimizer, its lr follows the same
     schedule and its weights at the best epoch are saved under its name (``peer.pt``).

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 #: What tuning's short runs evaluated before ``RunSettings(test_size=0)`` existed: 100 test images, clean only.
 EARLIER_TEST_SETTINGS: dict[str, Any] = {"test_size": 100, "attacks": ("clean",)}
 DEFAULT_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
+#: The rule, in words, recorded in every ``tuning.json`` beside the learning rates it chose.
 RULE = ("For each method, train a short run (nb_epochs epochs on train_size training images) at every lr of the "
         "grid; keep the lr whose best epoch has the highest PGD-10 accuracy on the validation split (held out of "
         "the training set; the test set is never looked at); ties go to the smaller lr.")

@@ -19,7 +19,7 @@ from art_rslad.checkpoint import load_file
 
 logger = logging.getLogger(__name__)
 
-# Keys under which training scripts commonly nest the model's weights in a checkpoint dict.
+#: Keys under which training scripts commonly nest the model's weights in a checkpoint dict.
 WRAPPER_KEYS: tuple[str, ...] = ("state_dict", "model_state_dict", "model_state", "model", "net", "student",
                                  "params")
 # Prefixes added by nn.DataParallel / DistributedDataParallel ("module.") and by wrapper modules ("model.").

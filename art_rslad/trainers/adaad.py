@@ -101,8 +101,7 @@ class AdversarialTrainerAdaAD(AdaptiveAttack, AdversarialTrainerBase):
 
     ``scale=0.1`` reproduces the official CIFAR-10 reduction; scale and learning rate trade against each other.
 
-    | Paper link: https://openaccess.thecvf.com/content/CVPR2023/html/Huang_Boosting_Accuracy_and_Robustness_of_
-      Student_Models_via_Adaptive_Adversarial_CVPR_2023_paper.html
+    | Paper link: https://openaccess.thecvf.com/content/CVPR2023/html/Huang_Boosting_Accuracy_and_Robustness_of_Student_Models_via_Adaptive_Adversarial_CVPR_2023_paper.html
     """
 
     method: ClassVar[str] = "adaad"

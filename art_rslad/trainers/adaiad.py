@@ -24,8 +24,7 @@ class AdversarialTrainerAdaIAD(AdaptiveAttack, AdversarialTrainerBase):
     warm-up epoch on ``mean_i (1 - a_i) KL(softmax(S(x_i)) || S(x'_i))`` with ``a_i = softmax(T(x'_i))[y_i] ** beta``
     (constants) and ``softmax(S(x))`` not detached. S(x) is computed only once introspection is on.
 
-    | Paper link: https://openaccess.thecvf.com/content/CVPR2023/html/Huang_Boosting_Accuracy_and_Robustness_of_
-      Student_Models_via_Adaptive_Adversarial_CVPR_2023_paper.html
+    | Paper link: https://openaccess.thecvf.com/content/CVPR2023/html/Huang_Boosting_Accuracy_and_Robustness_of_Student_Models_via_Adaptive_Adversarial_CVPR_2023_paper.html
     """
 
     method: ClassVar[str] = "adaiad"

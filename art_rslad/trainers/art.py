@@ -2,8 +2,9 @@
 
 :class:`ArtTrainerAdapter` gives every adapter the constructor and ``fit`` of our trainers and shares their input
 check, validation, best-epoch record and checkpoint payload (:class:`~art_rslad.trainers.records.RecordedTrainer`);
-it records the training time of every epoch in :attr:`ArtTrainerAdapter.history` and refuses a setting its ART class
-cannot honour (the ValueError names it). Where an ART class hard-codes a schedule or an optimizer (FBF, OAAT) it
+it records the training time of every epoch in the trainer's
+:attr:`~art_rslad.trainers.records.RecordedTrainer.history` and refuses a setting its ART class cannot honour (the
+ValueError names it). Where an ART class hard-codes a schedule or an optimizer (FBF, OAAT) it
 runs as ART designed it, so that its numbers are ART's, and :attr:`ArtTrainerAdapter.fixed_settings` says so. The
 adapters themselves only map settings: :mod:`art_rslad.trainers.art_adversarial` (MadryPGD, TRADES, AWP, FBF,
 OAAT) and :mod:`art_rslad.trainers.art_distillation` (defensive distillation); ``docs/art-defences.md`` gives the
@@ -98,11 +99,11 @@ class EpochBatches(DataGenerator):
 class ArtTrainerAdapter(RecordedTrainer, Trainer):
     """Runs one ART trainer class with our settings; subclasses only map settings onto their ART class.
 
-    Construction checks the settings; :meth:`fit` builds the ART object (:attr:`art_trainer`) and runs its own
+    Construction checks the settings; :meth:`fit` builds the ART object (``art_trainer``) and runs its own
     training: one epoch per call where that leaves ART's numbers unchanged (:attr:`fit_per_epoch`), timing each call
     and stepping our scheduler and validating (clean and PGD-10 accuracy, the best epoch kept) in between; else one
     call for the whole run, each epoch then credited the run's mean training time (``run_train_seconds`` in its
-    record) and validated after the last. The student is trained in place and :meth:`get_classifier` returns it.
+    record) and validated after the last. The student is trained in place and ``get_classifier()`` returns it.
 
     Class attributes a subclass sets: :attr:`method` (registry name), :attr:`art_class` (the ART class that
     runs), :attr:`fit_per_epoch`, :attr:`accepts_attack`, :attr:`needs_non_sequential`, and :attr:`fixed_settings`:
@@ -121,7 +122,7 @@ class ArtTrainerAdapter(RecordedTrainer, Trainer):
     #: The ART class reads ``model_outputs[0]`` of ART's model wrapper, so an nn.Sequential student is wrapped.
     needs_non_sequential: ClassVar[bool] = False
     #: True in the :func:`with_shared_settings` variants: settings the ART class fixes are dropped (and recorded in
-    #: :attr:`dropped_settings`) instead of refused, for a harness that gives every method the same settings.
+    #: ``dropped_settings``) instead of refused, for a harness that gives every method the same settings.
     shared_settings: ClassVar[bool] = False
 
     def __init__(

@@ -78,9 +78,9 @@ class ArtDefensiveDistillation(ArtTrainerAdapter):
 
     def __init__(self, classifier: PyTorchClassifier, teacher: PyTorchClassifier | None = None, *,
                  temperature: float = 100.0, **kwargs: Any) -> None:
-        """
+        """Other parameters as in :class:`~art_rslad.trainers.art.ArtTrainerAdapter`.
+
         :param temperature: Distillation temperature T > 0 (100 in the paper).
-        Other parameters as in :class:`~art_rslad.trainers.art.ArtTrainerAdapter`.
         """
         self.temperature = check_positive("temperature", temperature)
         super().__init__(classifier, teacher, **kwargs)

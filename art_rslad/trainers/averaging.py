@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 
 from art_rslad.estimators import model_modes
+from art_rslad.trainers.schedules import first_lr_drop
 
 StateDict = dict[str, torch.Tensor]
 
@@ -157,9 +158,9 @@ class SWA(WeightAveraging):
 
     def __init__(self, start_epoch: int | None = None) -> None:
         """
-        :param start_epoch: First epoch (0-based) whose final weights enter the mean; None takes the first
-            milestone of a MultiStepLR scheduler (the first epoch at the lowered learning rate), else 75% of the
-            epochs; at most the last epoch.
+        :param start_epoch: First epoch (0-based) whose final weights enter the mean; None takes the first epoch
+            at a lowered learning rate (:func:`~art_rslad.trainers.schedules.first_lr_drop`: a MultiStepLR's first
+            milestone, the start of a cosine decay), else 75% of the epochs; at most the last epoch.
         """
         if start_epoch is not None and (int(start_epoch) != start_epoch or start_epoch < 0):
             raise ValueError(f"`start_epoch` must be a non-negative integer or None, got {start_epoch}.")
@@ -173,11 +174,8 @@ class SWA(WeightAveraging):
     def start(self, nb_epochs: int, nb_batches: int, scheduler: torch.optim.lr_scheduler.LRScheduler | None,
               buffer_mean: Callable[[torch.nn.Module], None] | None = None) -> None:
         super().start(nb_epochs, nb_batches, scheduler, buffer_mean)
-        if self.start_epoch is not None:
-            first = self.start_epoch
-        elif isinstance(scheduler, torch.optim.lr_scheduler.MultiStepLR) and scheduler.milestones:
-            first = min(scheduler.milestones)
-        else:
+        first = self.start_epoch if self.start_epoch is not None else first_lr_drop(scheduler)
+        if first is None:
             first = round(0.75 * nb_epochs)
         self.first_epoch = min(first, nb_epochs - 1)
 

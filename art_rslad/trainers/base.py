@@ -2,8 +2,8 @@
 
 A method subclasses :class:`AdversarialTrainerBase` and declares only:
 
-* the networks it uses beside the student (:attr:`~AdversarialTrainerBase.networks`, a tuple of
-  :class:`~art_rslad.trainers.networks.Network`: none, a teacher, a peer it trains, ...);
+* the networks it uses beside the student (:attr:`~art_rslad.trainers.records.RecordedTrainer.networks`, a
+  tuple of :class:`~art_rslad.trainers.networks.Network`: none, a teacher, a peer it trains, ...);
 * how it builds x': the targets its attack maximises against (:meth:`~AdversarialTrainerBase._attack_targets`),
   the loss module of that attack (:meth:`~AdversarialTrainerBase._attack_loss`), its random start and the student's
   mode while attacking (:attr:`~AdversarialTrainerBase.attack_random_init`,
@@ -64,7 +64,8 @@ class AdversarialTrainerBase(TrainingLoop):
     """The step of the shared loop and what a method declares; see the module docstring."""
 
     method: ClassVar[str] = "base"
-    #: Whether a frozen teacher is always required (derived from :attr:`networks`).
+    #: Whether a frozen teacher is always required (derived from
+    #: :attr:`~art_rslad.trainers.records.RecordedTrainer.networks`).
     needs_teacher: ClassVar[bool] = False
     #: Names of attributes the method keeps across epochs (tensors or plain values), checkpointed and restored.
     kept_state: ClassVar[tuple[str, ...]] = ()

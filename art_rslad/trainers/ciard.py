@@ -16,7 +16,6 @@ from art_rslad.losses_adaptive import (
     DualTemperatures,
     ciard_push_loss,
     ciard_terms,
-    cosine_exp_lr,
     push_weight,
     tempered_neg_entropy,
     update_adaptive_weights,
@@ -26,10 +25,15 @@ from art_rslad.trainers.base import AdversarialTrainerBase
 from art_rslad.trainers.batches import Batch
 from art_rslad.trainers.networks import CLEAN_TEACHER, Network, OwnOptimizer
 from art_rslad.trainers.records import check_positive
+from art_rslad.trainers.schedules import cosine_exp_lr
 
-#: When CIARD's temperature and weight steps follow the lr decay: once per lr milestone (the intent), or at every
+#: When CIARD's temperature and weight steps decay at its milestones: once per milestone (the intent), or at every
 #: batch of the epoch after it (the official code, which so freezes both from the first milestone on).
 RateDecay = Literal["per_milestone", "per_iteration"]
+#: CIARD's milestones of those steps, as fractions of the run (epochs 215, 260 and 285 of 300), whatever the student's
+#: lr schedule (its official one is a cosine decay), and their factor there.
+RATE_MILESTONES: tuple[float, ...] = (215 / 300, 260 / 300, 285 / 300)
+RATE_GAMMA = 0.1
 
 
 class AdversarialTrainerCIARD(AdversarialTrainerBase):
@@ -41,12 +45,13 @@ class AdversarialTrainerCIARD(AdversarialTrainerBase):
     softmax(T_c(x) / tau_c))``, the push term ``L3`` on the samples the clean teacher gets wrong on x'
     (:func:`~art_rslad.losses_adaptive.ciard_push_loss`), and the student's loss ``w_r L1 + w_c L2 - lambda L3``
     (``lambda`` by :func:`~art_rslad.losses_adaptive.push_weight`). Every batch the temperatures step towards
-    equally sharp soft labels and the weights follow MTARD's rule. The robust teacher takes its own SGD step on
-    ``CE(T_r(x'), y)`` (momentum 0.1, weight decay 2e-4) once the run is past ``teacher_start`` of its epochs, at
-    an lr of ``teacher_lr`` on a cosine-times-Gaussian decay to the end (:func:`~art_rslad.losses_adaptive.
-    cosine_exp_lr`); the recorded loss is the student's plus that cross-entropy. The robust teacher's weights and
-    optimizer, the temperatures and the weights are in every checkpoint; the trained teacher is saved as
-    ``teacher.pt`` in a run folder. Runs in one process.
+    equally sharp soft labels and the weights follow MTARD's rule; their steps x0.1 at :data:`RATE_MILESTONES`.
+    The robust teacher takes its own SGD step on ``CE(T_r(x'), y)`` (momentum 0.1, weight decay 2e-4) once the run
+    is past ``teacher_start`` of its epochs, at an lr of ``teacher_lr`` on a cosine-times-Gaussian decay to the end
+    (:func:`~art_rslad.trainers.schedules.cosine_exp_lr`), which the student's schedule never moves; the recorded
+    loss is the student's plus that cross-entropy. The robust teacher's weights and optimizer, the temperatures and
+    the weights are in every checkpoint; the trained teacher is saved as ``teacher.pt`` in a run folder. Runs in one
+    process.
 
     | Paper link: https://arxiv.org/abs/2509.12633
     """
@@ -77,8 +82,9 @@ class AdversarialTrainerCIARD(AdversarialTrainerBase):
         :param teacher_start: Fraction of the run after which the robust teacher trains, in [0, 1) (50/300).
         :param adaptive_weights: MTARD's adaptive weights (True, the paper's version of the code) or both 1 (the
             latest official commit's ablation).
-        :param rate_decay: ``"per_milestone"`` (the steps of temperatures and weights follow the lr decay once per
-            milestone) or ``"per_iteration"`` (at every batch of the epoch after it, as the official code).
+        :param rate_decay: ``"per_milestone"`` (the steps of temperatures and weights x0.1 once at each of
+            :data:`RATE_MILESTONES`, scaled to the run) or ``"per_iteration"`` (at every batch of the epoch after it,
+            as the official code).
         :param temperature_rate: Step of the temperatures, > 0 (0.001).
         :param weight_rate: Step of the weight rule, > 0 (0.025).
         :param push_temperature: Temperature of the student's side of the push term, > 0 (5).
@@ -128,10 +134,13 @@ class AdversarialTrainerCIARD(AdversarialTrainerBase):
         return super()._optimizers() if self._teacher_steps else [self._classifier.optimizer]
 
     def _end_epoch(self, epoch: int, lr_factor: float) -> None:
+        """The steps decay after each of CIARD's milestones (its own: the student's lr may follow another curve)."""
+        milestones = {round(fraction * self.nb_epochs) for fraction in RATE_MILESTONES}
+        factor = RATE_GAMMA if epoch + 1 in milestones and epoch + 1 < self.nb_epochs else 1.0
         if self.rate_decay == "per_iteration":
-            self.batch_decay = lr_factor
+            self.batch_decay = factor
         else:
-            self._decay(lr_factor)
+            self._decay(factor)
 
     def _decay(self, factor: float) -> None:
         self.temperatures = dataclasses.replace(self.temperatures, rate=self.temperatures.rate * factor)

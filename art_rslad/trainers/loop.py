@@ -137,20 +137,22 @@ class TrainingLoop(RecordedTrainer, Trainer):
         checkpoint_dir: str | Path | None = None,
         resume_from: str | Path | None = None,
         checkpoint_interval: int = 0,
+        restore_best: bool = False,
     ) -> None:
         """Train the student on an ART DataGenerator (e.g. PyTorchDataGenerator over an augmenting DataLoader).
 
         The teacher's soft labels are computed per batch, since augmented inputs change every epoch. Resuming
         mid-epoch draws and discards the batches already trained on. Other parameters as in :meth:`fit`.
         """
-        world = self._fit_world()
-        probs = (lambda x: torch.softmax(self.teacher_logits(x), dim=1)) if self._uses_teacher_probs() else None
-        source = generator_batches_of(generator, world, lambda x, y: self._check_data(x, y, "generator batch"),
-                                      probs, self._classifier.device)
-        validation_data = self._check_run(source.batch_size, nb_epochs, scheduler, checkpoint_interval,
-                                          validation_data)
-        self._run(source, nb_epochs, validation_data, scheduler, checkpoint_dir, resume_from, checkpoint_interval,
-                  world)
+        with self._ending_with_best(restore_best, validation_data):
+            world = self._fit_world()
+            probs = (lambda x: torch.softmax(self.teacher_logits(x), dim=1)) if self._uses_teacher_probs() else None
+            source = generator_batches_of(generator, world, lambda x, y: self._check_data(x, y, "generator batch"),
+                                          probs, self._classifier.device)
+            validation_data = self._check_run(source.batch_size, nb_epochs, scheduler, checkpoint_interval,
+                                              validation_data)
+            self._run(source, nb_epochs, validation_data, scheduler, checkpoint_dir, resume_from,
+                      checkpoint_interval, world)
 
     def _fit_world(self) -> World:
         """The run's processes, once every other network (the teacher, a peer) is checked on the student's

@@ -19,7 +19,8 @@ import json
 import logging
 import math
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -194,13 +195,13 @@ class RecordedTrainer:
         checkpoint_interval: int = 0,
         restore_best: bool = False,
     ) -> None:
-        """Train the student on numpy arrays, in place (:meth:`get_classifier` returns it).
+        """Train the student on numpy arrays, in place (``get_classifier()`` returns it).
 
         Without ``restore_best`` the student ends with the last epoch's weights, like ART's trainers; with
         ``restore_best=True`` (and ``validation_data``) it ends with the best epoch's, the most robust on the
         validation set, as :attr:`best_state_dict` and ``best.pt`` hold them.
 
-        :param x: Training inputs (N, *input_shape) within clip_values; never modified.
+        :param x: Training inputs ``(N, *input_shape)`` within clip_values; never modified.
         :param y: Labels as indices (N,) or one-hot (N, nb_classes).
         :param validation_data: ``(x_val, y_val)``: clean and PGD-10 accuracy after every epoch (where the trainer
             can stop between epochs); the epoch with the highest PGD accuracy is kept as the best
@@ -213,13 +214,20 @@ class RecordedTrainer:
         :param checkpoint_interval: Also write ``last.pt`` every this many batches (0: at each epoch's end).
         :param restore_best: Load the best epoch's weights into the student at the end (needs ``validation_data``).
         """
+        with self._ending_with_best(restore_best, validation_data):
+            x, labels = self._check_data(x, y)
+            validation_data = self._check_run(batch_size, nb_epochs, scheduler, checkpoint_interval, validation_data)
+            self._fit(x, labels, validation_data, batch_size, nb_epochs, scheduler, checkpoint_dir, resume_from,
+                      checkpoint_interval)
+
+    @contextmanager
+    def _ending_with_best(self, restore_best: bool, validation_data: object) -> Iterator[None]:
+        """Refuse ``restore_best`` without validation data; after a run that ends normally, load the best epoch's
+        weights into the student where ``restore_best`` asks for them."""
         if restore_best and validation_data is None:
             raise ValueError("`restore_best=True` needs `validation_data`: the best epoch is the one with the highest "
                              "PGD accuracy on it.")
-        x, labels = self._check_data(x, y)
-        validation_data = self._check_run(batch_size, nb_epochs, scheduler, checkpoint_interval, validation_data)
-        self._fit(x, labels, validation_data, batch_size, nb_epochs, scheduler, checkpoint_dir, resume_from,
-                  checkpoint_interval)
+        yield
         if restore_best and self.best_state_dict is not None:
             self._classifier.model.load_state_dict(self.best_state_dict)
 

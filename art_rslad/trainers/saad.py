@@ -30,6 +30,8 @@ class LinearisedTeacherPair(torch.nn.Module):
         super().__init__()
         self.classifiers = (student,)
         self.step = step
+        #: The batch's ``(x, T(x), g, y)``: inputs, the teacher's logits, the input gradient of its true-class
+        #: logit (:func:`~art_rslad.losses_samplewise.teacher_label_gradient`) and labels; None outside the step.
         self.anchor: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, x_adv: torch.Tensor) -> torch.Tensor:
@@ -50,7 +52,8 @@ class AdversarialTrainerSAAD(AdversarialTrainerBase):
     ``mean_i [w_i (KL_i(S(x'), T(x')) + alpha (e/E) IGDM_i) + beta (1 - w^_i) KL_i(S(x), T(x))]`` with ``w`` from
     the entropy of ``softmax(T(x'))`` (:func:`~art_rslad.losses_samplewise.saad_weights`, ``saad_loss``). IGDM's
     matching is inside the loss, so IGDM's attachable term does not apply. The official recipe averages the student
-    by SWA from epoch 95 of 200 (``weight_averaging="swa"``).
+    by SWA from epoch 95 of 200 (``weight_averaging=SWA(start_epoch=94)``; a run's config: ``weight_averaging =
+    "swa"``, ``weight_averaging_start = 94``).
 
     | Paper link: https://arxiv.org/abs/2512.10275
     """

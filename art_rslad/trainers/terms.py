@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from art_rslad.losses import igdm_loss
+from art_rslad.trainers.recipes import TWO_HUNDRED_EPOCHS, Recipe
 
 Logits = Callable[[torch.Tensor], torch.Tensor]
 
@@ -51,6 +52,13 @@ class IGDMTerm:
         return {self.option: self.alpha}
 
 
+#: IGDM's weight on CIFAR-100, where its paper sets it above CIFAR-10's 1.
+IGDM_CIFAR100 = Recipe(igdm_alpha=10.0, note="IGDM's weight 10 (its paper: 10-20)")
+#: IGDM's official recipe for a method +IGDM that does not keep the method's own schedule (its code trains ARD, IAD,
+#: AdaAD and AdaIAD +IGDM so); a method's record names it in ``variant_recipe``.
+IGDM_RECIPE = TWO_HUNDRED_EPOCHS.plus("weight decay 2e-4", weight_decay=2e-4).on("cifar100", IGDM_CIFAR100)
+
+
 def make_terms(owner: str, has_teacher: bool, igdm_alpha: float) -> tuple[IGDMTerm, ...]:
     """The terms the options switch on, each checked against what it needs (a ValueError names the option)."""
     if not igdm_alpha >= 0:
@@ -62,4 +70,4 @@ def make_terms(owner: str, has_teacher: bool, igdm_alpha: float) -> tuple[IGDMTe
     return (IGDMTerm(float(igdm_alpha)),)
 
 
-__all__ = ["IGDMTerm", "make_terms"]
+__all__ = ["IGDM_CIFAR100", "IGDM_RECIPE", "IGDMTerm", "make_terms"]
