@@ -202,8 +202,12 @@ def test_the_leaderboard_and_its_configs_follow_the_preregistration() -> None:
     assert {"mtard", "absld", "dgad", "ciard", "saad", "peeraid", "art-madry-pgd", "art-trades"} <= set(methods)
     assert "ciard" in distillation_candidates() and "peeraid" not in distillation_candidates()
     assert "rslad" not in distillation_candidates() and "sat" not in distillation_candidates()
-    for name in ("peeraid", "saad"):  # their official recipe: SWA from the first lr drop; only their own entry
-        assert point_config(name, None, 0).method_overrides == {name: {"weight_averaging": "swa"}}
+    # their official recipes: PeerAiD's SWA from the first lr drop, SAAD's from its 95th epoch of 200, scaled;
+    # only the method's own entry
+    assert point_config("peeraid", None, 0).method_overrides == {"peeraid": {"weight_averaging": "swa"}}
+    saad = point_config("saad", None, 0)
+    assert saad.method_overrides == {"saad": {"weight_averaging": "swa", "weight_averaging_start": 141}}
+    assert saad.for_method("saad").averaging_start_for() == 14  # 94 of 200 epochs -> 14 of 30
     config = point_config("rslad+igdm", 0.3, 1)
     assert config.method_overrides == {"rslad+igdm": {"igdm_alpha": 0.3}} and config.seed == 1
     assert point_config("sat", None, 2).method_overrides == {}

@@ -73,8 +73,6 @@ ART_METHODS = ("art-madry-pgd", "art-trades")
 AVERAGING_VARIANTS = ("sat+ema", "rslad+ema")
 #: The methods whose +igdm variant the leaderboard trains: those IGDM's paper adds its term to.
 IGDM_BASES = ("ard", "iad", "adaad", "rslad", "adaiad")
-#: Methods whose official recipe averages the student by SWA from the first lr drop.
-OFFICIAL_SWA = ("peeraid", "saad")
 #: Seconds a step waits before trying again a tuning folder another process holds.
 BUSY_WAIT = 60
 
@@ -89,18 +87,34 @@ def base_config() -> Config:
 
 def point_config(method: str, weight: float | None, seed: int) -> Config:
     """The config of ``method`` at a grid point's weight (IGDM's alpha for a +igdm variant) and ``seed``, with the
-    method's own official setting where it has one (PeerAiD: SWA). Only ``method``'s own entry is in
-    ``method_overrides``: a run's recorded config then reads back (an IGDM weight beside PeerAiD's entry would not)."""
+    weight averaging of the method's official recipe where it has one (PeerAiD, SAAD: SWA). Only ``method``'s own
+    entry is in ``method_overrides``: a run's recorded config then reads back (an IGDM weight beside PeerAiD's entry
+    would not)."""
     overrides: dict[str, dict[str, Any]] = {}
     notes = []
-    if parse_method(method).method.name in OFFICIAL_SWA:
-        overrides[method] = {"weight_averaging": "swa"}
-        notes.append("The method's official recipe: its student averaged by SWA from the first lr drop.")
+    averaging = official_averaging(method)
+    if averaging:
+        overrides[method] = averaging
+        notes.append("The weight averaging of the method's official recipe, its start scaled to this schedule.")
     if weight is not None:
         overrides.setdefault(method, {})["igdm_alpha"] = float(weight)
         notes.append("IGDM's alpha from the study's tuning grid.")
     return dataclasses.replace(base_config(), seed=seed, method_overrides=overrides,
                                method_overrides_note=" ".join(notes))
+
+
+def official_averaging(method: str) -> dict[str, Any]:
+    """The weight averaging of ``method``'s official recipe (its registry record), the first averaged epoch stated
+    for the study's ``lr_schedule_epochs`` (from the first lr drop where the recipe names none); {} for none."""
+    recipe = parse_method(method).method.recipe
+    if not recipe.weight_averaging:
+        return {}
+    entry: dict[str, Any] = {"weight_averaging": recipe.weight_averaging}
+    if recipe.weight_averaging_start is not None:
+        span = recipe.lr_schedule_epochs or base_config().lr_schedule_epochs
+        entry["weight_averaging_start"] = round(recipe.weight_averaging_start * base_config().lr_schedule_epochs
+                                                / span)
+    return entry
 
 
 def is_weighted(method: str) -> bool:
