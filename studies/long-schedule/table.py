@@ -35,7 +35,6 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from scipy import stats
 
 from art_rslad.data import load_dataset, train_val_split
 from art_rslad.evaluation import RobustnessReport
@@ -53,9 +52,11 @@ from art_rslad.report import (
     settings_notes,
 )
 from studies.full_test import FULL_ATTACKS, evaluate_run, finished_runs, teacher_numbers
+from studies.stats import CONTRADICTED as CONTRADICTED  # the verdict words, re-exported for this study's test
+from studies.stats import HOLDS as HOLDS
+from studies.stats import LEVEL, all_verdict, t_interval, verdict
+from studies.stats import NOT_RESOLVED as NOT_RESOLVED
 
-HOLDS, CONTRADICTED, NOT_RESOLVED = "holds", "contradicted", "not resolved at this size"
-LEVEL = 0.95
 #: SAT's least gap below the teacher (PGD accuracy) for the paper's claim to be tested.
 CLEAR_GAP = 0.07
 
@@ -89,29 +90,6 @@ COMPARISONS: tuple[tuple[str, str, str, str, int], ...] = (
     ("H1", "aa", "rslad", "sat", 1), ("H1", "aa", "rslad", "ard", 1), ("H2", "aa_drop", "rslad", "sat", -1),
     ("H3", "aa", "rslad+igdm", "rslad", 1), ("H3", "aa", "adaiad+igdm", "adaiad", 1),
     ("H4", "aa", "sat+ema", "sat", 1), ("H4", "aa", "rslad+ema", "rslad", 1))
-
-
-def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float] | None:
-    """Two-sided t-interval of the mean of ``values`` (n - 1 degrees of freedom); None below two values."""
-    if len(values) < 2:
-        return None
-    mean, count = float(np.mean(values)), len(values)
-    half = float(stats.t.ppf((1 + level) / 2, count - 1)) * float(np.std(values, ddof=1)) / float(np.sqrt(count))
-    return mean - half, mean + half
-
-
-def verdict(interval: tuple[float, float] | None, predicted: int) -> str:
-    """Holds where ``interval`` excludes 0 on the side of ``predicted`` (+1 or -1), contradicted on the other."""
-    if interval is None or interval[0] <= 0 <= interval[1]:
-        return NOT_RESOLVED
-    return HOLDS if (interval[0] > 0) == (predicted > 0) else CONTRADICTED
-
-
-def all_verdict(verdicts: Sequence[str]) -> str:
-    """A hypothesis that needs all its comparisons (H1): holds where all hold, contradicted where one is."""
-    if verdicts and all(word == HOLDS for word in verdicts):
-        return HOLDS
-    return CONTRADICTED if CONTRADICTED in verdicts else NOT_RESOLVED
 
 
 def differences(runs: Runs, quantity: str, method: str, baseline: str) -> dict[int, float]:
