@@ -148,9 +148,9 @@ def _study_files() -> list[Path]:
     return [path for path in STUDIES.rglob("*") if path.is_file()]
 
 
-def test_the_studies_stay_under_15_mb_in_a_clone() -> None:
+def test_the_studies_stay_under_25_mb_in_a_clone() -> None:
     size = sum(path.stat().st_size for path in _study_files())
-    assert size < 15e6, (f"studies/ holds {size / 1e6:.1f} MB: run studies/compact.py on finished studies (see "
+    assert size < 25e6, (f"studies/ holds {size / 1e6:.1f} MB: run studies/compact.py on finished studies (see "
                          "docs/runs.md, 'Compact run folders') before committing them")
 
 
