@@ -211,3 +211,25 @@ def test_the_leaderboard_and_its_configs_follow_the_preregistration() -> None:
     config = point_config("rslad+igdm", 0.3, 1)
     assert config.method_overrides == {"rslad+igdm": {"igdm_alpha": 0.3}} and config.seed == 1
     assert point_config("sat", None, 2).method_overrides == {}
+
+
+def test_the_table_step_reads_the_committed_folders(tmp_path: Path) -> None:
+    """The ``table`` step end to end on the committed study folder: every finished run with its whole-test reports
+    (SAT's at every width at least), the gap record and the tuning records reach the page, the summary and the
+    figures; comparisons whose runs are missing are listed as not run yet."""
+    from studies.capacity.study import WIDTHS
+    from studies.capacity.table import main
+
+    out = tmp_path / "results-capacity"
+    assert main(["--out", str(out), "--draws", "50"]) == 0
+    page = out.with_suffix(".md").read_text(encoding="utf-8")
+    summary = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert {width for name, width, _ in summary["means"] if name == "sat"} == set(WIDTHS)
+    assert summary["size"] in WIDTHS and f"## Leaderboard at width {summary['size']}" in page
+    for name, width, estimate in summary["means"]:
+        low, high = estimate["interval"]
+        assert 0 <= low <= estimate["value"] <= high <= 1, (name, width)
+    assert all(row["verdict"] == "not run yet" or "p_holm" in row for row in summary["comparisons"])
+    assert "| 2 | sat | 0.1 |" in page  # SAT's tuned lr at G, from its tuning record
+    assert out.with_name(out.name + "-capacity.png").stat().st_size > 0
+    assert out.with_name(out.name + "-leaderboard.png").stat().st_size > 0
