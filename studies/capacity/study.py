@@ -307,16 +307,17 @@ def choose_third() -> dict[str, Any]:
     return record
 
 
-def top_methods(width: int, count: int = 3) -> list[str]:
-    """The ``count`` leaderboard methods other than SAT and RSLAD with the highest tuning score at ``width``."""
-    scores = {name: tune(width, name)["chosen_score"] for name in leaderboard_methods() if name not in ("sat", "rslad")}
-    return sorted(scores, key=lambda name: -scores[name])[:count]
-
-
 def leaderboard_runs(width: int) -> list[tuple[str, int]]:
-    """(method, seed) of every leaderboard run: 5 seeds for SAT, RSLAD and the three best by validation, else 3."""
-    five = {"sat", "rslad", *top_methods(width)}
-    return [(name, seed) for seed in range(5) for name in leaderboard_methods()
+    """(method, seed) of every leaderboard run at ``width``, each method tuned there first."""
+    return planned_runs({name: tune(width, name)["chosen_score"] for name in leaderboard_methods()})
+
+
+def planned_runs(scores: Mapping[str, float]) -> list[tuple[str, int]]:
+    """(method, seed) of every leaderboard run, from the methods' tuning scores at G: 5 seeds for SAT, RSLAD and the
+    three other methods with the highest scores, 3 for the others."""
+    others = sorted((name for name in scores if name not in ("sat", "rslad")), key=lambda name: -scores[name])
+    five = {"sat", "rslad", *others[:3]}
+    return [(name, seed) for seed in range(5) for name in scores
             if seed < (5 if name in five else len(STUDY_SEEDS))]
 
 

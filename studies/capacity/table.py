@@ -31,7 +31,7 @@ from art_rslad.experiments.folders import load_run_history, read_json
 from art_rslad.models import create_model
 from art_rslad.report import CHECKPOINTS, build_table, figure_colour
 from studies.capacity.analysis import Key, Tables, analyse, mean_interval, planned_comparisons
-from studies.capacity.study import HERE, WIDTHS, leaderboard_methods
+from studies.capacity.study import HERE, WIDTHS, leaderboard_methods, planned_runs
 from studies.full_test import FULL_ATTACKS
 from studies.stats import DRAWS
 
@@ -231,6 +231,25 @@ def leaderboard_table(runs: Runs, size: int) -> Any:
     return build_table(results, attacks=(*FULL_ATTACKS, "autoattack")) if results else None
 
 
+def missing_markdown(root: Path, runs: Runs, size: int) -> str:
+    """The leaderboard's planned runs with no finished record yet, by method (the plan needs every tuning)."""
+    scores = {}
+    for name in leaderboard_methods():
+        record = root / "tune" / f"width-{size}" / name / "tuning.json"
+        if not record.is_file() or not read_json(record).get("final"):
+            return f"The leaderboard's tuning at width {size} is unfinished, so its runs are not yet planned.\n"
+        scores[name] = read_json(record)["chosen_score"]
+    missing: dict[str, list[int]] = {}
+    for name, seed in planned_runs(scores):
+        if seed not in runs.get((name, size), {}):
+            missing.setdefault(name, []).append(seed)
+    if not missing:
+        return "Every planned leaderboard run is finished.\n"
+    rows = "".join(f"| {name} | {', '.join(map(str, seeds))} |\n" for name, seeds in missing.items())
+    return ("Planned leaderboard runs not finished yet (the table above and the comparisons use only the finished "
+            f"seeds; the step resumes them):\n\n| Method | Seeds missing |\n|---|---|\n{rows}")
+
+
 def analysis(root: Path, draws: int) -> tuple[Runs, dict[str, Any]]:
     """The runs and every number of the analysis: means with intervals, the family of comparisons, the records."""
     runs = read_runs(root)
@@ -258,7 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     board = leaderboard_table(runs, found["size"]) if found["size"] else None
     markdown = (f"## The size G (validation only)\n\n{gap_markdown(args.root)}\n"
                 f"## Capacity curve\n\n{capacity_markdown(runs, means, methods, found['teacher'])}\n"
-                + (f"## Leaderboard at width {found['size']}\n\n{board.to_markdown()}\n" if board else "")
+                + (f"## Leaderboard at width {found['size']}\n\n{board.to_markdown() if board else ''}\n"
+                   f"{missing_markdown(args.root, runs, found['size'])}\n" if found["size"] else "")
                 + f"## Comparisons (Holm over the family)\n\n{comparisons_markdown(found['comparisons'])}\n"
                 + f"## Tuning (validation only)\n\n{tuning_markdown(args.root)}\n"
                 + f"Regenerate: `{command}`\n")
