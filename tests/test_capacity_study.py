@@ -231,5 +231,17 @@ def test_the_table_step_reads_the_committed_folders(tmp_path: Path) -> None:
         assert 0 <= low <= estimate["value"] <= high <= 1, (name, width)
     assert all(row["verdict"] == "not run yet" or "p_holm" in row for row in summary["comparisons"])
     assert "| 2 | sat | 0.1 |" in page  # SAT's tuned lr at G, from its tuning record
+    assert "Seeds missing" in page or "Every planned leaderboard run is finished." in page
     assert out.with_name(out.name + "-capacity.png").stat().st_size > 0
     assert out.with_name(out.name + "-leaderboard.png").stat().st_size > 0
+
+
+def test_the_plan_gives_five_seeds_to_sat_rslad_and_the_three_best_others() -> None:
+    from studies.capacity.study import planned_runs
+
+    scores = {"sat": 0.1, "rslad": 0.2, "a": 0.9, "b": 0.5, "c": 0.7, "d": 0.6, "e": 0.3}
+    seeds: dict[str, list[int]] = {}
+    for name, seed in planned_runs(scores):
+        seeds.setdefault(name, []).append(seed)
+    assert {name for name, found in seeds.items() if found == [0, 1, 2, 3, 4]} == {"sat", "rslad", "a", "c", "d"}
+    assert seeds["b"] == seeds["e"] == [0, 1, 2]

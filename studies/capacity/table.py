@@ -233,12 +233,11 @@ def leaderboard_table(runs: Runs, size: int) -> Any:
 
 def missing_markdown(root: Path, runs: Runs, size: int) -> str:
     """The leaderboard's planned runs with no finished record yet, by method (the plan needs every tuning)."""
-    scores = {}
-    for name in leaderboard_methods():
-        record = root / "tune" / f"width-{size}" / name / "tuning.json"
-        if not record.is_file() or not read_json(record).get("final"):
-            return f"The leaderboard's tuning at width {size} is unfinished, so its runs are not yet planned.\n"
-        scores[name] = read_json(record)["chosen_score"]
+    records = {name: root / "tune" / f"width-{size}" / name / "tuning.json" for name in leaderboard_methods()}
+    tunings = {name: read_json(path) if path.is_file() else {} for name, path in records.items()}
+    if not all(record.get("final") for record in tunings.values()):
+        return f"The leaderboard's tuning at width {size} is unfinished, so its runs are not yet planned.\n"
+    scores = {name: record["chosen_score"] for name, record in tunings.items()}
     missing: dict[str, list[int]] = {}
     for name, seed in planned_runs(scores):
         if seed not in runs.get((name, size), {}):
