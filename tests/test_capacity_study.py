@@ -245,3 +245,28 @@ def test_the_plan_gives_five_seeds_to_sat_rslad_and_the_three_best_others() -> N
         seeds.setdefault(name, []).append(seed)
     assert {name for name, found in seeds.items() if found == [0, 1, 2, 3, 4]} == {"sat", "rslad", "a", "c", "d"}
     assert seeds["b"] == seeds["e"] == [0, 1, 2]
+
+
+def test_two_processes_share_the_runs_and_meet_in_the_middle() -> None:
+    from studies.capacity.study import in_turn
+
+    items = list(range(7))
+    assert in_turn(items, "1/2") == [0, 2, 4, 6, 5, 3, 1]
+    assert in_turn(items, "2/2") == [1, 3, 5, 6, 4, 2, 0]
+
+
+def test_a_run_the_other_process_holds_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from art_rslad.experiments.lock import FolderBusyError
+    from studies.capacity import study
+
+    done = []
+
+    def fake_run(width: int, method: str, seed: int) -> Path:
+        if method == "busy":
+            raise FolderBusyError("in use")
+        done.append((width, method, seed))
+        return Path()
+
+    monkeypatch.setattr(study, "run", fake_run)
+    study.run_in_turn([(2, "a", 0), (2, "busy", 0), (2, "b", 0)], "2/2")
+    assert done == [(2, "b", 0), (2, "a", 0)]

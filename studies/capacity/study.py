@@ -328,18 +328,32 @@ def half(items: Sequence[Any], part: str) -> list[Any]:
     return list(items[int(part[0]) - 1::2])
 
 
+def in_turn(items: Sequence[Any], part: str) -> list[Any]:
+    """Half K of ``items``, then the other half from its far end: the process that finishes its half first takes
+    over the other's remaining work, and the two meet in the middle."""
+    mine = half(items, part)
+    return mine + [item for item in reversed(items) if item not in mine]
+
+
+def run_in_turn(runs: Sequence[tuple[int, str, int]], part: str) -> None:
+    """:func:`run` on each (width, method, seed) :func:`in_turn`, skipping a run the other process holds."""
+    for width, method, seed in in_turn(runs, part):
+        try:
+            run(width, method, seed)
+        except FolderBusyError as error:
+            print(f"skipped, the other process has it: {error}", flush=True)
+
+
 def capacity(part: str) -> None:
     """RSLAD and the third method at every width (SAT has its own step): tuned, then run on the study seeds."""
     methods = ("rslad", choose_third()["third"])
     for width, method in half([(width, method) for width in WIDTHS for method in methods], part):
         tune(width, method)
-    for width, method, seed in half([(width, method, seed) for seed in STUDY_SEEDS for width in WIDTHS
-                                     for method in methods], part):
-        run(width, method, seed)
+    run_in_turn([(width, method, seed) for seed in STUDY_SEEDS for width in WIDTHS for method in methods], part)
 
 
 def leaderboard(part: str) -> None:
-    """Every leaderboard method at G: tuned (this half), then, once all are tuned, this half's runs."""
+    """Every leaderboard method at G: tuned (this half), then, once all are tuned, the runs :func:`in_turn`."""
     width = size()
     for method in half(leaderboard_methods(), part):
         tune(width, method)
@@ -347,8 +361,7 @@ def leaderboard(part: str) -> None:
                if not read_json_or_empty(HERE / "tune" / f"width-{width}" / name / "tuning.json").get("final")]
     if untuned:
         raise SystemExit(f"Waiting for the other half's tuning ({', '.join(untuned)}); run this step again then.")
-    for method, seed in half(leaderboard_runs(width), part):
-        run(width, method, seed)
+    run_in_turn([(width, method, seed) for method, seed in leaderboard_runs(width)], part)
 
 
 def read_json_or_empty(path: Path) -> dict[str, Any]:
