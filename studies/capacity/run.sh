@@ -21,10 +21,14 @@ export OMP_NUM_THREADS=1 PYTHONPATH=.
 case "$step" in
     commit)
         # Finished runs and tunings (compacted first), and the step records; an unfinished run resumes from its own
-        # folder instead.
+        # folder instead. A finished run still being evaluated or compacted holds its folder's lock: it waits for the
+        # next commit.
         .venv/bin/python studies/compact.py "$here/tune" "$here/runs" > /dev/null
         find "$here/runs" "$here/tune" -name run.json 2>/dev/null | while read -r marker; do
-            if grep -q '"status": "finished"' "$marker"; then git add "$(dirname "$marker")"; fi
+            folder="$(dirname "$marker")"
+            if grep -q '"status": "finished"' "$marker"; then
+                flock -n "$folder/.art-rslad.lock" git add "$folder" || echo "$folder is in use: left for the next commit"
+            fi
         done
         find "$here/tune" -name tuning.json -exec git add {} + 2>/dev/null || true
         for record in gap.json third.json teacher-val.json teacher timing; do
