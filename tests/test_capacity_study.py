@@ -231,6 +231,13 @@ def test_the_table_step_reads_the_committed_folders(tmp_path: Path) -> None:
         assert 0 <= low <= estimate["value"] <= high <= 1, (name, width)
     assert all(row["verdict"] == "not run yet" or "p_holm" in row for row in summary["comparisons"])
     assert "| 2 | sat | 0.1 |" in page  # SAT's tuned lr at G, from its tuning record
+    # H3's ranking: highest mean AA first, each method's interval and best epochs, the best one's lead over the rest
+    ranking = [line.split(" | ") for line in page.split("| Rank |", 1)[1].split("\n\n", 1)[0].splitlines()[2:]]
+    at_size = {name: estimate["value"] for name, width, estimate in summary["means"] if width == summary["size"]}
+    assert [row[1] for row in ranking] == sorted(at_size, key=lambda name: -at_size[name])
+    assert ranking[0][6] == "the best" and all(row[6].startswith(("+", "-", "–")) for row in ranking[1:])
+    assert all(len(row[4].split(", ")) == int(row[2]) for row in ranking)  # one best epoch per seed
+    assert "Teacher minus SAT, AA" in page
     assert "Seeds missing" in page or "Every planned leaderboard run is finished." in page
     assert out.with_name(out.name + "-capacity.png").stat().st_size > 0
     assert out.with_name(out.name + "-leaderboard.png").stat().st_size > 0

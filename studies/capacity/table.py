@@ -30,7 +30,7 @@ from art_rslad.evaluation.report import stored_report
 from art_rslad.experiments.folders import load_run_history, read_json
 from art_rslad.models import create_model
 from art_rslad.report import CHECKPOINTS, build_table, figure_colour
-from studies.capacity.analysis import Key, Tables, analyse, mean_interval, planned_comparisons
+from studies.capacity.analysis import Key, Tables, analyse, difference, mean_interval, planned_comparisons
 from studies.capacity.study import HERE, WIDTHS, leaderboard_methods, planned_runs
 from studies.full_test import FULL_ATTACKS
 from studies.stats import DRAWS
@@ -125,6 +125,47 @@ def capacity_markdown(runs: Runs, means: Mapping[Key, dict[str, Any]], methods: 
     if teacher:
         lines.append(f"| teacher | 321,362 | cnn-large | – | {points(teacher.get('autoattack', np.nan))} | "
                      f"{points(teacher.get('pgd_sat', np.nan))} | {points(teacher.get('clean', np.nan))} |")
+    return "\n".join(lines) + "\n"
+
+
+def teacher_gap_markdown(runs: Runs, teacher: Mapping[str, float]) -> str:
+    """SAT's test accuracy below the teacher's at every width (best checkpoint, mean over seeds; PGD_SAT on the whole
+    test set, AA on the first 1,000 images, the teacher's on the same images)."""
+    if not {"pgd_sat", "autoattack"} <= set(teacher):
+        return "The teacher step has not run yet.\n"
+    lines = ["| Width | SAT PGD_SAT | Teacher minus SAT, PGD_SAT | SAT AA | Teacher minus SAT, AA |",
+             "|---|---|---|---|---|"]
+    for width in WIDTHS:
+        seeds = runs.get(("sat", width), {})
+        if seeds:
+            sat = {attack: float(np.mean([run.accuracy["best"][attack] for run in seeds.values()]))
+                   for attack in ("pgd_sat", "autoattack")}
+            lines.append(f"| {width} | {points(sat['pgd_sat'])} | "
+                         f"{points(teacher['pgd_sat'] - sat['pgd_sat'], signed=True)} | {points(sat['autoattack'])} | "
+                         f"{points(teacher['autoattack'] - sat['autoattack'], signed=True)} |")
+    return "\n".join(lines) + "\n"
+
+
+def ranking_markdown(runs: Runs, means: Mapping[Key, dict[str, Any]], size: int,
+                     rows: Sequence[Mapping[str, Any]]) -> str:
+    """H3 at G: every leaderboard method by mean AA (best checkpoint) with its interval over seeds and images, its best
+    epochs and their validation PGD-10 (the runs' own records), and the best method's lead over it with the verdict."""
+    ranked = sorted((name for name in leaderboard_methods() if (name, size) in means),
+                    key=lambda name: -means[(name, size)]["value"])
+    if not ranked:
+        return ""
+    found = {row["comparison"]: row for row in rows if row["hypothesis"] == "H3"}
+    lines = ["| Rank | Method | Seeds | AA, best (95% interval, seeds x images) | Best epochs (by seed) | "
+             "Validation PGD-10 at the best epoch | " + f"AA({ranked[0]}) minus this method | Verdict (Holm) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for rank, name in enumerate(ranked, 1):
+        seeds = runs[(name, size)]
+        row = found.get(difference("H3", (ranked[0], size), (name, size), None).label, {})
+        lead = interval_text(row if "value" in row else None, signed=True)
+        lines.append(f"| {rank} | {name} | {len(seeds)} | {interval_text(means[(name, size)])} | "
+                     f"{', '.join(str(seeds[seed].best_epoch) for seed in sorted(seeds))} | "
+                     f"{points(float(np.mean([run.best_val_pgd for run in seeds.values()])))} | "
+                     f"{lead if name != ranked[0] else 'the best'} | {row.get('verdict', '–')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -276,7 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     board = leaderboard_table(runs, found["size"]) if found["size"] else None
     markdown = (f"## The size G (validation only)\n\n{gap_markdown(args.root)}\n"
                 f"## Capacity curve\n\n{capacity_markdown(runs, means, methods, found['teacher'])}\n"
-                + (f"## Leaderboard at width {found['size']}\n\n{board.to_markdown() if board else ''}\n"
+                f"SAT below the teacher (test):\n\n{teacher_gap_markdown(runs, found['teacher'])}\n"
+                + (f"## Leaderboard at width {found['size']}\n\n"
+                   f"{ranking_markdown(runs, means, found['size'], found['comparisons'])}\n"
+                   f"Every attack, mean ± std over seeds:\n\n{board.to_markdown() if board else ''}\n"
                    f"{missing_markdown(args.root, runs, found['size'])}\n" if found["size"] else "")
                 + f"## Comparisons (Holm over the family)\n\n{comparisons_markdown(found['comparisons'])}\n"
                 + f"## Tuning (validation only)\n\n{tuning_markdown(args.root)}\n"
