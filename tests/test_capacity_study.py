@@ -277,3 +277,14 @@ def test_a_run_the_other_process_holds_is_skipped(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(study, "run", fake_run)
     study.run_in_turn([(2, "a", 0), (2, "busy", 0), (2, "b", 0)], "2/2")
     assert done == [(2, "b", 0), (2, "a", 0)]
+
+
+def test_the_results_page_quotes_the_ranking_the_table_step_wrote() -> None:
+    """docs/results.md opens with the leaderboard's ranking; it must be the one the ``table`` step last wrote to
+    docs/results-capacity.md, row for row (run the step and copy its ranking again after any new run)."""
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    ranking = [line for line in (docs / "results-capacity.md").read_text(encoding="utf-8").splitlines()
+               if line.startswith("| ") and line.split(" | ")[0].lstrip("| ").isdigit()
+               and len(line.split(" | ")) == 8]
+    page = (docs / "results.md").read_text(encoding="utf-8").splitlines()
+    assert ranking and [line for line in page if line in ranking] == ranking
