@@ -12,7 +12,8 @@ In each finished run folder (its run.json says ``finished``; a compare's runs an
 - ``best.pt`` is deleted once ``student.pt`` is checked to hold its weights (the optimizer, scheduler and RNG
   states in it only continue training, which a finished run never does), and ``last.pt`` is deleted: the reports
   of the last checkpoint hold every number the tables use (where the last epoch was the best one, ``student.pt``
-  still holds its weights);
+  still holds its weights); a teacher the method trained further (CIARD's ``teacher.pt``, a hundred times a
+  study's student) is deleted too: the tables read the student's reports only, and training the run again makes it;
 - ``figures/`` is deleted: the compare's (or tuning's) own figures and tables show every run, and a run's two
   charts are drawn again from its metrics.jsonl and results by ``art_rslad.report``;
 - ``metrics.jsonl`` and ``run.log`` are stored gzip-compressed (``metrics.jsonl.gz``, ``run.log.gz``; every line
@@ -82,8 +83,8 @@ def compact_reports(run: Path) -> list[str]:
 
 
 def compact_checkpoints(run: Path) -> list[str]:
-    """Delete ``best.pt`` and ``last.pt`` once ``student.pt`` is checked to hold the best weights; return what was
-    done."""
+    """Delete ``best.pt`` and ``last.pt`` once ``student.pt`` is checked to hold the best weights, and a teacher the
+    method retrained (``teacher.pt``); return what was done."""
     done = []
     student = load_file(run / "student.pt")
     if (run / "best.pt").is_file():
@@ -94,6 +95,10 @@ def compact_checkpoints(run: Path) -> list[str]:
     if (run / "last.pt").is_file():
         (run / "last.pt").unlink()
         done.append("last.pt deleted (the run is finished; its reports hold the last checkpoint's results)")
+    if (run / "teacher.pt").is_file():
+        (run / "teacher.pt").unlink()
+        done.append("teacher.pt deleted (the teacher the method trained further: no table or re-evaluation of the "
+                    "student reads it)")
     return done
 
 

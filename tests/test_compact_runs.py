@@ -161,3 +161,14 @@ def test_overwrite_removes_the_compressed_records_of_a_compacted_run(tmp_path: P
     assert (run / "metrics.jsonl.gz").is_file() and (tmp_path / "compare.log.gz").is_file()
     _compare(tmp_path, nb_epochs=1, overwrite=True)
     assert (run / "metrics.jsonl").is_file() and not any(path.suffix == ".gz" for path in tmp_path.rglob("*"))
+
+
+def test_a_retrained_teacher_is_not_kept_in_a_compacted_run(tmp_path: Path) -> None:
+    """CIARD's further-trained teacher (teacher.pt) is deleted with the training checkpoints; the student stays."""
+    weights = {"weight": torch.ones(2, 2)}
+    torch.save(weights, tmp_path / "student.pt")
+    torch.save({"weight": torch.zeros(50, 50)}, tmp_path / "teacher.pt")
+    done = _study_script("compact").compact_checkpoints(tmp_path)
+    assert [line.split()[0] for line in done] == ["teacher.pt"]
+    assert not (tmp_path / "teacher.pt").exists()
+    assert torch.equal(torch.load(tmp_path / "student.pt", weights_only=True)["weight"], weights["weight"])
