@@ -12,8 +12,9 @@ In each finished run folder (its run.json says ``finished``; a compare's runs an
 - ``best.pt`` is deleted once ``student.pt`` is checked to hold its weights (the optimizer, scheduler and RNG
   states in it only continue training, which a finished run never does), and ``last.pt`` is deleted: the reports
   of the last checkpoint hold every number the tables use (where the last epoch was the best one, ``student.pt``
-  still holds its weights); a teacher the method trained further (CIARD's ``teacher.pt``, a hundred times a
-  study's student) is deleted too: the tables read the student's reports only, and training the run again makes it;
+  still holds its weights); a teacher the method trained further (a network it trains from a teacher, as CIARD's
+  ``teacher.pt``, a hundred times a study's student) is deleted too: the tables read the student's reports only, and
+  training the run again makes it; a network built like the student (PeerAiD's ``peer.pt``) is kept;
 - ``figures/`` is deleted: the compare's (or tuning's) own figures and tables show every run, and a run's two
   charts are drawn again from its metrics.jsonl and results by ``art_rslad.report``;
 - ``metrics.jsonl`` and ``run.log`` are stored gzip-compressed (``metrics.jsonl.gz``, ``run.log.gz``; every line
@@ -52,6 +53,7 @@ from art_rslad.experiments.folders import (
     write_json,
 )
 from art_rslad.experiments.lock import FolderBusyError, FolderLock
+from art_rslad.experiments.variants import parse_method
 
 STUDIES = Path(__file__).resolve().parent
 #: JSON files of a run folder that are not robustness reports.
@@ -82,9 +84,9 @@ def compact_reports(run: Path) -> list[str]:
     return done
 
 
-def compact_checkpoints(run: Path) -> list[str]:
-    """Delete ``best.pt`` and ``last.pt`` once ``student.pt`` is checked to hold the best weights, and a teacher the
-    method retrained (``teacher.pt``); return what was done."""
+def compact_checkpoints(run: Path, method: str) -> list[str]:
+    """Delete ``best.pt`` and ``last.pt`` once ``student.pt`` is checked to hold the best weights, and the weights of
+    every network ``method`` (a spec) trains from a teacher (CIARD's ``teacher.pt``); return what was done."""
     done = []
     student = load_file(run / "student.pt")
     if (run / "best.pt").is_file():
@@ -95,10 +97,11 @@ def compact_checkpoints(run: Path) -> list[str]:
     if (run / "last.pt").is_file():
         (run / "last.pt").unlink()
         done.append("last.pt deleted (the run is finished; its reports hold the last checkpoint's results)")
-    if (run / "teacher.pt").is_file():
-        (run / "teacher.pt").unlink()
-        done.append("teacher.pt deleted (the teacher the method trained further: no table or re-evaluation of the "
-                    "student reads it)")
+    for network in parse_method(method).method.trained_networks:
+        if network.start != "student" and (run / network.file).is_file():
+            (run / network.file).unlink()
+            done.append(f"{network.file} deleted (a teacher the method trained further: no table or re-evaluation "
+                        "of the student reads it)")
     return done
 
 
@@ -147,7 +150,7 @@ def compact_run(run: Path) -> list[str]:
         return []
     done = compact_reports(run)
     if (run / "student.pt").is_file():
-        done += compact_checkpoints(run)
+        done += compact_checkpoints(run, marker["identity"]["method"])
     if (run / FIGURES).is_dir():
         shutil.rmtree(run / FIGURES)
         done.append(f"{FIGURES}/ deleted")

@@ -164,11 +164,14 @@ def test_overwrite_removes_the_compressed_records_of_a_compacted_run(tmp_path: P
 
 
 def test_a_retrained_teacher_is_not_kept_in_a_compacted_run(tmp_path: Path) -> None:
-    """CIARD's further-trained teacher (teacher.pt) is deleted with the training checkpoints; the student stays."""
+    """CIARD's further-trained teacher (teacher.pt) is deleted with the training checkpoints; the student stays, and
+    so does a network the method builds like the student (PeerAiD's peer)."""
+    compact = _study_script("compact")
     weights = {"weight": torch.ones(2, 2)}
-    torch.save(weights, tmp_path / "student.pt")
-    torch.save({"weight": torch.zeros(50, 50)}, tmp_path / "teacher.pt")
-    done = _study_script("compact").compact_checkpoints(tmp_path)
+    for name in ("student", "teacher", "peer"):
+        torch.save(weights, tmp_path / f"{name}.pt")
+    assert compact.compact_checkpoints(tmp_path, "peeraid") == []
+    done = compact.compact_checkpoints(tmp_path, "ciard+ema")
     assert [line.split()[0] for line in done] == ["teacher.pt"]
-    assert not (tmp_path / "teacher.pt").exists()
+    assert not (tmp_path / "teacher.pt").exists() and (tmp_path / "peer.pt").is_file()
     assert torch.equal(torch.load(tmp_path / "student.pt", weights_only=True)["weight"], weights["weight"])
